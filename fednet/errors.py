@@ -1,0 +1,70 @@
+"""Domain errors raised by fednet at run time.
+
+Configuration mistakes raise ``ValueError`` or ``TypeError`` where the object is
+built. The exceptions here describe failures of a running federation: an update
+that breaks the wire allowlist, a hub blob that fails verification, a privacy
+budget that is spent.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FednetError",
+    "ConfigError",
+    "UpdateRejectedError",
+    "HubError",
+    "IntegrityError",
+    "SignatureError",
+    "NotFoundError",
+    "BudgetExhaustedError",
+    "PeerError",
+]
+
+
+class FednetError(Exception):
+    """Base class of every fednet error."""
+
+
+class ConfigError(FednetError, ValueError):
+    """A configuration file, run config or CLI argument is invalid."""
+
+
+class UpdateRejectedError(FednetError):
+    """An update on the wire broke the allowlist or failed validation.
+
+    Parameters
+    ----------
+    problems : list[str]
+        Every problem found, so one rejection reports them all.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("update rejected: " + "; ".join(self.problems))
+
+
+class HubError(FednetError):
+    """The adapter hub failed or cannot be reached."""
+
+
+class IntegrityError(HubError):
+    """A hub blob does not match its recorded sha256."""
+
+
+class SignatureError(HubError):
+    """A manifest is unsigned or its signature does not verify."""
+
+
+class NotFoundError(HubError, KeyError):
+    """An adapter, version or peer is not in the hub."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "not found"
+
+
+class BudgetExhaustedError(FednetError):
+    """A release would take a client past its privacy budget."""
+
+
+class PeerError(FednetError):
+    """A peer failed to answer, answered late, or answered malformed data."""
