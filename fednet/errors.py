@@ -15,6 +15,7 @@ __all__ = [
     "HubError",
     "IntegrityError",
     "SignatureError",
+    "UntrustedKeyError",
     "NotFoundError",
     "BudgetExhaustedError",
     "PeerError",
@@ -55,6 +56,10 @@ class SignatureError(HubError):
     """A manifest is unsigned or its signature does not verify."""
 
 
+class UntrustedKeyError(SignatureError):
+    """A manifest verifies, but under a key not trusted for its owner."""
+
+
 class NotFoundError(HubError, KeyError):
     """An adapter, version or peer is not in the hub."""
 
@@ -63,7 +68,36 @@ class NotFoundError(HubError, KeyError):
 
 
 class BudgetExhaustedError(FednetError):
-    """A release would take a client past its privacy budget."""
+    """A release would take a client past its privacy budget.
+
+    Parameters
+    ----------
+    message : str
+        What was refused and why.
+    client_id : str, optional
+        The client whose budget is spent.
+    spent : float, optional
+        ε already spent before the refused release.
+    requested : float, optional
+        ε the client would have spent with the release.
+    budget : float, optional
+        The client's total ε budget.
+    """
+
+    def __init__(
+        self,
+        message: str = "privacy budget exhausted",
+        *,
+        client_id: str | None = None,
+        spent: float | None = None,
+        requested: float | None = None,
+        budget: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+        self.spent = spent
+        self.requested = requested
+        self.budget = budget
 
 
 class PeerError(FednetError):

@@ -1,0 +1,430 @@
+"""Typed, frozen configuration for a fednet federation.
+
+A federation is described by a TOML preset (``configs/*.toml``). :func:`load_preset`
+turns a preset into a :class:`FederationConfig`; :func:`from_run_config` does the
+same for a Flower run config, whose flat kebab-case keys name the preset and a few
+overrides. Unknown keys and wrong types are rejected with the key's dotted name.
+
+This module depends on the standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fednet.errors import ConfigError
+from fednet.privacy.config import PrivacyConfig
+
+__all__ = [
+    "ClientConfig",
+    "FederationConfig",
+    "HubConfig",
+    "LoraDefaults",
+    "StrategyConfig",
+    "load_preset",
+    "from_run_config",
+    "parse_preset",
+    "PROJECT_ROOT",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _check(cond: bool, key: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ValueError(f"`{key}` must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LoraDefaults:
+    """LoRA settings shared by every client unless a client overrides them.
+
+    Parameters
+    ----------
+    alpha_ratio : float
+        ``lora_alpha = alpha_ratio * rank``. A fixed ratio keeps the LoRA scaling
+        ``alpha / r`` equal across clients of different ranks, so their factors
+        live on one scale and can be averaged.
+    dropout : float
+        LoRA dropout in [0, 1).
+    target_modules : tuple[str, ...]
+        Names of the linear layers that get LoRA (peft ``target_modules``).
+    """
+
+    alpha_ratio: float = 2.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("query", "value")
+
+    def __post_init__(self) -> None:
+        _check(self.alpha_ratio > 0, "lora.alpha-ratio", "> 0", self.alpha_ratio)
+        _check(0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
+        _check(len(self.target_modules) > 0, "lora.target-modules", "non-empty", [])
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Server-side aggregation settings.
+
+    Parameters
+    ----------
+    name : str
+        Registered strategy name (see ``fednet.strategies.available_strategies``).
+    rank_aggregation : str
+        How factors of different ranks are combined: ``"rank-wise"`` averages each
+        rank slice over the clients that have it; ``"zero-pad"`` pads every update to
+        the largest rank with zeros and averages all of them (HetLoRA's padding).
+    fraction_train : float
+        Fraction of connected clients sampled each round, in (0, 1].
+    min_clients : int
+        A round updates the global state only if at least this many clients reply
+        within ``round_timeout`` (0 means one).
+    round_timeout : float
+        Seconds to wait for replies in one round.
+    """
+
+    name: str = "fedlora"
+    rank_aggregation: str = "rank-wise"
+    fraction_train: float = 1.0
+    min_clients: int = 0
+    round_timeout: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.rank_aggregation in ("rank-wise", "zero-pad"),
+            "strategy.rank-aggregation",
+            "'rank-wise' or 'zero-pad'",
+            self.rank_aggregation,
+        )
+        _check(
+            0.0 < self.fraction_train <= 1.0,
+            "strategy.fraction-train",
+            "in (0, 1]",
+            self.fraction_train,
+        )
+        _check(self.min_clients >= 0, "strategy.min-clients", ">= 0", self.min_clients)
+        _check(self.round_timeout > 0, "strategy.round-timeout", "> 0", self.round_timeout)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Where a run publishes its adapters. An empty ``location`` publishes nothing."""
+
+    location: str = ""
+    token: str = ""
+    max_query_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        _check(self.max_query_chars >= 1, "hub.max-query-chars", ">= 1", self.max_query_chars)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """One silo of the federation: its private data, model size and budget.
+
+    Parameters
+    ----------
+    id : str
+        Client id, unique in the federation.
+    dataset : str
+        A catalogue name (``bbc-news``, ``sms-spam``, ``tweets-sentiment``) or a path
+        to a CSV, JSON or Parquet file.
+    task : str
+        Task key; clients with the same task share a classification head.
+        Defaults to ``dataset``.
+    partition, num_partitions, partitioner, dirichlet_alpha
+        Which share of ``dataset`` this client holds.
+    lora_rank : int
+        LoRA rank ``r`` of this client.
+    local_steps, batch_size, learning_rate
+        Local optimisation budget per round.
+    base_model : str
+        Registered base model; defaults to the federation's.
+    """
+
+    id: str
+    dataset: str
+    task: str = ""
+    text_column: str = "text"
+    label_column: str = "label"
+    partition: int = 0
+    num_partitions: int = 1
+    partitioner: str = "iid"
+    dirichlet_alpha: float = 0.5
+    lora_rank: int = 8
+    local_steps: int = 20
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    base_model: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.id), "id", "a non-empty string", self.id)
+        _check(bool(self.dataset), "dataset", "a non-empty string", self.dataset)
+        _check(self.lora_rank >= 1, "lora-rank", ">= 1", self.lora_rank)
+        _check(self.local_steps >= 1, "local-steps", ">= 1", self.local_steps)
+        _check(self.batch_size >= 1, "batch-size", ">= 1", self.batch_size)
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "learning-rate",
+            "> 0",
+            self.learning_rate,
+        )
+        _check(self.num_partitions >= 1, "num-partitions", ">= 1", self.num_partitions)
+        _check(
+            0 <= self.partition < self.num_partitions,
+            "partition",
+            f"in [0, {self.num_partitions})",
+            self.partition,
+        )
+        _check(
+            self.partitioner in ("iid", "dirichlet"),
+            "partitioner",
+            "'iid' or 'dirichlet'",
+            self.partitioner,
+        )
+        _check(self.dirichlet_alpha > 0, "dirichlet-alpha", "> 0", self.dirichlet_alpha)
+        if not self.task:
+            object.__setattr__(self, "task", self.dataset)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """The whole federation: global settings plus one entry per client."""
+
+    clients: tuple[ClientConfig, ...]
+    name: str = "fednet"
+    base_model: str = "minilm-l6"
+    rounds: int = 3
+    seed: int = 42
+    max_length: int = 64
+    test_fraction: float = 0.2
+    eval_examples: int = 256
+    personalize_steps: int = 0
+    lora: LoraDefaults = field(default_factory=LoraDefaults)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check(len(self.clients) >= 1, "clients", "at least one client", len(self.clients))
+        _check(self.rounds >= 1, "federation.rounds", ">= 1", self.rounds)
+        _check(self.max_length >= 8, "federation.max-length", ">= 8", self.max_length)
+        _check(
+            0.0 < self.test_fraction < 1.0,
+            "federation.test-fraction",
+            "in (0, 1)",
+            self.test_fraction,
+        )
+        _check(self.eval_examples >= 1, "federation.eval-examples", ">= 1", self.eval_examples)
+        _check(
+            self.personalize_steps >= 0,
+            "federation.personalize-steps",
+            ">= 0",
+            self.personalize_steps,
+        )
+        ids = [c.id for c in self.clients]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        _check(not dupes, "clients.id", "unique", dupes)
+        resolved = tuple(
+            c if c.base_model else dataclasses.replace(c, base_model=self.base_model)
+            for c in self.clients
+        )
+        object.__setattr__(self, "clients", resolved)
+
+    def client(self, client_id: str) -> ClientConfig:
+        """Return the client named ``client_id``; the error lists the valid ids."""
+        for c in self.clients:
+            if c.id == client_id:
+                return c
+        valid = ", ".join(c.id for c in self.clients)
+        raise ConfigError(f"unknown client id {client_id!r}; the preset has: {valid}")
+
+    def lora_alpha(self, rank: int) -> float:
+        """``lora_alpha`` for a client of LoRA rank ``rank``."""
+        return self.lora.alpha_ratio * rank
+
+    @property
+    def max_rank(self) -> int:
+        """Largest client rank; the shared adapter is kept at this rank."""
+        return max(c.lora_rank for c in self.clients)
+
+    def with_overrides(self, **changes: Any) -> FederationConfig:
+        """A copy with top-level fields replaced (e.g. ``rounds``)."""
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- TOML
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _type_ok(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Check ``value`` against a field's type hint; return (ok, coerced value)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            if arm is type(None):
+                if value is None:
+                    return True, None
+                continue
+            ok, coerced = _type_ok(value, arm)
+            if ok:
+                return True, coerced
+        return False, value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return False, value
+        inner = typing.get_args(hint)[0]
+        out = []
+        for v in value:
+            ok, c = _type_ok(v, inner)
+            if not ok:
+                return False, value
+            out.append(c)
+        return True, tuple(out)
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int | float):
+            return True, float(value)
+        if isinstance(value, str) and value.lower() in ("inf", "+inf", "infinity"):
+            return True, math.inf
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(hint)[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _build(cls: type, table: Mapping[str, Any], where: str, skip: tuple[str, ...] = (),
+           extra: Mapping[str, Any] | None = None) -> Any:
+    """Build dataclass ``cls`` from a kebab-case TOML table, naming bad keys."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"`{where}` must be a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {_kebab(f.name): f for f in dataclasses.fields(cls) if f.name not in skip}
+    kwargs: dict[str, Any] = dict(extra or {})
+    for key, value in table.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key `{dotted}`; valid keys: {valid}")
+        f = fields[key]
+        ok, coerced = _type_ok(value, hints[f.name])
+        if not ok:
+            raise ConfigError(
+                f"`{dotted}` must be {_type_name(hints[f.name])}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        kwargs[f.name] = coerced
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        missing = [
+            _kebab(f.name)
+            for f in dataclasses.fields(cls)
+            if f.name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in skip
+        ]
+        raise ConfigError(f"`{where}` is missing required key(s): {', '.join(missing)}") from e
+    except ValueError as e:
+        msg = str(e)
+        if where and not msg.startswith(f"`{where.split('.')[0]}"):
+            msg = f"{where}: {msg}"
+        raise ConfigError(msg) from e
+
+
+_SECTIONS = ("federation", "lora", "strategy", "privacy", "hub", "client-defaults", "clients")
+
+
+def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> FederationConfig:
+    """Turn a parsed TOML mapping into a :class:`FederationConfig`."""
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(
+                f"unknown section `{key}` in {source}; valid sections: {', '.join(_SECTIONS)}"
+            )
+    clients_raw = data.get("clients", [])
+    if not isinstance(clients_raw, list) or not clients_raw:
+        raise ConfigError(f"`clients` in {source} must be a non-empty array of tables")
+    defaults = data.get("client-defaults", {})
+    _build(ClientConfig, {"id": "x", "dataset": "x", **defaults}, "client-defaults")
+    clients = []
+    for i, raw in enumerate(clients_raw):
+        label = raw.get("id", i) if isinstance(raw, Mapping) else i
+        clients.append(_build(ClientConfig, {**defaults, **raw}, f"clients[{label}]"))
+    extra = {
+        "clients": tuple(clients),
+        "lora": _build(LoraDefaults, data.get("lora", {}), "lora"),
+        "strategy": _build(StrategyConfig, data.get("strategy", {}), "strategy"),
+        "privacy": _build(PrivacyConfig, data.get("privacy", {}), "privacy"),
+        "hub": _build(HubConfig, data.get("hub", {}), "hub"),
+        "source": source,
+    }
+    return _build(FederationConfig, data.get("federation", {}), "federation",
+                  skip=tuple(extra), extra=extra)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Resolve a preset path against the working directory, then the project root."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    candidate = PROJECT_ROOT / p
+    return candidate if candidate.exists() else p
+
+
+def load_preset(path: str | Path) -> FederationConfig:
+    """Load and validate a TOML preset."""
+    p = resolve_path(path)
+    if not p.is_file():
+        raise ConfigError(f"preset file not found: {str(path)!r}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from e
+    return parse_preset(data, source=str(p))
+
+
+def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
+    """Build the federation from a Flower run config.
+
+    Recognised keys: ``preset`` (path of a TOML preset) and ``num-server-rounds``
+    (overrides ``federation.rounds`` when > 0). ``run-dir`` is read by the ServerApp.
+    """
+    known = {"preset", "num-server-rounds", "run-dir"}
+    unknown = sorted(set(run_config) - known)
+    if unknown:
+        raise ConfigError(f"unknown run-config key(s): {', '.join(unknown)}; valid: {sorted(known)}")
+    preset = run_config.get("preset", "configs/default.toml")
+    if not isinstance(preset, str):
+        raise ConfigError(f"run-config `preset` must be a string path, got {preset!r}")
+    cfg = load_preset(preset)
+    rounds = run_config.get("num-server-rounds", 0)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
+        raise ConfigError(f"run-config `num-server-rounds` must be an int >= 0, got {rounds!r}")
+    return cfg.with_overrides(rounds=rounds) if rounds else cfg

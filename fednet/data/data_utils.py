@@ -1,0 +1,230 @@
+"""Helpers shared by the data loaders: one canonical ``text``/``label`` shape.
+
+Every loader in :mod:`fednet.data` returns a :class:`datasets.Dataset` with
+exactly two columns, ``text`` (string) and ``label`` (a
+:class:`datasets.ClassLabel`), so models, partitioners and metrics never need
+to know where the data came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Sequence
+
+from datasets import ClassLabel, Dataset, DatasetInfo, Features, Value
+
+__all__ = [
+    "TEXT_COLUMN",
+    "LABEL_COLUMN",
+    "to_text_label_dataset",
+    "check_text_label_dataset",
+    "label_names",
+]
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "label"
+
+
+def _is_missing(value: object) -> bool:
+    """Return whether ``value`` is a missing cell (``None`` or a float NaN)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _normalise_label(value: object, *, row: int) -> str | int:
+    """Turn one raw label into a ``str`` or an ``int``.
+
+    Integral floats (``1.0``, as pandas produces for an int column with gaps)
+    become ``int``; bools become ``"False"``/``"True"``; anything else that is
+    not a string or an integer is rejected.
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(float(value))
+    raise TypeError(
+        f"`{LABEL_COLUMN}` must hold class names (str) or class ids (int), "
+        f"got {value!r} ({type(value).__name__}) at row {row}"
+    )
+
+
+def _build_class_label(
+    labels: list[str | int], label_names: Sequence[str] | None
+) -> tuple[ClassLabel, list[int]]:
+    """Map normalised labels to class ids and build the matching feature."""
+    kinds = {type(label) for label in labels}
+    if len(kinds) > 1:
+        raise TypeError(
+            f"`{LABEL_COLUMN}` mixes class names (str) and class ids (int); use one kind"
+        )
+    is_int = kinds == {int}
+
+    if label_names is not None:
+        names = [str(name) for name in label_names]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"`label_names` must be unique and non-empty, got {names!r}")
+        if is_int:
+            bad = sorted({v for v in labels if not 0 <= int(v) < len(names)})
+            if bad:
+                raise ValueError(
+                    f"`{LABEL_COLUMN}` ids must be in [0, {len(names)}) to match "
+                    f"`label_names` {names!r}, got {bad[:10]!r}"
+                )
+            return ClassLabel(names=names), [int(v) for v in labels]
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted({str(v) for v in labels if v not in index})
+        if unknown:
+            raise ValueError(
+                f"`{LABEL_COLUMN}` has values not in `label_names` {names!r}: {unknown[:10]!r}"
+            )
+        return ClassLabel(names=names), [index[str(v)] for v in labels]
+
+    # No names given: sort the distinct values (numerically for ids) so the
+    # class-id assignment is the same on every client and every run.
+    distinct = sorted(set(labels))
+    index_of = {value: i for i, value in enumerate(distinct)}
+    return ClassLabel(names=[str(v) for v in distinct]), [index_of[v] for v in labels]
+
+
+def to_text_label_dataset(
+    texts: Sequence[object],
+    labels: Sequence[object],
+    *,
+    label_names: Sequence[str] | None = None,
+    dataset_name: str | None = None,
+) -> Dataset:
+    """Build the canonical ``text``/``label`` dataset from two parallel columns.
+
+    Rows whose text is missing or blank, or whose label is missing, are dropped
+    (and counted in a warning), so a stray empty line in a corpus cannot become a
+    training example.
+
+    Parameters
+    ----------
+    texts : Sequence[object]
+        Raw texts; each kept one is converted with ``str``.
+    labels : Sequence[object]
+        Class names (``str``) or class ids (``int``; integral floats accepted).
+    label_names : Sequence[str] or None, optional
+        Class names in id order. For integer labels, label ``i`` means
+        ``label_names[i]``; for string labels, they fix the id order and every
+        label must be one of them. When omitted, the distinct labels are sorted
+        (numerically for ids) and their string forms become the names.
+    dataset_name : str or None, optional
+        Recorded in ``Dataset.info.dataset_name`` and used in error messages.
+
+    Returns
+    -------
+    datasets.Dataset
+        Columns ``text`` (``string``) and ``label`` (``ClassLabel``).
+
+    Raises
+    ------
+    ValueError
+        If the columns differ in length, no usable row is left, or a label
+        does not fit ``label_names``.
+    TypeError
+        If a label is neither a string nor an integer.
+    """
+    if len(texts) != len(labels):
+        raise ValueError(
+            f"`{TEXT_COLUMN}` and `{LABEL_COLUMN}` must have the same length, "
+            f"got {len(texts)} and {len(labels)}"
+        )
+    kept_texts: list[str] = []
+    kept_labels: list[str | int] = []
+    for row, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if _is_missing(text) or _is_missing(label):
+            continue
+        text_str = str(text)
+        if not text_str.strip():
+            continue
+        norm = _normalise_label(label, row=row)
+        if norm == "":
+            continue
+        kept_texts.append(text_str)
+        kept_labels.append(norm)
+
+    name = dataset_name or "dataset"
+    dropped = len(texts) - len(kept_texts)
+    if dropped:
+        logger.warning("%s: dropped %d rows with an empty text or label", name, dropped)
+    if not kept_texts:
+        raise ValueError(f"{name!r} has no rows with both a non-empty text and a label")
+
+    class_label, ids = _build_class_label(kept_labels, label_names)
+    features = Features({TEXT_COLUMN: Value("string"), LABEL_COLUMN: class_label})
+    return Dataset.from_dict(
+        {TEXT_COLUMN: kept_texts, LABEL_COLUMN: ids},
+        features=features,
+        info=DatasetInfo(dataset_name=dataset_name, features=features),
+    )
+
+
+def check_text_label_dataset(ds: object, *, source: str) -> Dataset:
+    """Check that ``ds`` has the canonical shape and return it.
+
+    Parameters
+    ----------
+    ds : object
+        The value a loader returned.
+    source : str
+        Where it came from, for the error message.
+
+    Returns
+    -------
+    datasets.Dataset
+        ``ds`` itself.
+
+    Raises
+    ------
+    TypeError
+        If ``ds`` is not a ``Dataset`` with exactly ``text`` (string) and
+        ``label`` (``ClassLabel``) columns.
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"{source} must return a datasets.Dataset, got {type(ds).__name__}")
+    columns = sorted(ds.column_names)
+    if columns != sorted([TEXT_COLUMN, LABEL_COLUMN]):
+        raise TypeError(
+            f"{source} must return exactly the columns "
+            f"[{TEXT_COLUMN!r}, {LABEL_COLUMN!r}], got {ds.column_names!r}"
+        )
+    label_feature = ds.features[LABEL_COLUMN]
+    if not isinstance(label_feature, ClassLabel):
+        raise TypeError(
+            f"{source} must return a ClassLabel `{LABEL_COLUMN}` column, "
+            f"got {type(label_feature).__name__}"
+        )
+    text_feature = ds.features[TEXT_COLUMN]
+    if not (isinstance(text_feature, Value) and text_feature.dtype in {"string", "large_string"}):
+        raise TypeError(f"{source} must return a string `{TEXT_COLUMN}` column, got {text_feature}")
+    return ds
+
+
+def label_names(ds: Dataset) -> list[str]:
+    """Return the class names of a canonical dataset, in class-id order.
+
+    Parameters
+    ----------
+    ds : datasets.Dataset
+        A dataset with a ``ClassLabel`` ``label`` column.
+
+    Returns
+    -------
+    list[str]
+        ``ds.features["label"].names``.
+    """
+    feature = ds.features.get(LABEL_COLUMN)
+    if not isinstance(feature, ClassLabel):
+        raise TypeError(
+            f"`{LABEL_COLUMN}` must be a ClassLabel column, got {type(feature).__name__}"
+        )
+    return list(feature.names)

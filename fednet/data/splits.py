@@ -1,0 +1,182 @@
+"""Fixed, seeded, stratified train/test splits of a catalogue set or a local file.
+
+Clients and the server call :func:`load_splits` many times per run (every round,
+every client); the loaded and split data is cached per process so only the
+first call reads files.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from fednet.data.catalog import (
+    DatasetLoader,
+    available_datasets,
+    clear_catalog_cache,
+    create_dataset,
+    get_dataset_loader,
+)
+from fednet.data.data_utils import LABEL_COLUMN, TEXT_COLUMN
+from fednet.data.local import SUPPORTED_SUFFIXES, load_local_file
+
+__all__ = ["load_splits", "clear_data_cache", "check_fraction", "check_seed"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_fraction(value: object, *, key: str) -> float:
+    """Check that ``value`` is a number strictly between 0 and 1 and return it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not in the open interval (0, 1).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{key}` must be a float in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"`{key}` must be in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_seed(value: object, *, key: str = "seed") -> int:
+    """Check that ``value`` is a non-negative int and return it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int.
+    ValueError
+        If it is negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{key}` must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"`{key}` must be >= 0, got {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=4)
+def _load_file_cached(
+    path: str, mtime_ns: int, size: int, text_column: str, label_column: str
+) -> Dataset:
+    """Load a local file once per (path, modification time, size, columns)."""
+    del mtime_ns, size  # only part of the cache key: an edited file is re-read
+    return load_local_file(path, text_column=text_column, label_column=label_column)
+
+
+def _split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
+    """Seeded split that keeps the class proportions in both halves."""
+    splits = ds.train_test_split(
+        test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN
+    )
+    logger.info(
+        "split %s with seed %d: %d train, %d test",
+        ds.info.dataset_name,
+        seed,
+        splits["train"].num_rows,
+        splits["test"].num_rows,
+    )
+    return splits
+
+
+@functools.lru_cache(maxsize=16)
+def _split_catalog(
+    name: str, loader: DatasetLoader, seed: int, test_fraction: float
+) -> DatasetDict:
+    """Split a catalogue set; the loader is in the key so re-registering misses."""
+    del loader
+    return _split(create_dataset(name), seed=seed, test_fraction=test_fraction)
+
+
+@functools.lru_cache(maxsize=16)
+def _split_file(
+    file_key: tuple[str, int, int, str, str], seed: int, test_fraction: float
+) -> DatasetDict:
+    """Split a local file identified by (path, mtime_ns, size, text col, label col)."""
+    return _split(_load_file_cached(*file_key), seed=seed, test_fraction=test_fraction)
+
+
+def _file_key(
+    name_or_path: str | os.PathLike[str], text_column: str, label_column: str
+) -> tuple[str, int, int, str, str]:
+    """Resolve a path to a hashable key that changes when the file changes."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ValueError(
+            f"{str(name_or_path)!r} is neither a registered data set "
+            f"{available_datasets()!r} nor a file with a suffix in {list(SUPPORTED_SUFFIXES)!r}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist or is not a file")
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size, text_column, label_column)
+
+
+def load_splits(
+    name_or_path: str | os.PathLike[str],
+    *,
+    seed: int,
+    test_fraction: float = 0.2,
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+) -> DatasetDict:
+    """Load a data set and split it into a fixed, stratified train and test set.
+
+    The same ``seed`` gives the same split on every machine, so the server's
+    test set never overlaps any client's training data.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        A name from :func:`fednet.data.available_datasets` or a local file
+        accepted by :func:`fednet.data.load_local_file`.
+    seed : int
+        Seed of the shuffle behind the split.
+    test_fraction : float, optional
+        Fraction of rows (rounded up) in the test split, in (0, 1). Default 0.2.
+    text_column, label_column : str, optional
+        Columns of a local file; ignored for catalogue names.
+
+    Returns
+    -------
+    datasets.DatasetDict
+        ``"train"`` and ``"test"``, each with the class proportions of the
+        whole. Cached per process: treat the datasets as read-only.
+
+    Raises
+    ------
+    ValueError
+        If ``name_or_path`` is neither a registered name nor a supported file,
+        or an argument is out of range.
+    FileNotFoundError
+        If it names a supported file type that does not exist.
+    """
+    seed = check_seed(seed)
+    test_fraction = check_fraction(test_fraction, key="test_fraction")
+    if isinstance(name_or_path, str) and name_or_path in available_datasets():
+        loader = get_dataset_loader(name_or_path)
+        cached = _split_catalog(name_or_path, loader, seed, test_fraction)
+    elif isinstance(name_or_path, (str, os.PathLike)):
+        key = _file_key(name_or_path, text_column, label_column)
+        cached = _split_file(key, seed, test_fraction)
+    else:
+        raise TypeError(
+            f"`name_or_path` must be a data set name or a file path, got {name_or_path!r}"
+        )
+    return DatasetDict({"train": cached["train"], "test": cached["test"]})
+
+
+def clear_data_cache() -> None:
+    """Forget every cached load and split (catalogue sets, files and splits)."""
+    _split_catalog.cache_clear()
+    _split_file.cache_clear()
+    _load_file_cached.cache_clear()
+    clear_catalog_cache()

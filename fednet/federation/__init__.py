@@ -1,0 +1,1 @@
+"""The federation: wire protocol, client runtime, server flow and Flower apps."""

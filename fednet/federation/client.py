@@ -1,0 +1,183 @@
+"""The client side of a federation: private data, local training, evaluation.
+
+A :class:`ClientRuntime` owns one silo's private data and its model. It turns an
+incoming training or evaluation message into a reply that holds only LoRA
+factors, head tensors and scalar metrics. In simulation one process may serve
+several clients over many rounds, so runtimes are cached per client id; in
+deployment every message starts a fresh process and builds one anew.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+from fednet.config import ClientConfig, FederationConfig
+from fednet.errors import ConfigError
+
+__all__ = ["ClientData", "ClientRuntime", "load_client_data", "get_runtime", "resolve_client"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's private split; it never leaves the client."""
+
+    train_texts: tuple[str, ...]
+    train_labels: tuple[int, ...]
+    test_texts: tuple[str, ...]
+    test_labels: tuple[int, ...]
+    label_names: tuple[str, ...]
+
+
+def _client_seed(cfg: FederationConfig, client_id: str) -> int:
+    return (cfg.seed * 1_000_003 + zlib.crc32(client_id.encode())) % (2**31)
+
+
+def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
+    """Load, split and partition ``client``'s data exactly as the preset says.
+
+    The catalogue split's ``train`` part is partitioned among the clients of a
+    data set; each partition is split again into the client's own training and
+    held-out data. The catalogue's ``test`` part stays out of training, for
+    routing and benchmark queries.
+    """
+    from fednet.data import load_splits, local_split, partition_dataset
+
+    splits = load_splits(
+        client.dataset,
+        seed=cfg.seed,
+        test_fraction=cfg.test_fraction,
+        text_column=client.text_column,
+        label_column=client.label_column,
+    )
+    part = partition_dataset(
+        splits["train"],
+        method=client.partitioner,
+        num_partitions=client.num_partitions,
+        partition_id=client.partition,
+        alpha=client.dirichlet_alpha,
+        seed=cfg.seed,
+    )
+    local = local_split(part, seed=_client_seed(cfg, client.id), test_fraction=cfg.test_fraction)
+    names = tuple(local["train"].features["label"].names)
+    test = local["test"]
+    if len(test) > cfg.eval_examples:
+        test = test.select(range(cfg.eval_examples))
+    return ClientData(
+        train_texts=tuple(local["train"]["text"]),
+        train_labels=tuple(local["train"]["label"]),
+        test_texts=tuple(test["text"]),
+        test_labels=tuple(test["label"]),
+        label_names=names,
+    )
+
+
+def resolve_client(cfg: FederationConfig, node_config: dict[str, object]) -> ClientConfig:
+    """Which preset entry a node runs: ``client-id`` (deployment) or ``partition-id``."""
+    if "client-id" in node_config:
+        return cfg.client(str(node_config["client-id"]))
+    if "partition-id" in node_config:
+        pid = int(node_config["partition-id"])  # type: ignore[call-overload]
+        if not 0 <= pid < len(cfg.clients):
+            raise ConfigError(
+                f"node partition-id {pid} is outside the preset's {len(cfg.clients)} clients"
+            )
+        return cfg.clients[pid]
+    raise ConfigError("node config names neither `client-id` nor `partition-id`")
+
+
+class ClientRuntime:
+    """One client's data, model and tokenizer, built once and reused."""
+
+    def __init__(self, cfg: FederationConfig, client: ClientConfig) -> None:
+        from fednet.models import build_classifier, load_tokenizer
+
+        self.cfg = cfg
+        self.client = client
+        self.data = load_client_data(cfg, client)
+        self.tokenizer = load_tokenizer(client.base_model)
+        self.seed = _client_seed(cfg, client.id)
+        self.lora_alpha = cfg.lora_alpha(client.lora_rank)
+        self.model = build_classifier(
+            client.base_model,
+            rank=client.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            num_labels=len(self.data.label_names),
+            seed=cfg.seed,
+        )
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.data.train_texts)
+
+    def load_global(self, lora: dict[str, torch.Tensor] | None,
+                    head: dict[str, torch.Tensor] | None) -> None:
+        """Load the server's LoRA (truncated to this client's rank) and head."""
+        from fednet.lora import resize_rank
+
+        if lora:
+            self.model.load_lora_state(resize_rank(lora, self.client.lora_rank))
+        if head:
+            self.model.load_head_state(head)
+
+    def train(self, *, server_round: int, steps: int | None = None) -> dict[str, float]:
+        """Train locally; return scalar metrics."""
+        from fednet.training import batches, train_steps
+
+        steps = steps or self.client.local_steps
+        stream = batches(
+            self.data.train_texts,
+            self.data.train_labels,
+            self.tokenizer,
+            batch_size=self.client.batch_size,
+            max_length=self.cfg.max_length,
+            seed=self.seed + server_round,
+        )
+        t0 = time.process_time()
+        loss = train_steps(self.model, stream, steps=steps,
+                           learning_rate=self.client.learning_rate)
+        compute = time.process_time() - t0
+        logger.info("client %s round %s: %d steps, loss %.4f", self.client.id,
+                    server_round, steps, loss)
+        return {"train-loss": loss, "steps": float(steps), "compute-s": compute,
+                "num-examples": float(self.num_examples)}
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy on this client's held-out split."""
+        from fednet.training import evaluate
+
+        res = evaluate(self.model, self.data.test_texts, self.data.test_labels, self.tokenizer,
+                       max_length=self.cfg.max_length)
+        return {"loss": res.loss, "accuracy": res.accuracy,
+                "num-examples": float(res.num_examples)}
+
+    def profile(self) -> dict[str, object]:
+        """Public facts about this client: no data, only the task's shape."""
+        return {
+            "client-id": self.client.id,
+            "base-model": self.client.base_model,
+            "task": self.client.task,
+            "label-names": list(self.data.label_names),
+            "lora-rank": self.client.lora_rank,
+            "lora-alpha": self.lora_alpha,
+            "num-examples": self.num_examples,
+        }
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_runtime(cfg: FederationConfig, client_id: str) -> ClientRuntime:
+    return ClientRuntime(cfg, cfg.client(client_id))
+
+
+def get_runtime(cfg: FederationConfig, client: ClientConfig) -> ClientRuntime:
+    """The runtime of ``client``, built once per process."""
+    return _cached_runtime(cfg, client.id)

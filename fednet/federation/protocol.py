@@ -1,0 +1,120 @@
+"""What may travel between the ServerApp and the ClientApps.
+
+Record keys live here and nowhere else. :func:`check_reply` is the allowlist on a
+client's outgoing records: only LoRA factors, head tensors, DP sketch tensors,
+scalar metrics and the client's public profile may leave. :func:`allowlist_mod`
+applies it to every reply of a ClientApp, so nothing else leaves even if the
+training code misbehaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+from fednet.errors import UpdateRejectedError
+from fednet.lora.state import is_lora_key
+
+__all__ = [
+    "LORA",
+    "HEAD",
+    "SKETCH",
+    "METRICS",
+    "CONFIG",
+    "PROFILE",
+    "STATUS",
+    "METRIC_KEYS",
+    "PROFILE_KEYS",
+    "STATUS_KEYS",
+    "HEAD_KEYS",
+    "check_reply",
+    "allowlist_mod",
+    "record_nbytes",
+]
+
+logger = logging.getLogger(__name__)
+
+# RecordDict keys
+LORA = "lora"
+HEAD = "head"
+SKETCH = "sketch"
+METRICS = "metrics"
+CONFIG = "config"
+PROFILE = "profile"
+STATUS = "status"
+
+HEAD_KEYS = frozenset({"head.weight", "head.bias"})
+METRIC_KEYS = frozenset({
+    "num-examples", "train-loss", "steps", "compute-s", "accuracy", "loss",
+    "epsilon", "delta", "update-norm", "refused", "personalized",
+})
+PROFILE_KEYS = frozenset({
+    "client-id", "base-model", "task", "label-names", "lora-rank", "num-examples",
+    "lora-alpha",
+})
+STATUS_KEYS = frozenset({"refused", "reason"})
+
+
+def _is_sketch_key(key: str) -> bool:
+    return key.startswith("sketch.") and key.replace(".", "").replace("-", "").isalnum()
+
+
+def check_reply(content: RecordDict) -> None:
+    """Raise :class:`UpdateRejectedError` listing every record that may not leave."""
+    problems: list[str] = []
+    for name, record in content.items():
+        if name == LORA and isinstance(record, ArrayRecord):
+            bad = [k for k in record if not is_lora_key(k)]
+            problems += [f"array `{LORA}/{k}` is not a LoRA factor" for k in bad]
+        elif name == HEAD and isinstance(record, ArrayRecord):
+            problems += [f"array `{HEAD}/{k}` is not a head tensor" for k in record
+                         if k not in HEAD_KEYS]
+        elif name == SKETCH and isinstance(record, ArrayRecord):
+            problems += [f"array `{SKETCH}/{k}` is not a sketch tensor" for k in record
+                         if not _is_sketch_key(k)]
+        elif name == METRICS and isinstance(record, MetricRecord):
+            for k, v in record.items():
+                if k not in METRIC_KEYS:
+                    problems.append(f"metric `{k}` is not allowed")
+                elif isinstance(v, list):
+                    problems.append(f"metric `{k}` is a list; only scalars may leave")
+        elif name == PROFILE and isinstance(record, ConfigRecord):
+            problems += [f"profile key `{k}` is not allowed" for k in record
+                         if k not in PROFILE_KEYS]
+        elif name == STATUS and isinstance(record, ConfigRecord):
+            problems += [f"status key `{k}` is not allowed" for k in record
+                         if k not in STATUS_KEYS]
+        else:
+            problems.append(f"record `{name}` ({type(record).__name__}) is not allowed")
+    if problems:
+        raise UpdateRejectedError(problems)
+
+
+def allowlist_mod(msg: Message, context: Context, call_next: Any) -> Message:
+    """ClientApp mod: let a reply out only if every record passes :func:`check_reply`.
+
+    A reply that breaks the allowlist is replaced by an error reply, whose reason
+    names the offending records; its content never leaves the client.
+    """
+    from flwr.app import Error
+
+    reply: Message = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    try:
+        check_reply(reply.content)
+    except UpdateRejectedError as e:
+        logger.error("blocked an outgoing reply: %s", e)
+        return Message(error=Error(code=403, reason=str(e)), reply_to=msg)
+    return reply
+
+
+def record_nbytes(content: RecordDict) -> int:
+    """Bytes of the arrays in ``content`` (what dominates a message's size)."""
+    total = 0
+    for record in content.values():
+        if isinstance(record, ArrayRecord):
+            total += sum(len(a.data) for a in record.values())
+    return total

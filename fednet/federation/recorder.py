@@ -1,0 +1,176 @@
+"""What a run leaves behind in ``runs/<run-id>/``.
+
+- ``tb/``: TensorBoard events: per round, per-client and mean accuracy and loss,
+  training loss, and bytes sent up and down;
+- ``rounds/<r>/<base-model>/<task>/``: the round's aggregated adapter in PEFT
+  format with the task head beside it;
+- ``personalized/<client-id>/``: each client's personalised adapter and head;
+- ``summary.json``: the final metrics and the bytes communicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from fednet.config import FederationConfig
+from fednet.strategies.base import RoundOutcome
+from fednet.strategies.profile import ClientProfile
+from fednet.strategies.state import GlobalState
+
+__all__ = ["RunRecorder", "write_json_atomic", "base_model_nbytes"]
+
+logger = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=float)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def base_model_nbytes(base_model: str) -> int:
+    """Bytes of every weight of the full base model (what full FedAvg would send)."""
+    from fednet.models import create_base_model
+
+    model = create_base_model(base_model)
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+class RunRecorder:
+    """Writes TensorBoard scalars, round adapters and the run summary."""
+
+    def __init__(self, run_dir: Path, cfg: FederationConfig,
+                 profiles: dict[int, ClientProfile]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.profiles = {p.client_id: p for p in profiles.values()}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+        self.history: list[dict[str, Any]] = []
+        self.started = time.time()
+
+    def save_state(self, out: Path, state: GlobalState) -> list[Path]:
+        """Write one PEFT adapter dir per (base model, task) in ``state``."""
+        from fednet.models import save_adapter
+
+        written = []
+        for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
+            if p.base_model not in state.lora or p.task not in state.heads:
+                continue
+            rank = state.rank_of(p.base_model)
+            written.append(save_adapter(
+                out / p.base_model / p.task,
+                lora_state=state.lora[p.base_model],
+                base_model=p.base_model,
+                rank=rank,
+                lora_alpha=self.cfg.lora_alpha(rank),
+                lora_dropout=self.cfg.lora.dropout,
+                target_modules=self.cfg.lora.target_modules,
+                head_state=state.heads[p.task],
+                label_names=p.label_names,
+                task=p.task,
+            ))
+        return written
+
+    def on_round(self, outcome: RoundOutcome) -> None:
+        """Record one finished round."""
+        r = outcome.server_round
+        w = self.writer
+        ev = dict(outcome.evaluate_metrics or {})
+        tr = dict(outcome.train_metrics or {})
+        for key, value in ev.items():
+            if "/" in key:
+                client, metric = key.split("/", 1)
+                w.add_scalar(f"{metric}/{client}", value, r)
+            else:
+                w.add_scalar(f"{key}/weighted" if key in ("accuracy", "loss") else key, value, r)
+        for key, value in tr.items():
+            if "/" in key:
+                client, metric = key.split("/", 1)
+                w.add_scalar(f"{metric}/{client}", value, r)
+        if "train-loss" in tr:
+            w.add_scalar("train-loss/weighted", tr["train-loss"], r)
+        for client, n in outcome.bytes_up.items():
+            w.add_scalar(f"bytes-up/{client}", n, r)
+        for client, n in outcome.bytes_down.items():
+            w.add_scalar(f"bytes-down/{client}", n, r)
+        w.add_scalar("bytes-up/total", sum(outcome.bytes_up.values()), r)
+        w.add_scalar("bytes-down/total", sum(outcome.bytes_down.values()), r)
+        w.flush()
+        self.save_state(self.run_dir / "rounds" / str(r), GlobalState.from_arrayrecord(
+            outcome.arrays))
+        self.history.append({
+            "round": r,
+            "evaluate": ev,
+            "train": tr,
+            "bytes_up": outcome.bytes_up,
+            "bytes_down": outcome.bytes_down,
+            "wall_s": outcome.wall_s,
+        })
+        logger.info("round %s: accuracy %.4f (weighted), %.4f (mean of clients)", r,
+                    ev.get("accuracy", float("nan")), ev.get("accuracy-mean", float("nan")))
+
+    def finish(self, personalized: dict[str, dict[str, float]]) -> dict[str, Any]:
+        """Write ``summary.json`` and close TensorBoard; return the summary."""
+        last = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
+        ev = last["evaluate"]
+        rounds = max(1, len(self.history))
+        clients: dict[str, Any] = {}
+        for cid, p in sorted(self.profiles.items()):
+            up = sum(h["bytes_up"].get(cid, 0) for h in self.history)
+            down = sum(h["bytes_down"].get(cid, 0) for h in self.history)
+            clients[cid] = {
+                "base_model": p.base_model,
+                "task": p.task,
+                "rank": p.rank,
+                "num_examples": p.num_examples,
+                "accuracy": ev.get(f"{cid}/accuracy"),
+                "loss": ev.get(f"{cid}/loss"),
+                "personalized_accuracy": personalized.get(cid, {}).get("accuracy"),
+                "bytes_up_total": up,
+                "bytes_down_total": down,
+                "bytes_up_per_round": up / rounds,
+            }
+        bases = sorted({p.base_model for p in self.profiles.values()})
+        full = {b: base_model_nbytes(b) for b in bases}
+        tasks: dict[str, Any] = {}
+        for cid, c in clients.items():
+            t = tasks.setdefault(c["task"], {"clients": [], "accuracy": [], "personalized": []})
+            t["clients"].append(cid)
+            if c["accuracy"] is not None:
+                t["accuracy"].append(c["accuracy"])
+            if c["personalized_accuracy"] is not None:
+                t["personalized"].append(c["personalized_accuracy"])
+        for t in tasks.values():
+            t["accuracy"] = sum(t["accuracy"]) / len(t["accuracy"]) if t["accuracy"] else None
+            t["personalized"] = (sum(t["personalized"]) / len(t["personalized"])
+                                 if t["personalized"] else None)
+        summary = {
+            "federation": self.cfg.name,
+            "preset": self.cfg.source,
+            "strategy": self.cfg.strategy.name,
+            "rounds_completed": last["round"],
+            "final": {k: v for k, v in ev.items() if "/" not in k},
+            "tasks": tasks,
+            "clients": clients,
+            "base_model_bytes": full,
+            "upload_fraction_of_base_per_round": {
+                cid: c["bytes_up_per_round"] / full[c["base_model"]] for cid, c in clients.items()
+            },
+            "history": self.history,
+            "wall_s": time.time() - self.started,
+        }
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        self.writer.close()
+        return summary

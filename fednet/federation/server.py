@@ -1,0 +1,127 @@
+"""The server side of a federation: discovery, rounds, personalisation, outputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ConfigRecord, Message, MessageType
+from flwr.serverapp import Grid
+
+from fednet.config import FederationConfig
+from fednet.errors import ConfigError, UpdateRejectedError
+from fednet.federation import protocol as P
+from fednet.federation.recorder import RunRecorder
+from fednet.strategies import FednetStrategy, GlobalState, create_strategy
+from fednet.strategies.profile import ClientProfile
+
+__all__ = ["initial_state", "run_server", "build_strategy", "personalize"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_strategy(cfg: FederationConfig) -> FednetStrategy:
+    """The strategy the preset names."""
+    return create_strategy(
+        cfg.strategy.name,
+        rank_aggregation=cfg.strategy.rank_aggregation,
+        fraction_train=cfg.strategy.fraction_train,
+        min_clients=cfg.strategy.min_clients,
+        seed=cfg.seed,
+    )
+
+
+def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> GlobalState:
+    """Seeded initial LoRA per base model (at its largest rank) and head per task."""
+    from fednet.models import build_classifier, init_head
+
+    state = GlobalState()
+    tasks: dict[str, tuple[str, ...]] = {}
+    for p in profiles.values():
+        if tasks.setdefault(p.task, p.label_names) != p.label_names:
+            raise ConfigError(
+                f"clients of task {p.task!r} disagree on label names: "
+                f"{list(tasks[p.task])} vs {list(p.label_names)} ({p.client_id})"
+            )
+    hidden: dict[str, int] = {}
+    for base in sorted({p.base_model for p in profiles.values()}):
+        rank = max(p.rank for p in profiles.values() if p.base_model == base)
+        model = build_classifier(base, rank=rank, lora_alpha=cfg.lora_alpha(rank),
+                                 lora_dropout=cfg.lora.dropout,
+                                 target_modules=cfg.lora.target_modules, num_labels=2,
+                                 seed=cfg.seed)
+        state.lora[base] = model.lora_state()
+        hidden[base] = int(model.head.in_features)
+    for task, names in sorted(tasks.items()):
+        base = next(p.base_model for p in profiles.values() if p.task == task)
+        state.heads[task] = init_head(hidden[base], len(names), seed=cfg.seed)
+    return state
+
+
+def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
+                cfg: FederationConfig, recorder: RunRecorder) -> dict[str, dict[str, float]]:
+    """Each client fine-tunes a copy of the shared adapter; keep every copy."""
+    from fednet.models import save_adapter
+    from fednet.strategies.fedlora import FedLoRA, validate_update
+
+    if cfg.personalize_steps <= 0 or not isinstance(strategy, FedLoRA):
+        return {}
+    live = set(grid.get_node_ids())
+    msgs = []
+    for p in strategy.profiles.values():
+        if p.node_id not in live:
+            continue
+        content = strategy.payload(state, p)
+        content[P.CONFIG] = ConfigRecord({"personalize": 1, "steps": cfg.personalize_steps,
+                                          "server-round": cfg.rounds + 1})
+        msgs.append(Message(content, dst_node_id=p.node_id, message_type=MessageType.TRAIN,
+                            group_id="personalize"))
+    out: dict[str, dict[str, float]] = {}
+    for r in strategy.valid_replies(grid.send_and_receive(msgs, timeout=cfg.strategy.round_timeout),
+                                    "personalize"):
+        p = strategy.profile_of(r)
+        assert p is not None
+        try:
+            lora, head = validate_update(r.content, p, state)
+        except UpdateRejectedError as e:
+            logger.warning("personalised update of %s rejected: %s", p.client_id, e)
+            continue
+        metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]
+        out[p.client_id] = metrics
+        save_adapter(recorder.run_dir / "personalized" / p.client_id, lora_state=lora,
+                     base_model=p.base_model, rank=p.rank, lora_alpha=p.lora_alpha,
+                     lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules,
+                     head_state=head, label_names=p.label_names, task=p.task)
+        recorder.writer.add_scalar(f"personalized-accuracy/{p.client_id}",
+                                   metrics.get("accuracy", float("nan")), cfg.rounds)
+        logger.info("personalised %s: accuracy %.4f", p.client_id, metrics.get("accuracy", -1))
+    return out
+
+
+def run_server(grid: Grid, cfg: FederationConfig, run_dir: Path,
+               *, min_nodes: int | None = None, discovery_timeout: float = 600.0
+               ) -> dict[str, Any]:
+    """Run a whole federation on ``grid``; write its outputs to ``run_dir``."""
+    strategy = build_strategy(cfg)
+    need = len(cfg.clients) if min_nodes is None else min_nodes
+    profiles = strategy.discover(grid, min_nodes=need, timeout=discovery_timeout)
+    if not profiles:
+        raise RuntimeError("no client sent a valid profile")
+    state = initial_state(cfg, profiles)
+    recorder = RunRecorder(run_dir, cfg, profiles)
+    recorder.save_state(run_dir / "rounds" / "0", state)
+    result = strategy.start(
+        grid,
+        state.to_arrayrecord(),
+        num_rounds=cfg.rounds,
+        timeout=cfg.strategy.round_timeout,
+        on_round_end=recorder.on_round,
+    )
+    final = GlobalState.from_arrayrecord(result.arrays)
+    personalized = personalize(grid, strategy, final, cfg, recorder)
+    summary = recorder.finish(personalized)
+    logger.info("run finished: %s", run_dir)
+    return summary
+
+

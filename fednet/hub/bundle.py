@@ -1,0 +1,214 @@
+"""Adapter directories on disk: read, hash, check against a manifest, write atomically.
+
+Shared by the local store and the HTTP client so both hash, sign and check
+files the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from fednet.errors import IntegrityError
+from fednet.hub.keys import Ed25519PrivateKey, sign_manifest
+from fednet.hub.manifest import Manifest, check_filename
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "HEAD_FILE",
+    "SKETCH_FILE",
+    "REQUIRED_FILES",
+    "sha256_hex",
+    "read_adapter_dir",
+    "prepare_publish",
+    "check_files",
+    "check_required_files",
+    "write_atomic",
+    "write_files_atomically",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+HEAD_FILE = "head.safetensors"
+SKETCH_FILE = "sketch.safetensors"
+REQUIRED_FILES: tuple[str, ...] = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the lowercase hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_adapter_dir(adapter_dir: str | Path) -> dict[str, bytes]:
+    """Read every top-level, non-hidden regular file of an adapter directory.
+
+    Raises
+    ------
+    ValueError
+        If the directory does not exist, a file name is not a plain name, or a
+        PEFT file in :data:`REQUIRED_FILES` is missing.
+    """
+    root = Path(adapter_dir)
+    if not root.is_dir():
+        raise ValueError(f"`adapter_dir` must be an existing directory, got {str(root)!r}")
+    files: dict[str, bytes] = {}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if not path.is_file():
+            logger.warning("skipping %s: adapters publish top-level files only", path)
+            continue
+        check_filename(f"file in {root}", path.name)
+        files[path.name] = path.read_bytes()
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise ValueError(f"adapter directory {str(root)!r} is missing PEFT files {missing}")
+    return files
+
+
+def prepare_publish(
+    adapter_dir: str | Path, draft: Manifest, key: Ed25519PrivateKey
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Hash an adapter directory into ``draft`` and sign it.
+
+    Parameters
+    ----------
+    adapter_dir : str or Path
+        PEFT adapter directory (``adapter_config.json``,
+        ``adapter_model.safetensors``, optionally ``head.safetensors`` and
+        ``sketch.safetensors``).
+    draft : Manifest
+        Every descriptive field; ``files``, ``owner_public_key``,
+        ``signature`` and ``version`` are filled in here and by the store.
+        ``sketch`` defaults to ``sketch.safetensors`` when that file exists.
+    key : Ed25519PrivateKey
+        The owner's signing key.
+
+    Returns
+    -------
+    tuple[Manifest, dict[str, bytes]]
+        The signed manifest and the file contents it hashes.
+
+    Raises
+    ------
+    ValueError
+        If ``draft.rank`` differs from ``r`` in ``adapter_config.json`` or the
+        config is not JSON.
+    """
+    if not isinstance(draft, Manifest):
+        raise TypeError(f"`draft` must be a Manifest, got {type(draft).__name__}")
+    files = read_adapter_dir(adapter_dir)
+    try:
+        config = json.loads(files[ADAPTER_CONFIG])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{ADAPTER_CONFIG} in {str(adapter_dir)!r} is not JSON: {e}") from e
+    config_rank = config.get("r") if isinstance(config, dict) else None
+    if config_rank is not None and config_rank != draft.rank:
+        raise ValueError(
+            f"`rank` is {draft.rank} but {ADAPTER_CONFIG} in {str(adapter_dir)!r} "
+            f"has r={config_rank}"
+        )
+    sketch = draft.sketch
+    if sketch is None and SKETCH_FILE in files:
+        sketch = SKETCH_FILE
+    unsigned = replace(
+        draft,
+        version=0,
+        sketch=sketch,
+        files={name: sha256_hex(data) for name, data in files.items()},
+        owner_public_key="",
+        signature="",
+    )
+    return sign_manifest(unsigned, key), files
+
+
+def check_required_files(manifest: Manifest) -> None:
+    """Raise ``ValueError`` if ``manifest`` lacks a PEFT file in :data:`REQUIRED_FILES`."""
+    missing = [name for name in REQUIRED_FILES if name not in manifest.files]
+    if missing:
+        raise ValueError(f"manifest {manifest.ref} `files` is missing PEFT files {missing}")
+
+
+def check_files(manifest: Manifest, files: Mapping[str, bytes]) -> None:
+    """Check that ``files`` are exactly the manifest's files with matching sha256.
+
+    Every problem is collected before raising once.
+
+    Raises
+    ------
+    IntegrityError
+        Naming each missing, unexpected or mismatching file.
+    """
+    problems: list[str] = []
+    for name in sorted(set(manifest.files) - set(files)):
+        problems.append(f"file {name!r} is listed in the manifest but was not supplied")
+    for name in sorted(set(files) - set(manifest.files)):
+        problems.append(f"file {name!r} is not listed in the manifest")
+    for name, expected in manifest.files.items():
+        if name not in files:
+            continue
+        data = files[name]
+        if not isinstance(data, bytes | bytearray):
+            problems.append(f"file {name!r} must be bytes, got {type(data).__name__}")
+            continue
+        actual = sha256_hex(bytes(data))
+        if actual != expected:
+            problems.append(f"file {name!r} has sha256 {actual}, but the manifest says {expected}")
+    if problems:
+        raise IntegrityError(f"adapter {manifest.ref}: " + "; ".join(problems))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory.
+
+    The temporary file is flushed and fsynced, then renamed over ``path``, so
+    readers see either the old file or the complete new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_files_atomically(dest_dir: str | Path, files: Mapping[str, bytes]) -> None:
+    """Write verified ``files`` into ``dest_dir``.
+
+    A missing ``dest_dir`` is built as a hidden sibling and renamed into place,
+    so it appears complete or not at all. In an existing directory each file is
+    replaced atomically.
+    """
+    dest = Path(dest_dir)
+    for name in files:
+        check_filename("file name", name)
+    if dest.exists():
+        if not dest.is_dir():
+            raise ValueError(f"`dest_dir` exists and is not a directory: {str(dest)!r}")
+        for name, data in files.items():
+            write_atomic(dest / name, data)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        for name, data in files.items():
+            write_atomic(staging / name, data)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

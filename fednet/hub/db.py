@@ -1,0 +1,84 @@
+"""SQL schema of the hub's metadata: adapter manifests, owner keys and peers.
+
+Blobs live on disk; the database only points at them by sha256 through the
+manifests. Any SQLAlchemy URL works; SQLite is the default.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["metadata", "adapters_table", "owner_keys_table", "peers_table", "make_engine"]
+
+metadata = MetaData()
+
+adapters_table = Table(
+    "adapters",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("manifest", Text, nullable=False),
+    Column("created", String(40), nullable=False),
+)
+"""One row per published adapter version; ``manifest`` is its signed JSON."""
+
+owner_keys_table = Table(
+    "owner_keys",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("registered", String(40), nullable=False),
+)
+"""Key pinned for each owner on first publish (trust on first use)."""
+
+peers_table = Table(
+    "peers",
+    metadata,
+    Column("peer_id", String(128), primary_key=True),
+    Column("endpoint", Text, nullable=False),
+    Column("base_model", Text, nullable=False),
+    Column("adapters", Text, nullable=False),
+    Column("registered", Float, nullable=False),
+    Column("last_heartbeat", Float, nullable=False),
+)
+"""Inference peers; ``adapters`` is a JSON list of the adapter names served."""
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` and make sure the tables exist.
+
+    SQLite connections may be shared across threads (the HTTP service runs
+    handlers in a thread pool); an in-memory SQLite database keeps one
+    connection so every thread sees the same data.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, object] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if parsed.database in (None, "", ":memory:"):
+            kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+    metadata.create_all(engine)
+    return engine

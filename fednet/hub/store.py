@@ -1,0 +1,439 @@
+"""The local adapter hub: content-addressed blobs plus signed manifests in SQL.
+
+Layout under ``root``::
+
+    blobs/sha256/<first two hex>/<full hex>   file contents, immutable
+    hub.db                                    default SQLite metadata
+
+Publishing writes every blob atomically first and only then inserts the
+manifest row in one transaction, so a crash leaves at most unreferenced blobs,
+never a visible half adapter. Reads re-check the signature and every sha256.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import exc as sa_exc
+
+from fednet.errors import IntegrityError, NotFoundError, SignatureError, UntrustedKeyError
+from fednet.hub.bundle import (
+    check_files,
+    check_required_files,
+    prepare_publish,
+    sha256_hex,
+    write_atomic,
+    write_files_atomically,
+)
+from fednet.hub.db import adapters_table, make_engine, owner_keys_table, peers_table
+from fednet.hub.keys import (
+    Ed25519PrivateKey,
+    TrustedKeys,
+    check_trusted_key,
+    normalize_public_key,
+    verify_manifest,
+)
+from fednet.hub.manifest import Manifest, VersionSpec, check_name, parse_version, utc_now_iso
+from fednet.hub.peers import PeerInfo, PeerRegistry
+
+__all__ = ["HubStore"]
+
+logger = logging.getLogger(__name__)
+
+_INSERT_RETRIES = 5
+
+
+class HubStore:
+    """A versioned, integrity-checked, signed adapter store on local disk.
+
+    Parameters
+    ----------
+    root : str or Path
+        Directory holding ``blobs/`` and, by default, ``hub.db``.
+    db_url : str, optional
+        SQLAlchemy URL of the metadata database; default
+        ``sqlite:///<root>/hub.db``.
+    trusted_keys : mapping, optional
+        Owner id to the public keys allowed to publish for it. Without it the
+        store trusts on first use: an owner's first publish pins its key and
+        later publishes under another key raise ``UntrustedKeyError``.
+    peer_timeout : float
+        Seconds after the last heartbeat within which a peer counts as up.
+    clock : callable
+        Returns Unix time; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        db_url: str | None = None,
+        trusted_keys: TrustedKeys | None = None,
+        peer_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self.blob_root = self.root / "blobs" / "sha256"
+        self.blob_root.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url or f"sqlite:///{(self.root / 'hub.db').resolve()}"
+        self.trusted_keys = (
+            None
+            if trusted_keys is None
+            else {owner: frozenset(keys) for owner, keys in trusted_keys.items()}
+        )
+        self._engine = make_engine(self.db_url)
+        self._write_lock = threading.Lock()
+        self._peers = PeerRegistry(
+            self._engine, timeout=peer_timeout, clock=clock, lock=self._write_lock
+        )
+
+    def __repr__(self) -> str:
+        return f"HubStore(root={str(self.root)!r}, db_url={self.db_url!r})"
+
+    def __enter__(self) -> HubStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release database connections."""
+        self._engine.dispose()
+
+    @property
+    def peer_timeout(self) -> float:
+        """Default seconds since the last heartbeat for a peer to count as up."""
+        return self._peers.timeout
+
+    def blob_path(self, digest: str) -> Path:
+        """Path of the blob holding contents with sha256 ``digest``."""
+        return self.blob_root / digest[:2] / digest
+
+    # -- publishing --------------------------------------------------------------
+
+    def publish(self, adapter_dir: str | Path, draft: Manifest, key: Ed25519PrivateKey) -> Manifest:
+        """Hash, sign and publish an adapter directory.
+
+        Parameters
+        ----------
+        adapter_dir : str or Path
+            PEFT adapter directory.
+        draft : Manifest
+            Descriptive fields; files, key, signature and version are filled in.
+        key : Ed25519PrivateKey
+            The owner's signing key.
+
+        Returns
+        -------
+        Manifest
+            The stored manifest, with its assigned ``version``.
+        """
+        manifest, files = prepare_publish(adapter_dir, draft, key)
+        return self.publish_signed(manifest, files)
+
+    def publish_signed(self, manifest: Manifest, files: Mapping[str, bytes]) -> Manifest:
+        """Verify and store a signed manifest and its files as the next version.
+
+        Raises
+        ------
+        SignatureError
+            If the manifest is unsigned or its signature does not verify.
+        UntrustedKeyError
+            If the key is not trusted for the owner (pinned or configured).
+        IntegrityError
+            Naming each file whose sha256 does not match, or that is missing
+            or not listed.
+        ValueError
+            If a PEFT file is missing from the manifest.
+        """
+        if not isinstance(manifest, Manifest):
+            raise TypeError(f"`manifest` must be a Manifest, got {type(manifest).__name__}")
+        verify_manifest(manifest)
+        self._check_trust(manifest)
+        check_required_files(manifest)
+        check_files(manifest, files)
+        for name, digest in manifest.files.items():
+            self._write_blob(digest, bytes(files[name]))
+        with self._write_lock:
+            for attempt in range(_INSERT_RETRIES):
+                try:
+                    with self._engine.begin() as conn:
+                        stored = self._insert_manifest(conn, manifest)
+                    break
+                except sa_exc.IntegrityError:
+                    if attempt == _INSERT_RETRIES - 1:
+                        raise
+                    logger.debug("version race on %s, retrying", manifest.name)
+        logger.info("published %s (owner %s, %d files)", stored.ref, stored.owner, len(files))
+        return stored
+
+    def _write_blob(self, digest: str, data: bytes) -> None:
+        path = self.blob_path(digest)
+        if path.exists():
+            if sha256_hex(path.read_bytes()) == digest:
+                return
+            logger.warning("blob %s is corrupt; rewriting it from the upload", path)
+        write_atomic(path, data)
+        try:
+            fd = os.open(path.parent, os.O_RDONLY)
+        except OSError:  # directories cannot be opened on some platforms
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _insert_manifest(self, conn: Connection, manifest: Manifest) -> Manifest:
+        if self.trusted_keys is None:
+            key = normalize_public_key(manifest.owner_public_key)
+            pinned = conn.execute(
+                select(owner_keys_table.c.public_key).where(
+                    owner_keys_table.c.owner == manifest.owner
+                )
+            ).scalar_one_or_none()
+            if pinned is None:
+                conn.execute(
+                    insert(owner_keys_table).values(
+                        owner=manifest.owner, public_key=key, registered=utc_now_iso()
+                    )
+                )
+            elif pinned != key:
+                raise self._key_mismatch(manifest, pinned)
+        latest = conn.execute(
+            select(func.max(adapters_table.c.version)).where(adapters_table.c.name == manifest.name)
+        ).scalar_one_or_none()
+        stored = manifest.with_version((latest or 0) + 1)
+        conn.execute(
+            insert(adapters_table).values(
+                name=stored.name,
+                version=stored.version,
+                manifest=stored.to_json(),
+                created=utc_now_iso(),
+            )
+        )
+        return stored
+
+    # -- trust ---------------------------------------------------------------------
+
+    def owner_key(self, owner: str) -> str | None:
+        """The public key pinned for ``owner`` on first publish, if any."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(owner_keys_table.c.public_key).where(owner_keys_table.c.owner == owner)
+            ).scalar_one_or_none()
+
+    @staticmethod
+    def _key_mismatch(manifest: Manifest, pinned: str) -> UntrustedKeyError:
+        return UntrustedKeyError(
+            f"owner {manifest.owner!r} is pinned to key {pinned}, but {manifest.ref} is "
+            f"signed with {normalize_public_key(manifest.owner_public_key)}"
+        )
+
+    def _check_trust(self, manifest: Manifest) -> None:
+        if self.trusted_keys is not None:
+            check_trusted_key(manifest, self.trusted_keys)
+            return
+        pinned = self.owner_key(manifest.owner)
+        if pinned is not None and pinned != normalize_public_key(manifest.owner_public_key):
+            raise self._key_mismatch(manifest, pinned)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def names(self) -> builtins.list[str]:
+        """Names of all published adapters, sorted."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(adapters_table.c.name).distinct().order_by(adapters_table.c.name)
+            )
+            return [row[0] for row in rows]
+
+    def list_versions(self, name: str) -> builtins.list[int]:
+        """Published versions of ``name``, ascending.
+
+        Raises
+        ------
+        NotFoundError
+            If no version of ``name`` exists; lists the known names.
+        """
+        check_name("name", name)
+        with self._engine.connect() as conn:
+            versions = [
+                row[0]
+                for row in conn.execute(
+                    select(adapters_table.c.version)
+                    .where(adapters_table.c.name == name)
+                    .order_by(adapters_table.c.version)
+                )
+            ]
+        if not versions:
+            raise NotFoundError(f"adapter {name!r} not found; available: {self._names_hint()}")
+        return versions
+
+    def _names_hint(self) -> str:
+        names = self.names()
+        return (", ".join(names[:20]) + (" ..." if len(names) > 20 else "")) or "none"
+
+    def resolve(self, name: str, version: VersionSpec = "latest") -> Manifest:
+        """Return the manifest of ``name`` at ``version`` (an int or ``"latest"``).
+
+        Raises
+        ------
+        NotFoundError
+            Naming the adapter and version, with the versions that exist.
+        """
+        spec = parse_version(version)
+        versions = self.list_versions(name)
+        number = versions[-1] if spec == "latest" else spec
+        with self._engine.connect() as conn:
+            text = conn.execute(
+                select(adapters_table.c.manifest).where(
+                    adapters_table.c.name == name, adapters_table.c.version == number
+                )
+            ).scalar_one_or_none()
+        if text is None:
+            raise NotFoundError(
+                f"adapter {name!r} has no version {number}; available versions: {versions}"
+            )
+        return Manifest.from_json(text)
+
+    def list(self) -> builtins.list[Manifest]:
+        """The latest manifest of every adapter, sorted by name."""
+        latest = (
+            select(adapters_table.c.name, func.max(adapters_table.c.version).label("version"))
+            .group_by(adapters_table.c.name)
+            .subquery()
+        )
+        query = (
+            select(adapters_table.c.manifest)
+            .join(
+                latest,
+                (adapters_table.c.name == latest.c.name)
+                & (adapters_table.c.version == latest.c.version),
+            )
+            .order_by(adapters_table.c.name)
+        )
+        with self._engine.connect() as conn:
+            return [Manifest.from_json(row[0]) for row in conn.execute(query)]
+
+    def _read_blob(self, manifest: Manifest, filename: str) -> bytes:
+        digest = manifest.files[filename]
+        path = self.blob_path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"adapter {manifest.ref}: blob of file {filename!r} is missing at {path}"
+            ) from None
+        actual = sha256_hex(data)
+        if actual != digest:
+            raise IntegrityError(
+                f"adapter {manifest.ref}: file {filename!r} is tampered: blob {path} has "
+                f"sha256 {actual}, manifest says {digest}"
+            )
+        return data
+
+    def _verified(self, manifest: Manifest, names: Sequence[str]) -> dict[str, bytes]:
+        verify_manifest(manifest)
+        self._check_trust(manifest)
+        return {filename: self._read_blob(manifest, filename) for filename in names}
+
+    def read_file(self, name: str, version: VersionSpec, filename: str) -> bytes:
+        """Return one file of an adapter after checking signature and sha256.
+
+        Raises
+        ------
+        NotFoundError
+            If the adapter, version or file does not exist.
+        IntegrityError, SignatureError
+            If the blob or the manifest fails verification.
+        """
+        manifest = self.resolve(name, version)
+        if filename not in manifest.files:
+            raise NotFoundError(
+                f"adapter {manifest.ref} has no file {filename!r}; files: {sorted(manifest.files)}"
+            )
+        return self._verified(manifest, [filename])[filename]
+
+    def fetch(self, name: str, version: VersionSpec, dest_dir: str | Path) -> Manifest:
+        """Verify an adapter's signature and files, then write them into ``dest_dir``.
+
+        Nothing is written unless every file verifies.
+
+        Raises
+        ------
+        IntegrityError
+            Naming the tampered file and its blob path.
+        SignatureError
+            If the stored manifest's signature fails or its key is not trusted.
+        """
+        manifest = self.resolve(name, version)
+        files = self._verified(manifest, builtins.list(manifest.files))
+        write_files_atomically(dest_dir, files)
+        logger.info("fetched %s into %s", manifest.ref, dest_dir)
+        return manifest
+
+    def verify(self, name: str | None = None) -> builtins.list[str]:
+        """Check every signature and blob (of ``name``, or of all adapters).
+
+        Returns
+        -------
+        list[str]
+            One line per problem found; empty when everything verifies.
+        """
+        query = select(adapters_table.c.name, adapters_table.c.version, adapters_table.c.manifest)
+        if name is not None:
+            self.list_versions(name)
+            query = query.where(adapters_table.c.name == name)
+        with self._engine.connect() as conn:
+            rows = builtins.list(
+                conn.execute(query.order_by(adapters_table.c.name, adapters_table.c.version))
+            )
+        problems: builtins.list[str] = []
+        for row_name, row_version, text in rows:
+            ref = f"{row_name}@v{row_version}"
+            try:
+                manifest = Manifest.from_json(text)
+            except (TypeError, ValueError) as e:
+                problems.append(f"{ref}: manifest does not parse: {e}")
+                continue
+            if (manifest.name, manifest.version) != (row_name, row_version):
+                problems.append(f"{ref}: manifest claims to be {manifest.ref}")
+            try:
+                verify_manifest(manifest)
+                self._check_trust(manifest)
+            except SignatureError as e:
+                problems.append(f"{ref}: {e}")
+            for filename in manifest.files:
+                try:
+                    self._read_blob(manifest, filename)
+                except IntegrityError as e:
+                    problems.append(str(e))
+        for problem in problems:
+            logger.warning("hub verify: %s", problem)
+        return problems
+
+    # -- peers -------------------------------------------------------------------
+
+    def register_peer(
+        self, peer_id: str, endpoint: str, base_model: str, adapters: Sequence[str] = ()
+    ) -> PeerInfo:
+        """Register or update a peer; counts as a heartbeat. See :class:`PeerRegistry`."""
+        return self._peers.register(peer_id, endpoint, base_model, adapters)
+
+    def heartbeat(self, peer_id: str) -> PeerInfo:
+        """Record that ``peer_id`` is alive now; ``NotFoundError`` if unregistered."""
+        return self._peers.heartbeat(peer_id)
+
+    def peers(self, alive_within: float | None = None) -> builtins.list[PeerInfo]:
+        """All peers, each marked up if heard from within ``alive_within`` seconds.
+
+        ``alive_within`` defaults to the store's ``peer_timeout``.
+        """
+        return self._peers.list(alive_within)

@@ -1,0 +1,185 @@
+"""DP-SGD for LoRA fine-tuning, through opacus.
+
+Implementation based on Abadi et al., "Deep Learning with Differential Privacy"
+(https://arxiv.org/abs/1607.00133), as implemented by opacus's ``PrivacyEngine``.
+
+Works on a frozen transformer encoder with peft LoRA adapters plus a linear
+head, wrapped in one ``nn.Module`` whose ``forward(input_ids, attention_mask)``
+returns logits. Only parameters with ``requires_grad`` (the LoRA matrices and
+the head) get per-example gradients; frozen embeddings, attention and
+LayerNorm weights are skipped by opacus, so its ``"hooks"`` mode (the default)
+handles a peft-wrapped ``BertModel``; ``"functorch"`` works as well.
+
+The returned noise multiplier and sample rate are what the client's ledger is
+charged with: ``ledger.charge(noise_multiplier=z, sample_rate=q, steps=s,
+kind="dpsgd")`` for ``s`` optimizer steps. Charging the planned steps before
+training means a refused charge stops the client before it touches its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fednet.privacy._checks import check_non_negative, check_positive
+from fednet.privacy.mechanisms import calibrate_noise_multiplier
+
+__all__ = ["GRAD_SAMPLE_MODES", "PrivateTraining", "make_private"]
+
+logger = logging.getLogger(__name__)
+
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch")
+"""Opacus per-example gradient modes supported here (both tested on peft-LoRA BERT)."""
+
+
+class PrivateTraining(NamedTuple):
+    """What :func:`make_private` returns; unpacks as a 5-tuple."""
+
+    module: nn.Module
+    """The module wrapped by opacus to compute per-example gradients; train this one."""
+    optimizer: torch.optim.Optimizer
+    """A ``DPOptimizer``: clips per-example gradients and adds noise in ``step()``."""
+    data_loader: DataLoader
+    """Poisson-sampled loader when ``poisson_sampling`` is on (batches vary in size)."""
+    noise_multiplier: float
+    """``z``: noise std over ``max_grad_norm``."""
+    sample_rate: float
+    """``q = 1 / len(data_loader)``."""
+
+
+def make_private(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader,
+    *,
+    max_grad_norm: float,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    target_delta: float | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    poisson_sampling: bool = True,
+    grad_sample_mode: str = "hooks",
+    noise_generator: torch.Generator | None = None,
+    secure_mode: bool = False,
+) -> PrivateTraining:
+    """Wrap a model, optimizer and loader for DP-SGD.
+
+    Give either ``noise_multiplier``, or ``target_epsilon`` with ``target_delta``
+    and exactly one of ``epochs`` and ``steps``; the noise multiplier is then
+    calibrated with the same accountant as the ledger, for ``q = 1 /
+    len(data_loader)`` over ``steps`` (or ``epochs * len(data_loader)``) steps.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Model whose trainable parameters are exactly those to fine-tune.
+    optimizer : torch.optim.Optimizer
+        Optimizer over (a subset of) ``module``'s trainable parameters.
+    data_loader : DataLoader
+        Loader of the client's private examples.
+    max_grad_norm : float
+        Per-example gradient clipping bound.
+    noise_multiplier : float, optional
+        ``z`` given directly (``>= 0``; 0 means no privacy).
+    target_epsilon, target_delta : float, optional
+        Target (ε, δ) of the whole training.
+    epochs, steps : int, optional
+        Planned length of training when calibrating from ``target_epsilon``.
+    poisson_sampling : bool
+        Sample batches by Poisson sampling, as the accountant assumes.
+    grad_sample_mode : str
+        One of :data:`GRAD_SAMPLE_MODES`.
+    noise_generator : torch.Generator, optional
+        Source of the gradient noise, for reproducible tests.
+    secure_mode : bool
+        Use opacus's cryptographically secure noise (needs ``torchcsprng``).
+
+    Returns
+    -------
+    PrivateTraining
+        ``(module, optimizer, data_loader, noise_multiplier, sample_rate)``.
+    """
+    bound = check_positive("max_grad_norm", max_grad_norm)
+    if grad_sample_mode not in GRAD_SAMPLE_MODES:
+        raise ValueError(
+            f"grad_sample_mode must be one of {', '.join(GRAD_SAMPLE_MODES)}; "
+            f"got {grad_sample_mode!r}"
+        )
+    trainable = [name for name, p in module.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("module has no parameter with requires_grad=True to train")
+    if len(data_loader) < 1:
+        raise ValueError("data_loader must yield at least one batch")
+    sample_rate = 1.0 / len(data_loader)
+    z = _resolve_noise_multiplier(
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        target_delta=target_delta,
+        epochs=epochs,
+        steps=steps,
+        sample_rate=sample_rate,
+        num_batches=len(data_loader),
+    )
+    engine = PrivacyEngine(accountant="rdp", secure_mode=secure_mode)
+    private_module, private_optimizer, private_loader = engine.make_private(
+        module=module,
+        optimizer=optimizer,
+        data_loader=data_loader,
+        noise_multiplier=z,
+        max_grad_norm=bound,
+        poisson_sampling=poisson_sampling,
+        grad_sample_mode=grad_sample_mode,
+        noise_generator=noise_generator,
+    )
+    logger.info(
+        "DP-SGD on %d trainable tensors: noise multiplier %.4g, sample rate %.4g, clip %g",
+        len(trainable),
+        z,
+        sample_rate,
+        bound,
+    )
+    return PrivateTraining(private_module, private_optimizer, private_loader, z, sample_rate)
+
+
+def _resolve_noise_multiplier(
+    *,
+    noise_multiplier: float | None,
+    target_epsilon: float | None,
+    target_delta: float | None,
+    epochs: int | None,
+    steps: int | None,
+    sample_rate: float,
+    num_batches: int,
+) -> float:
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise ValueError(
+            "give exactly one of noise_multiplier and target_epsilon, got "
+            f"noise_multiplier={noise_multiplier!r}, target_epsilon={target_epsilon!r}"
+        )
+    if target_epsilon is None:
+        return check_non_negative("noise_multiplier", noise_multiplier)
+    if target_delta is None:
+        raise ValueError("target_delta is required with target_epsilon")
+    for key, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"{key} must be an int >= 1, got {value!r}")
+    if steps is not None and epochs is None:
+        total = steps
+    elif epochs is not None and steps is None:
+        total = epochs * num_batches
+    else:
+        raise ValueError(
+            f"with target_epsilon give exactly one of epochs and steps, got "
+            f"epochs={epochs!r}, steps={steps!r}"
+        )
+    return calibrate_noise_multiplier(
+        epsilon=target_epsilon, delta=target_delta, sample_rate=sample_rate, steps=total
+    )

@@ -1,0 +1,312 @@
+"""Per-client privacy ledger: every release composed by one accountant, kept across restarts.
+
+Each client owns one :class:`PrivacyLedger`. DP-SGD training, sketch releases
+and locally noised updates are all charged to it as
+``(noise_multiplier, sample_rate, steps)``; the ledger refuses a charge that
+would take the client past its ε budget and can be saved to and restored from
+a JSON file, so the budget survives a restart of the client process.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fednet.errors import BudgetExhaustedError
+from fednet.privacy._checks import check_delta, check_positive
+from fednet.privacy.accountant import (
+    History,
+    accountant_epsilon,
+    create_accountant,
+    validate_release,
+)
+
+__all__ = ["RELEASE_KINDS", "Release", "PrivacyLedger"]
+
+logger = logging.getLogger(__name__)
+
+RELEASE_KINDS: tuple[str, ...] = ("dpsgd", "sketch", "update")
+"""What a release can be: DP-SGD training, a capability sketch, a noised update."""
+
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Release:
+    """One entry of a ledger: a (sub)sampled Gaussian mechanism run ``steps`` times."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    kind: str
+
+
+def _check_kind(kind: object) -> str:
+    if kind not in RELEASE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(RELEASE_KINDS)}; got {kind!r}")
+    return str(kind)
+
+
+class PrivacyLedger:
+    """The privacy spent by one client, composed with an opacus accountant.
+
+    Parameters
+    ----------
+    client_id : str
+        Whose ledger this is; named in refusals and checked on restore.
+    delta : float
+        δ at which ε is reported, in (0, 1).
+    budget : float
+        Total ε the client may spend; ``math.inf`` means no budget.
+    accountant : str
+        Registered accountant name (see
+        :func:`~fednet.privacy.accountant.create_accountant`).
+
+    Notes
+    -----
+    A release with ``noise_multiplier == 0`` has infinite ε: :meth:`charge`
+    refuses it under any finite budget, while :meth:`record` accepts it and
+    the ledger then reports ``math.inf``.
+    """
+
+    def __init__(
+        self, client_id: str, *, delta: float, budget: float = math.inf, accountant: str = "rdp"
+    ) -> None:
+        if not isinstance(client_id, str) or not client_id:
+            raise ValueError(f"client_id must be a non-empty string, got {client_id!r}")
+        self.client_id = client_id
+        self.delta = check_delta("delta", delta)
+        self.budget = check_positive("budget", budget, allow_inf=True)
+        self.accountant_name = accountant
+        self._accountant = create_accountant(accountant)
+        self._kinds: list[str] = []
+        self._epsilon: float | None = 0.0
+
+    # -- reading ---------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        """``(noise_multiplier, sample_rate, steps)`` triples, oldest first (a copy)."""
+        return [(float(z), float(q), int(s)) for z, q, s in self._accountant.history]
+
+    @property
+    def releases(self) -> tuple[Release, ...]:
+        """Every recorded release with its kind, oldest first."""
+        return tuple(
+            Release(float(z), float(q), int(s), kind)
+            for (z, q, s), kind in zip(self._accountant.history, self._kinds, strict=True)
+        )
+
+    @property
+    def epsilon(self) -> float:
+        """ε spent so far at :attr:`delta` (``accountant.get_epsilon(delta)``)."""
+        if self._epsilon is None:
+            self._epsilon = accountant_epsilon(self._accountant, delta=self.delta)
+        return self._epsilon
+
+    @property
+    def remaining(self) -> float:
+        """ε left before the budget is reached (never negative)."""
+        return max(self.budget - self.epsilon, 0.0)
+
+    def epsilon_after(self, *, noise_multiplier: float, sample_rate: float, steps: int) -> float:
+        """ε the ledger would report after one more release; the ledger is not changed."""
+        validate_release(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        trial = copy.deepcopy(self._accountant)
+        trial.history.append((float(noise_multiplier), float(sample_rate), int(steps)))
+        return accountant_epsilon(trial, delta=self.delta)
+
+    def would_exceed(self, *, noise_multiplier: float, sample_rate: float, steps: int) -> bool:
+        """Whether one more release would take ε past the budget."""
+        after = self.epsilon_after(
+            noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps
+        )
+        return after > self.budget
+
+    # -- writing ---------------------------------------------------------------
+    def record(
+        self, *, noise_multiplier: float, sample_rate: float, steps: int, kind: str
+    ) -> float:
+        """Compose a release into the ledger without checking the budget.
+
+        Returns
+        -------
+        float
+            ε spent after the release.
+        """
+        validate_release(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        self._append(noise_multiplier, sample_rate, steps, _check_kind(kind))
+        return self.epsilon
+
+    def _append(self, noise_multiplier: float, sample_rate: float, steps: int, kind: str) -> None:
+        self._accountant.history.append((float(noise_multiplier), float(sample_rate), int(steps)))
+        self._kinds.append(kind)
+        self._epsilon = None
+
+    def charge(
+        self, *, noise_multiplier: float, sample_rate: float, steps: int, kind: str
+    ) -> float:
+        """Record a release if it keeps the client within budget.
+
+        Returns
+        -------
+        float
+            ε spent after the release.
+
+        Raises
+        ------
+        BudgetExhaustedError
+            If the release would take ε past the budget; the ledger is unchanged.
+        """
+        kind = _check_kind(kind)
+        spent = self.epsilon
+        after = self.epsilon_after(
+            noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps
+        )
+        if after > self.budget:
+            raise BudgetExhaustedError(
+                f"client {self.client_id!r}: {kind} release (noise_multiplier={noise_multiplier}, "
+                f"sample_rate={sample_rate}, steps={steps}) would raise epsilon from "
+                f"{spent:.4g} to {after:.4g}, over the budget of {self.budget:.4g} "
+                f"(delta={self.delta:g})",
+                client_id=self.client_id,
+                spent=spent,
+                requested=after,
+                budget=self.budget,
+            )
+        self._append(noise_multiplier, sample_rate, steps, kind)
+        self._epsilon = after
+        logger.info(
+            "client %s charged %s release: epsilon %.4g -> %.4g of %.4g",
+            self.client_id,
+            kind,
+            spent,
+            after,
+            self.budget,
+        )
+        return after
+
+    # -- persistence -----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state; an infinite budget is stored as ``None``."""
+        return {
+            "version": _STATE_VERSION,
+            "client_id": self.client_id,
+            "delta": self.delta,
+            "budget": None if math.isinf(self.budget) else self.budget,
+            "accountant": self.accountant_name,
+            "history": [[z, q, s] for z, q, s in self.history],
+            "kinds": list(self._kinds),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the history with ``state``'s.
+
+        The ledger keeps its own ``delta`` and ``budget`` (the live configuration
+        wins); ``client_id`` and ``accountant`` must match.
+
+        Raises
+        ------
+        ValueError
+            If the state is malformed or belongs to another client or accountant.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"state version must be {_STATE_VERSION}, got {state.get('version')!r}"
+            )
+        for key, mine in (("client_id", self.client_id), ("accountant", self.accountant_name)):
+            if state.get(key) != mine:
+                raise ValueError(f"state {key} must be {mine!r}, got {state.get(key)!r}")
+        history, kinds = state.get("history"), state.get("kinds")
+        if not isinstance(history, list) or not isinstance(kinds, list):
+            raise ValueError("state history and kinds must be lists")
+        if len(history) != len(kinds):
+            raise ValueError(f"state history has {len(history)} entries but kinds has {len(kinds)}")
+        entries: History = []
+        for i, entry in enumerate(history):
+            if not isinstance(entry, list | tuple) or len(entry) != 3:
+                raise ValueError(f"state history[{i}] must be a triple, got {entry!r}")
+            z, q, s = entry
+            validate_release(noise_multiplier=z, sample_rate=q, steps=s)
+            entries.append((float(z), float(q), int(s)))
+        checked = [_check_kind(kind) for kind in kinds]
+        self._accountant.history = entries
+        self._kinds = checked
+        self._epsilon = None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state as JSON atomically (temporary file, then ``os.replace``)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.state_dict(), indent=2, allow_nan=False)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        logger.debug("saved ledger of client %s to %s", self.client_id, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PrivacyLedger:
+        """Restore a ledger written by :meth:`save`, with its stored delta and budget."""
+        state = _read_state(path)
+        budget = state.get("budget")
+        ledger = cls(
+            state.get("client_id"),  # type: ignore[arg-type]
+            delta=state.get("delta"),  # type: ignore[arg-type]
+            budget=math.inf if budget is None else budget,
+            accountant=state.get("accountant", "rdp"),
+        )
+        ledger.load_state_dict(state)
+        return ledger
+
+    @classmethod
+    def load_or_create(
+        cls,
+        path: str | os.PathLike[str],
+        client_id: str,
+        *,
+        delta: float,
+        budget: float = math.inf,
+        accountant: str = "rdp",
+    ) -> PrivacyLedger:
+        """Ledger with the given settings, carrying the history saved at ``path`` if any."""
+        ledger = cls(client_id, delta=delta, budget=budget, accountant=accountant)
+        if Path(path).exists():
+            ledger.load_state_dict(_read_state(path))
+            logger.info(
+                "restored ledger of client %s from %s: epsilon %.4g",
+                client_id,
+                path,
+                ledger.epsilon,
+            )
+        return ledger
+
+    def __repr__(self) -> str:
+        return (
+            f"PrivacyLedger(client_id={self.client_id!r}, epsilon={self.epsilon:.4g}, "
+            f"budget={self.budget:.4g}, delta={self.delta:g}, releases={len(self._kinds)})"
+        )
+
+
+def _read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"ledger file {os.fspath(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(state, dict):
+        raise ValueError(f"ledger file {os.fspath(path)!r} must hold a JSON object")
+    return state

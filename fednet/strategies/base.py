@@ -1,0 +1,181 @@
+"""Shared machinery of fednet strategies: client discovery, sampling, the round loop.
+
+Flower's ``Strategy.start`` always runs rounds ``1..N``. fednet's loop also
+resumes from a checkpointed round and calls a hook after every round (to write
+adapters, metrics and checkpoints), and it learns each node's public profile
+with a ``query`` message before the node takes part.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result, Strategy
+
+from fednet.federation import protocol as P
+from fednet.strategies.profile import ClientProfile
+
+__all__ = ["FednetStrategy", "RoundHook", "RoundOutcome"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundOutcome:
+    """What one round produced, handed to the round hook."""
+
+    server_round: int
+    arrays: ArrayRecord
+    train_metrics: MetricRecord | None
+    evaluate_metrics: MetricRecord | None
+    bytes_up: dict[str, int] = field(default_factory=dict)
+    bytes_down: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+RoundHook = Callable[[RoundOutcome], None]
+
+
+class FednetStrategy(Strategy):
+    """Base class: profiles, sampling, byte accounting and a resumable loop.
+
+    Parameters
+    ----------
+    fraction_train : float
+        Fraction of profiled nodes sampled for training each round.
+    min_clients : int
+        Minimum valid replies for a round to update the global state (0 means 1).
+    seed : int
+        Seed of the node sampler.
+    """
+
+    def __init__(self, *, fraction_train: float = 1.0, min_clients: int = 0, seed: int = 0):
+        if not 0.0 < fraction_train <= 1.0:
+            raise ValueError(f"`fraction-train` must be in (0, 1], got {fraction_train}")
+        if min_clients < 0:
+            raise ValueError(f"`min-clients` must be >= 0, got {min_clients}")
+        self.fraction_train = fraction_train
+        self.min_clients = min_clients
+        self.rng = random.Random(seed)
+        self.profiles: dict[int, ClientProfile] = {}
+        self.bytes_up: dict[str, int] = {}
+        self.bytes_down: dict[str, int] = {}
+
+    # -- discovery -----------------------------------------------------------
+    def discover(self, grid: Grid, *, min_nodes: int, timeout: float) -> dict[int, ClientProfile]:
+        """Wait for ``min_nodes`` nodes and learn the profile of every new one."""
+        deadline = time.monotonic() + timeout
+        while len(list(grid.get_node_ids())) < min_nodes:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {len(list(grid.get_node_ids()))} of {min_nodes} clients "
+                    f"connected within {timeout:.0f}s"
+                )
+            time.sleep(0.5)
+        new = [n for n in grid.get_node_ids() if n not in self.profiles]
+        if new:
+            msgs = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
+                    for n in new]
+            for reply in grid.send_and_receive(msgs, timeout=timeout):
+                node = reply.metadata.src_node_id
+                if reply.has_error() or P.PROFILE not in reply.content:
+                    logger.warning("node %s did not send a profile: %s", node,
+                                   reply.error.reason if reply.has_error() else "empty")
+                    continue
+                try:
+                    self.profiles[node] = ClientProfile.from_record(
+                        node, reply.content.config_records[P.PROFILE])
+                except ValueError as e:
+                    logger.warning("%s", e)
+        logger.info("clients: %s", sorted(p.client_id for p in self.profiles.values()))
+        return self.profiles
+
+    def sample(self, grid: Grid) -> list[ClientProfile]:
+        """Profiled, connected nodes sampled for this round."""
+        live = set(grid.get_node_ids())
+        pool = sorted((p for n, p in self.profiles.items() if n in live), key=lambda p: p.client_id)
+        k = max(1, round(len(pool) * self.fraction_train)) if pool else 0
+        return sorted(self.rng.sample(pool, k), key=lambda p: p.client_id)
+
+    def profile_of(self, msg: Message) -> ClientProfile | None:
+        return self.profiles.get(msg.metadata.src_node_id)
+
+    def valid_replies(self, replies: Iterable[Message], kind: str) -> list[Message]:
+        """Drop error replies and replies from unknown nodes, logging each."""
+        ok = []
+        for r in replies:
+            p = self.profile_of(r)
+            who = p.client_id if p else f"node {r.metadata.src_node_id}"
+            if r.has_error():
+                logger.warning("%s reply from %s failed: %s", kind, who, r.error.reason)
+            elif p is None:
+                logger.warning("%s reply from unprofiled %s ignored", kind, who)
+            else:
+                ok.append(r)
+        return ok
+
+    def enough(self, got: int) -> bool:
+        """Whether ``got`` valid replies are enough to update the global state."""
+        return got >= max(1, self.min_clients)
+
+    # -- the loop ------------------------------------------------------------
+    def summary(self) -> None:
+        logger.info("%s: fraction-train=%s min-clients=%s", type(self).__name__,
+                    self.fraction_train, self.min_clients)
+
+    def start(  # type: ignore[override]
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+        *,
+        start_round: int = 1,
+        on_round_end: RoundHook | None = None,
+    ) -> Result:
+        """Run rounds ``start_round..num_rounds``; call ``on_round_end`` after each."""
+        self.summary()
+        result = Result()
+        arrays = initial_arrays
+        result.arrays = arrays
+        for rnd in range(start_round, num_rounds + 1):
+            t0 = time.monotonic()
+            logger.info("[ROUND %s/%s]", rnd, num_rounds)
+            self.bytes_up, self.bytes_down = {}, {}
+            self.discover(grid, min_nodes=0, timeout=timeout)
+            replies = grid.send_and_receive(
+                self.configure_train(rnd, arrays, ConfigRecord(dict(train_config or {})), grid),
+                timeout=timeout,
+            )
+            new_arrays, train_metrics = self.aggregate_train(rnd, replies)
+            if new_arrays is not None:
+                arrays = new_arrays
+                result.arrays = arrays
+            if train_metrics is not None:
+                result.train_metrics_clientapp[rnd] = train_metrics
+            eval_replies = grid.send_and_receive(
+                self.configure_evaluate(rnd, arrays,
+                                        ConfigRecord(dict(evaluate_config or {})), grid),
+                timeout=timeout,
+            )
+            eval_metrics = self.aggregate_evaluate(rnd, eval_replies)
+            if eval_metrics is not None:
+                result.evaluate_metrics_clientapp[rnd] = eval_metrics
+            if evaluate_fn is not None:
+                res = evaluate_fn(rnd, arrays)
+                if res is not None:
+                    result.evaluate_metrics_serverapp[rnd] = res
+            if on_round_end is not None:
+                on_round_end(RoundOutcome(rnd, arrays, train_metrics, eval_metrics,
+                                          dict(self.bytes_up), dict(self.bytes_down),
+                                          time.monotonic() - t0))
+        return result

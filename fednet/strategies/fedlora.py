@@ -1,0 +1,213 @@
+"""FedLoRA: federated LoRA across heterogeneous ranks, base models and tasks."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+
+from fednet.errors import UpdateRejectedError
+from fednet.federation import protocol as P
+from fednet.lora import LoraUpdate, aggregate_lora, truncate_rank, weighted_mean
+from fednet.strategies.base import FednetStrategy
+from fednet.strategies.profile import ClientProfile
+from fednet.strategies.state import GlobalState
+
+__all__ = ["FedLoRA", "validate_update"]
+
+logger = logging.getLogger(__name__)
+
+
+def validate_update(
+    content: RecordDict, profile: ClientProfile, state: GlobalState
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Check a training reply against the allowlist and the client's profile.
+
+    Returns the LoRA and head tensors; raises :class:`UpdateRejectedError` listing
+    every problem (wrong keys, ranks or shapes, non-finite values).
+    """
+    problems: list[str] = []
+    try:
+        P.check_reply(content)
+    except UpdateRejectedError as e:
+        problems += e.problems
+    if P.LORA not in content.array_records or P.HEAD not in content.array_records:
+        raise UpdateRejectedError(problems + ["reply lacks the `lora` or `head` record"])
+    lora = content.array_records[P.LORA].to_torch_state_dict()
+    head = content.array_records[P.HEAD].to_torch_state_dict()
+    ref = state.lora.get(profile.base_model)
+    if ref is None:
+        problems.append(f"no global LoRA for base model {profile.base_model!r}")
+    else:
+        if set(lora) != set(ref):
+            problems.append("LoRA keys differ from the group's adapter")
+        else:
+            for k, v in lora.items():
+                expect = truncate_rank({k: ref[k]}, profile.rank)[k].shape
+                if tuple(v.shape) != tuple(expect):
+                    problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(expect)}")
+    ref_head = state.heads.get(profile.task, {})
+    for k, v in head.items():
+        if k in ref_head and tuple(v.shape) != tuple(ref_head[k].shape):
+            problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(ref_head[k].shape)}")
+    for k, v in {**lora, **head}.items():
+        if not torch.isfinite(v).all():
+            problems.append(f"{k} has non-finite values")
+    if problems:
+        raise UpdateRejectedError(problems)
+    return lora, head
+
+
+class FedLoRA(FednetStrategy):
+    """Federated averaging of LoRA factors and task heads.
+
+    Implementation based on FedIT (Zhang et al., https://arxiv.org/abs/2305.05644),
+    separate averaging of the A and B factors, and HetLoRA (Cho et al.,
+    https://arxiv.org/abs/2401.06432) truncation for clients of smaller rank.
+
+    LoRA factors are averaged over all clients that share a base model, weighted
+    by their number of training examples; heads over all clients of a task. The
+    shared adapter keeps the group's largest rank. See
+    :mod:`fednet.lora.aggregate` for ``rank_aggregation``.
+
+    Parameters
+    ----------
+    rank_aggregation : str
+        ``"rank-wise"`` (default) or ``"zero-pad"``.
+    fraction_train, min_clients, seed
+        See :class:`~fednet.strategies.base.FednetStrategy`.
+    """
+
+    def __init__(self, *, rank_aggregation: str = "rank-wise", fraction_train: float = 1.0,
+                 min_clients: int = 0, seed: int = 0) -> None:
+        super().__init__(fraction_train=fraction_train, min_clients=min_clients, seed=seed)
+        if rank_aggregation not in ("rank-wise", "zero-pad"):
+            raise ValueError(
+                f"`rank-aggregation` must be 'rank-wise' or 'zero-pad', got {rank_aggregation!r}"
+            )
+        self.rank_aggregation = rank_aggregation
+        self._state_for_round = GlobalState()
+
+    # -- what each client receives --------------------------------------------
+    def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
+        """The group's LoRA truncated to the client's rank, and its task's head."""
+        lora = truncate_rank(state.lora[profile.base_model], profile.rank)
+        return RecordDict({
+            P.LORA: ArrayRecord(lora),
+            P.HEAD: ArrayRecord(state.heads[profile.task]),
+        })
+
+    def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                  profiles: list[ClientProfile], message_type: str) -> list[Message]:
+        state = GlobalState.from_arrayrecord(arrays)
+        msgs = []
+        for p in profiles:
+            if p.base_model not in state.lora or p.task not in state.heads:
+                logger.warning("no global state for %s (base %s, task %s); skipped",
+                               p.client_id, p.base_model, p.task)
+                continue
+            content = self.payload(state, p)
+            cfg = ConfigRecord({**dict(config), "server-round": server_round})
+            content[P.CONFIG] = cfg
+            self.bytes_down[p.client_id] = (self.bytes_down.get(p.client_id, 0)
+                                            + P.record_nbytes(content))
+            msgs.append(Message(content, dst_node_id=p.node_id, message_type=message_type,
+                                group_id=str(server_round)))
+        return msgs
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self._state_for_round = GlobalState.from_arrayrecord(arrays)
+        sampled = self.sample(grid)
+        logger.info("round %s: training %s", server_round, [p.client_id for p in sampled])
+        return self._messages(server_round, arrays, config, sampled, MessageType.TRAIN)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        live = set(grid.get_node_ids())
+        profiles = sorted((p for n, p in self.profiles.items() if n in live),
+                          key=lambda p: p.client_id)
+        return self._messages(server_round, arrays, config, profiles, MessageType.EVALUATE)
+
+    # -- aggregation -----------------------------------------------------------
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
+        state = self._state_for_round
+        for r in self.valid_replies(replies, "train"):
+            p = self.profile_of(r)
+            assert p is not None
+            self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
+                r.content)
+            try:
+                lora, head = validate_update(r.content, p, state)
+            except UpdateRejectedError as e:
+                logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
+                continue
+            metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
+            accepted.append((p, lora, head, metrics))
+        if not self.enough(len(accepted)):
+            logger.warning("round %s: %d valid updates, need %d; global state unchanged",
+                           server_round, len(accepted), max(1, self.min_clients))
+            return None, self._train_metrics(accepted)
+        new = self.aggregate(state, accepted)
+        return new.to_arrayrecord(), self._train_metrics(accepted)
+
+    def aggregate(self, state: GlobalState, accepted: list[tuple[ClientProfile, dict, dict, dict]]
+                  ) -> GlobalState:
+        """New global state from accepted (profile, lora, head, metrics) updates."""
+        new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
+        for base in {p.base_model for p, *_ in accepted}:
+            group = [(p, lora) for p, lora, _, _ in accepted if p.base_model == base]
+            new.lora[base] = aggregate_lora(
+                [LoraUpdate(lora, p.num_examples) for p, lora in group],
+                rank=state.rank_of(base),
+                previous=state.lora[base],
+                method=self.rank_aggregation,
+            )
+        for task in {p.task for p, *_ in accepted}:
+            group = [(p, head) for p, _, head, _ in accepted if p.task == task]
+            new.heads[task] = {
+                k: weighted_mean([h[k] for _, h in group], [p.num_examples for p, _ in group])
+                for k in group[0][1]
+            }
+        return new
+
+    def _train_metrics(self, accepted: list) -> MetricRecord:
+        out: dict[str, float] = {"clients": float(len(accepted))}
+        total = sum(p.num_examples for p, *_ in accepted)
+        if total:
+            out["train-loss"] = sum(m.get("train-loss", math.nan) * p.num_examples
+                                    for p, _, _, m in accepted) / total
+        for p, _, _, m in accepted:
+            for k in ("train-loss", "compute-s", "epsilon"):
+                if k in m:
+                    out[f"{p.client_id}/{k}"] = float(m[k])
+        return MetricRecord(out)  # type: ignore[arg-type]
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
+                           ) -> MetricRecord | None:
+        rows = []
+        for r in self.valid_replies(replies, "evaluate"):
+            p = self.profile_of(r)
+            m = r.content.metric_records.get(P.METRICS)
+            if p is None or m is None or "accuracy" not in m:
+                continue
+            rows.append((p, float(m["accuracy"]), float(m["loss"]), float(m["num-examples"])))
+        if not rows:
+            return None
+        n = sum(w for *_, w in rows)
+        out = {
+            "accuracy": sum(a * w for _, a, _, w in rows) / n,
+            "loss": sum(lo * w for _, _, lo, w in rows) / n,
+            "accuracy-mean": sum(a for _, a, _, _ in rows) / len(rows),
+        }
+        for p, a, lo, _ in rows:
+            out[f"{p.client_id}/accuracy"] = a
+            out[f"{p.client_id}/loss"] = lo
+        return MetricRecord(out)  # type: ignore[arg-type]

@@ -1,0 +1,57 @@
+"""LocalOnly: every client trains alone; the baseline without federation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+from fednet.errors import UpdateRejectedError
+from fednet.federation import protocol as P
+from fednet.strategies.fedlora import FedLoRA, validate_update
+from fednet.strategies.profile import ClientProfile
+from fednet.strategies.state import GlobalState
+
+__all__ = ["LocalOnly"]
+
+logger = logging.getLogger(__name__)
+
+
+class LocalOnly(FedLoRA):
+    """No aggregation: each client continues from its own last adapter.
+
+    The server keeps each client's last update and sends it back unchanged, so
+    the run is exactly local training with the same steps, data and evaluation
+    as a federated run. It exists to measure what federation adds.
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.own: dict[str, GlobalState] = {}
+
+    def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
+        own = self.own.get(profile.client_id)
+        if own is None:
+            return super().payload(state, profile)
+        return RecordDict({
+            P.LORA: ArrayRecord(own.lora[profile.base_model]),
+            P.HEAD: ArrayRecord(own.heads[profile.task]),
+        })
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        accepted = []
+        for r in self.valid_replies(replies, "train"):
+            p = self.profile_of(r)
+            assert p is not None
+            self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
+                r.content)
+            try:
+                lora, head = validate_update(r.content, p, self._state_for_round)
+            except UpdateRejectedError as e:
+                logger.warning("rejected update of %s: %s", p.client_id, e)
+                continue
+            self.own[p.client_id] = GlobalState(lora={p.base_model: lora}, heads={p.task: head})
+            accepted.append((p, lora, head, dict(r.content.metric_records.get(P.METRICS, {}))))
+        return None, self._train_metrics(accepted)

@@ -1,0 +1,134 @@
+"""Local optimisation and evaluation of a :class:`~fednet.models.LoraClassifier`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Batch", "batches", "train_steps", "evaluate", "embed_texts", "EvalResult"]
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, torch.Tensor]
+
+
+def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Batch:  # type: ignore[no-untyped-def]
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def batches(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    tokenizer,  # type: ignore[no-untyped-def]
+    *,
+    batch_size: int,
+    max_length: int,
+    seed: int,
+) -> Iterator[Batch]:
+    """An endless stream of shuffled, tokenized mini-batches (reshuffled every epoch)."""
+    if not texts:
+        raise ValueError("cannot draw batches from an empty data set")
+    gen = torch.Generator().manual_seed(seed)
+    n = len(texts)
+    while True:
+        order = torch.randperm(n, generator=gen).tolist()
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            batch = _tokenize(tokenizer, [texts[j] for j in idx], max_length)
+            batch["labels"] = torch.tensor([labels[j] for j in idx], dtype=torch.long)
+            yield batch
+
+
+def train_steps(
+    model: nn.Module,
+    stream: Iterator[Batch],
+    *,
+    steps: int,
+    learning_rate: float,
+    on_step: Callable[[int, float], None] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> float:
+    """Run ``steps`` AdamW steps on the trainable parameters; return the mean loss."""
+    if steps < 1:
+        raise ValueError(f"`local-steps` must be >= 1, got {steps}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = optimizer or torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    total = 0.0
+    for step in range(steps):
+        batch = next(stream)
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        loss = loss_fn(logits, batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}")
+        total += value
+        if on_step is not None:
+            on_step(step, value)
+    model.eval()
+    return total / steps
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Loss, accuracy and the number of examples they cover."""
+
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    tokenizer,  # type: ignore[no-untyped-def]
+    *,
+    max_length: int,
+    batch_size: int = 64,
+) -> EvalResult:
+    """Mean cross-entropy and accuracy of ``model`` on ``texts``."""
+    if not texts:
+        raise ValueError("cannot evaluate on an empty data set")
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    for i in range(0, len(texts), batch_size):
+        batch = _tokenize(tokenizer, texts[i : i + batch_size], max_length)
+        y = torch.tensor(list(labels[i : i + batch_size]), dtype=torch.long)
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        loss_sum += float(loss_fn(logits, y))
+        correct += int((logits.argmax(-1) == y).sum())
+    n = len(texts)
+    return EvalResult(loss=loss_sum / n, accuracy=correct / n, num_examples=n)
+
+
+@torch.no_grad()
+def embed_texts(
+    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    texts: Sequence[str],
+    tokenizer,  # type: ignore[no-untyped-def]
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Embed ``texts`` with ``encode(input_ids, attention_mask)``; L2-normalised rows."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = _tokenize(tokenizer, texts[i : i + batch_size], max_length)
+        out.append(encode(batch["input_ids"], batch["attention_mask"]))
+    emb = torch.cat(out) if out else torch.empty(0)
+    return torch.nn.functional.normalize(emb, dim=-1) if normalize and len(emb) else emb
