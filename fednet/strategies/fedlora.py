@@ -150,6 +150,9 @@ class FedLoRA(FednetStrategy):
                 logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
                 continue
             metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
+            logger.info("round %s: %-12s loss %.4f  (%d steps, %.1fs)", server_round, p.client_id,
+                        metrics.get("train-loss", math.nan), int(metrics.get("steps", 0)),
+                        metrics.get("compute-s", math.nan))
             accepted.append((p, lora, head, metrics))
         if not self.enough(len(accepted)):
             logger.warning("round %s: %d valid updates, need %d; global state unchanged",

@@ -1,0 +1,105 @@
+"""A real Flower simulation of tiny-bert clients: learning, outputs and the wire."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from peft import PeftModel
+
+from fednet.config import load_preset
+from fednet.federation.client import load_client_data
+from fednet.federation.simulation import simulate
+from fednet.lora import is_lora_key
+from fednet.models import create_base_model, load_adapter
+
+from .wire_audit import WireRecorder, load_wire
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    cfg = load_preset("configs/tiny.toml")
+    wire = tmp_path_factory.mktemp("wire")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    summary = simulate(cfg, run_dir, mods=(WireRecorder(wire),))
+    return cfg, run_dir, summary, load_wire(wire)
+
+
+def test_accuracy_rises_above_chance(run):
+    cfg, _, summary, _ = run
+    assert summary["rounds_completed"] == cfg.rounds == 2
+    for cid, c in summary["clients"].items():
+        client = cfg.client(cid)
+        data = load_client_data(cfg, client)
+        chance = 1.0 / len(data.label_names)
+        assert c["accuracy"] > chance, (cid, c["accuracy"], chance)
+    assert summary["final"]["accuracy"] > 0.5
+
+
+def test_outputs_written(run):
+    cfg, run_dir, summary, _ = run
+    assert (run_dir / "summary.json").is_file()
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["clients"].keys() == {c.id for c in cfg.clients}
+    for c in on_disk["clients"].values():
+        assert 0 < c["bytes_up_per_round"] < 0.05 * on_disk["base_model_bytes"]["tiny-bert"]
+        assert c["personalized_accuracy"] is not None
+
+
+def test_round_and_personalised_adapters_load_with_peft(run):
+    cfg, run_dir, _, _ = run
+    dirs = [run_dir / "rounds" / str(cfg.rounds) / "tiny-bert" / "sms-spam",
+            run_dir / "personalized" / "spam-1"]
+    for d in dirs:
+        saved = load_adapter(d)
+        model = PeftModel.from_pretrained(create_base_model("tiny-bert"), str(d))
+        loaded = {k.replace(".default", ""): v for k, v in model.state_dict().items()
+                  if "lora_" in k}
+        for k, v in saved.lora_state.items():
+            assert torch.equal(loaded[k], v)
+        assert saved.label_names == ("ham", "spam")
+    assert load_adapter(dirs[1]).rank == cfg.client("spam-1").lora_rank
+
+
+def test_nothing_but_adapters_and_metrics_leave_a_client(run):
+    cfg, _, _, wire = run
+    assert len(wire) >= len(cfg.clients) * (1 + 2 * cfg.rounds)
+    base = {k: v.numpy() for k, v in create_base_model("tiny-bert").state_dict().items()}
+    base_shapes = {v.shape for v in base.values()}
+    texts, labels = set(), set()
+    for c in cfg.clients:
+        d = load_client_data(cfg, c)
+        texts |= set(d.train_texts) | set(d.test_texts)
+    for entry in wire:
+        assert entry["error"] is None
+        for name, (kind, payload) in entry["records"].items():
+            assert name in {"lora", "head", "metrics", "profile"}, name
+            if kind == "arrays":
+                for key, arr in payload.items():
+                    assert is_lora_key(key) or key in {"head.weight", "head.bias"}, key
+                    assert arr.dtype.kind == "f", (key, arr.dtype)  # no label ids
+                    if arr.shape in base_shapes:
+                        assert not any(np.array_equal(arr, b) for b in base.values()), key
+            elif kind == "metrics":
+                assert all(isinstance(v, int | float) for v in payload.values())
+            elif kind == "config":
+                for v in payload.values():
+                    for s in v if isinstance(v, list) else [v]:
+                        assert not (isinstance(s, str) and s in texts), s
+            else:
+                pytest.fail(f"unexpected record kind {kind}")
+
+
+def test_local_only_strategy_runs(tmp_path):
+    cfg = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(cfg, rounds=1, personalize_steps=0,
+                              strategy=dataclasses.replace(cfg.strategy, name="local"))
+    summary = simulate(cfg, tmp_path / "local")
+    assert summary["strategy"] == "local"
+    assert all(c["accuracy"] is not None for c in summary["clients"].values())
