@@ -5,7 +5,13 @@ content-addressed blobs with a signed :class:`Manifest` per version. Use
 :class:`HubStore` on a local directory, :func:`create_app` / :func:`serve` to
 expose it over HTTP, and :class:`HubClient` to talk to it; :func:`open_hub`
 picks between the two from a location string.
+
+The HTTP service (FastAPI) is imported on first use of :func:`create_app`,
+:func:`serve` or :data:`DEFAULT_MAX_UPLOAD_BYTES`, so readers of the hub do
+not pay for it.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from fednet.hub.bundle import prepare_publish, read_adapter_dir, sha256_hex
 from fednet.hub.client import HubClient, open_hub
@@ -23,8 +29,12 @@ from fednet.hub.keys import (
 )
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.hub.peers import PeerInfo
-from fednet.hub.service import DEFAULT_MAX_UPLOAD_BYTES, create_app, serve
 from fednet.hub.store import HubStore
+
+if TYPE_CHECKING:
+    from fednet.hub.service import DEFAULT_MAX_UPLOAD_BYTES, create_app, serve
+
+_LAZY = {"DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"}
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -50,3 +60,11 @@ __all__ = [
     "sign_manifest",
     "verify_manifest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from fednet.hub import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

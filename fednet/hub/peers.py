@@ -184,7 +184,7 @@ class PeerRegistry:
             ).one_or_none()
         if row is None:
             raise NotFoundError(f"peer {peer_id!r} is not registered")
-        return _from_row(row._mapping, self._clock(), timeout)
+        return _from_row(dict(row._mapping), self._clock(), timeout)
 
     def list(self, alive_within: float | None = None) -> builtins.list[PeerInfo]:
         """All peers sorted by id, each marked up or down against ``alive_within``."""
@@ -192,7 +192,7 @@ class PeerRegistry:
         with self._engine.connect() as conn:
             rows = builtins.list(conn.execute(select(peers_table).order_by(peers_table.c.peer_id)))
         now = self._clock()
-        return [_from_row(row._mapping, now, timeout) for row in rows]
+        return [_from_row(dict(row._mapping), now, timeout) for row in rows]
 
     def _timeout(self, alive_within: float | None) -> float:
         if alive_within is None:

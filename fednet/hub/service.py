@@ -22,8 +22,9 @@ import binascii
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fednet.errors import HubError, IntegrityError, NotFoundError, SignatureError
-from fednet.errors import UntrustedKeyError
+from fednet.errors import HubError, IntegrityError, NotFoundError, SignatureError, UntrustedKeyError
 from fednet.hub.manifest import Manifest, VersionSpec, parse_version
 from fednet.hub.store import HubStore
 
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 """Largest request body accepted by default (256 MiB)."""
+
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 class ApiError(Exception):
@@ -136,7 +138,7 @@ class _UploadLimit:
 
 
 def _error(
-    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+    status: int, message: str, kind: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": message, "type": kind}, status_code=status, headers=headers)
 
@@ -215,7 +217,6 @@ def create_app(
     app = FastAPI(title="fednet hub", version="1", docs_url="/docs")
     app.add_middleware(_UploadLimit, max_bytes=max_upload_bytes)
     _install_error_handlers(app)
-    bearer = HTTPBearer(auto_error=False)
 
     def _authorize(creds: HTTPAuthorizationCredentials | None, allowed: list[str]) -> None:
         if creds is None:
@@ -226,10 +227,10 @@ def create_app(
         if not any(hmac.compare_digest(given, token.encode()) for token in allowed):
             raise ApiError(403, "bearer token is not valid for this operation", "Forbidden")
 
-    def require_write(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def require_write(creds: _Credentials) -> None:
         _authorize(creds, [write_token])
 
-    def require_read(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def require_read(creds: _Credentials) -> None:
         if read_token is not None:
             _authorize(creds, [read_token, write_token])
 

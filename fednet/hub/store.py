@@ -32,7 +32,7 @@ from fednet.hub.bundle import (
     write_atomic,
     write_files_atomically,
 )
-from fednet.hub.db import adapters_table, make_engine, owner_keys_table, peers_table
+from fednet.hub.db import adapters_table, make_engine, owner_keys_table
 from fednet.hub.keys import (
     Ed25519PrivateKey,
     TrustedKeys,

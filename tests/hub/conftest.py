@@ -1,0 +1,139 @@
+"""Fixtures for the hub tests: a real tiny PEFT adapter, keys, stores and a live server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import uvicorn
+from fastapi import FastAPI
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import BertConfig, BertModel
+
+from fednet.hub import HubClient, HubStore, Manifest, create_app, generate_private_key
+from fednet.hub.keys import Ed25519PrivateKey
+
+WRITE_TOKEN = "write-secret"
+READ_TOKEN = "read-secret"
+
+
+def tiny_bert_config() -> BertConfig:
+    return BertConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PEFT LoRA adapter of a tiny BERT, with non-zero B, a head and a DP sketch."""
+    torch.manual_seed(0)
+    model = get_peft_model(
+        BertModel(tiny_bert_config()), LoraConfig(r=4, target_modules=["query", "value"])
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    out = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(out)
+    save_file({"weight": torch.randn(3, 16), "bias": torch.zeros(3)}, str(out / "head.safetensors"))
+    save_file(
+        {"centroids": torch.randn(3, 16), "counts": torch.tensor([4.0, 7.5, 1.0])},
+        str(out / "sketch.safetensors"),
+    )
+    return out
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return generate_private_key()
+
+
+@pytest.fixture
+def other_key() -> Ed25519PrivateKey:
+    return generate_private_key()
+
+
+@pytest.fixture
+def make_draft() -> Callable[..., Manifest]:
+    def make(**overrides: Any) -> Manifest:
+        fields: dict[str, Any] = {
+            "name": "sst2-lora",
+            "base_model": "tiny-bert",
+            "rank": 4,
+            "task": "sst2",
+            "owner": "client-1",
+            "label_names": ("neg", "pos", "neutral"),
+            "round": 3,
+            "kind": "shared",
+            "metrics": {"accuracy": 0.8125, "loss": 0.5},
+            "epsilon": 2.5,
+            "delta": 1e-5,
+        }
+        fields.update(overrides)
+        return Manifest(**fields)
+
+    return make
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HubStore]:
+    with HubStore(tmp_path / "hub") as hub:
+        yield hub
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a background thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def serve_store() -> Callable[..., Any]:
+    """Start a server over a store; returns a context manager yielding its URL."""
+
+    def start(hub: HubStore, **kwargs: Any) -> Any:
+        kwargs.setdefault("write_token", WRITE_TOKEN)
+        return running(create_app(hub, **kwargs))
+
+    return start
+
+
+@pytest.fixture
+def hub_url(store: HubStore, serve_store: Callable[..., Any]) -> Iterator[str]:
+    with serve_store(store) as url:
+        yield url
+
+
+@pytest.fixture
+def client(hub_url: str) -> Iterator[HubClient]:
+    with HubClient(hub_url, token=WRITE_TOKEN, timeout=5.0) as hub:
+        yield hub
