@@ -26,6 +26,7 @@ from fednet.data.data_utils import (
     LABEL_COLUMN,
     TEXT_COLUMN,
     check_text_label_dataset,
+    label_ids,
     label_names,
     to_text_label_dataset,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "create_dataset",
     "create_partitioner",
     "get_dataset_loader",
+    "label_ids",
     "label_names",
     "load_dataset",
     "load_local_file",

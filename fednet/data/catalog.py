@@ -103,7 +103,7 @@ def get_dataset_loader(name: str) -> DatasetLoader:
 def _load_cached(name: str, loader: DatasetLoader) -> Dataset:
     """Run a loader once per (name, loader) pair; re-registering misses the cache."""
     ds = check_text_label_dataset(loader(), source=f"loader of data set {name!r}")
-    logger.info(
+    logger.debug(
         "loaded data set %s: %d rows, labels %s", name, ds.num_rows, ds.features["label"].names
     )
     return ds

@@ -13,6 +13,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, Value
 
 __all__ = [
@@ -21,6 +23,9 @@ __all__ = [
     "to_text_label_dataset",
     "check_text_label_dataset",
     "label_names",
+    "label_ids",
+    "check_fraction",
+    "check_seed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -209,6 +214,40 @@ def check_text_label_dataset(ds: object, *, source: str) -> Dataset:
     return ds
 
 
+def check_fraction(value: object, *, key: str) -> float:
+    """Check that ``value`` is a number strictly between 0 and 1 and return it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not in the open interval (0, 1).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{key}` must be a float in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"`{key}` must be in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_seed(value: object, *, key: str = "seed") -> int:
+    """Check that ``value`` is a non-negative int and return it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int.
+    ValueError
+        If it is negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{key}` must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"`{key}` must be >= 0, got {value!r}")
+    return value
+
+
 def label_names(ds: Dataset) -> list[str]:
     """Return the class names of a canonical dataset, in class-id order.
 
@@ -228,3 +267,13 @@ def label_names(ds: Dataset) -> list[str]:
             f"`{LABEL_COLUMN}` must be a ClassLabel column, got {type(feature).__name__}"
         )
     return list(feature.names)
+
+
+def label_ids(ds: Dataset) -> npt.NDArray[np.int64]:
+    """Return the ``label`` column as a NumPy array of class ids, in row order.
+
+    Reads the column in one slice; iterating ``ds["label"]`` goes row by row.
+    """
+    if LABEL_COLUMN not in ds.column_names:
+        raise ValueError(f"dataset has no `{LABEL_COLUMN}` column; columns: {ds.column_names!r}")
+    return np.asarray(ds.with_format("numpy")[LABEL_COLUMN][:], dtype=np.int64)

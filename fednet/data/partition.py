@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from fednet.data.data_utils import LABEL_COLUMN
-from fednet.data.splits import check_fraction, check_seed
+from fednet.data.data_utils import LABEL_COLUMN, check_fraction, check_seed, label_ids
 
 if TYPE_CHECKING:
     # flwr_datasets pulls in matplotlib; import it only when a partition is built.
@@ -280,7 +279,7 @@ def local_split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
             f"{_dataset_name(ds)!r} has {n} rows, too few for a local split with "
             f"test_fraction={test_fraction}"
         )
-    counts = np.unique(ds.with_format("numpy")[LABEL_COLUMN], return_counts=True)[1]
+    counts = np.unique(label_ids(ds), return_counts=True)[1]
     n_classes = len(counts)
     stratify = bool(counts.min() >= 2 and n_test >= n_classes and n - n_test >= n_classes)
     if not stratify:

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 from datasets import Dataset, DatasetDict
 
 from fednet.data.catalog import (
@@ -21,46 +22,19 @@ from fednet.data.catalog import (
     create_dataset,
     get_dataset_loader,
 )
-from fednet.data.data_utils import LABEL_COLUMN, TEXT_COLUMN
+from fednet.data.data_utils import (
+    LABEL_COLUMN,
+    TEXT_COLUMN,
+    check_fraction,
+    check_seed,
+    label_ids,
+    label_names,
+)
 from fednet.data.local import SUPPORTED_SUFFIXES, load_local_file
 
-__all__ = ["load_splits", "clear_data_cache", "check_fraction", "check_seed"]
+__all__ = ["load_splits", "clear_data_cache"]
 
 logger = logging.getLogger(__name__)
-
-
-def check_fraction(value: object, *, key: str) -> float:
-    """Check that ``value`` is a number strictly between 0 and 1 and return it.
-
-    Raises
-    ------
-    TypeError
-        If ``value`` is not a real number.
-    ValueError
-        If it is not in the open interval (0, 1).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"`{key}` must be a float in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"`{key}` must be in (0, 1), got {value!r}")
-    return float(value)
-
-
-def check_seed(value: object, *, key: str = "seed") -> int:
-    """Check that ``value`` is a non-negative int and return it.
-
-    Raises
-    ------
-    TypeError
-        If ``value`` is not an int.
-    ValueError
-        If it is negative.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{key}` must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"`{key}` must be >= 0, got {value!r}")
-    return value
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,12 +46,36 @@ def _load_file_cached(
     return load_local_file(path, text_column=text_column, label_column=label_column)
 
 
+def _materialise(ds: Dataset) -> Dataset:
+    """Copy the rows behind an indices mapping into a contiguous in-memory table.
+
+    A split is a view (an indices mapping) on the full set; every later column
+    read and partitioning pass would go through that mapping again. The split
+    is cached and partitioned many times, so it pays to copy it once.
+    """
+    return Dataset.from_dict(
+        ds.with_format("arrow")[:].to_pydict(),
+        features=ds.features,
+        info=ds.info.copy(),
+        split=ds.split,
+    )
+
+
 def _split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
     """Seeded split that keeps the class proportions in both halves."""
-    splits = ds.train_test_split(
-        test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN
-    )
-    logger.info(
+    try:
+        raw = ds.train_test_split(
+            test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN
+        )
+    except ValueError as e:
+        names = label_names(ds)
+        counts = {names[i]: int(n) for i, n in enumerate(np.bincount(label_ids(ds))) if n}
+        raise ValueError(
+            f"cannot split {ds.info.dataset_name!r} ({ds.num_rows} rows, class counts "
+            f"{counts}) with test_fraction={test_fraction} stratified by label: {e}"
+        ) from e
+    splits = DatasetDict({name: _materialise(part) for name, part in raw.items()})
+    logger.debug(
         "split %s with seed %d: %d train, %d test",
         ds.info.dataset_name,
         seed,
