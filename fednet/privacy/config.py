@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fednet.privacy._checks import check_delta, check_non_negative, check_positive
@@ -18,7 +16,7 @@ average; ``local``: each client clips and noises its own update."""
 
 
 def _key(name: str) -> str:
-    return "privacy." + name.replace("_", "-")
+    return "`privacy." + name.replace("_", "-") + "`"
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class PrivacyConfig:
     """Privacy settings of one client, read from the ``[privacy]`` table.
 
     TOML keys are the kebab-case forms of the field names
-    (``epsilon-budget`` -> ``epsilon_budget``).
+    (``epsilon-budget`` -> ``epsilon_budget``); :mod:`fednet.config` maps them.
 
     Parameters
     ----------
@@ -137,22 +135,3 @@ class PrivacyConfig:
                 f"{_key('update_noise_multiplier')} must be > 0 when {_key('update_mode')} is "
                 f"'local' under a finite budget, got {self.update_noise_multiplier!r}"
             )
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, object]) -> PrivacyConfig:
-        """Build from a ``[privacy]`` table with kebab-case (or snake_case) keys.
-
-        Raises
-        ------
-        ValueError
-            On an unknown key; the message lists the valid keys.
-        """
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs: dict[str, object] = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in fields:
-                valid = ", ".join(sorted(n.replace("_", "-") for n in fields))
-                raise ValueError(f"unknown key privacy.{key}; valid keys: {valid}")
-            kwargs[name] = value
-        return cls(**kwargs)  # type: ignore[arg-type]

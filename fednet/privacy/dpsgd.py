@@ -8,7 +8,9 @@ head, wrapped in one ``nn.Module`` whose ``forward(input_ids, attention_mask)``
 returns logits. Only parameters with ``requires_grad`` (the LoRA matrices and
 the head) get per-example gradients; frozen embeddings, attention and
 LayerNorm weights are skipped by opacus, so its ``"hooks"`` mode (the default)
-handles a peft-wrapped ``BertModel``; ``"functorch"`` works as well.
+handles a peft-wrapped ``BertModel``; ``"functorch"`` works as well. Torch
+warns that a full backward hook fires "since no inputs require gradients":
+expected, because the first trainable layer sits behind frozen embeddings.
 
 The returned noise multiplier and sample rate are what the client's ledger is
 charged with: ``ledger.charge(noise_multiplier=z, sample_rate=q, steps=s,

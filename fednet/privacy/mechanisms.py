@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -179,20 +180,25 @@ def calibrate_noise_multiplier(
     # The registered "rdp" accountant searches RDP_ORDERS; calibrate on the same grid.
     extra: dict[str, object] = {"alphas": list(RDP_ORDERS)} if accountant == "rdp" else {}
     try:
-        z = get_noise_multiplier(
-            target_epsilon=eps,
-            target_delta=delta,
-            sample_rate=rate,
-            steps=steps,
-            accountant=accountant,
-            epsilon_tolerance=tol,
-            **extra,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            # edge-of-grid warnings from opacus during the search; logged like the ledger's
+            warnings.simplefilter("always")
+            z = get_noise_multiplier(
+                target_epsilon=eps,
+                target_delta=delta,
+                sample_rate=rate,
+                steps=steps,
+                accountant=accountant,
+                epsilon_tolerance=tol,
+                **extra,
+            )
     except ValueError as e:
         raise ValueError(
             f"cannot calibrate noise for epsilon={epsilon!r}, delta={delta!r}, "
             f"sample_rate={sample_rate!r}, steps={steps!r}: {e}"
         ) from e
+    if caught:
+        logger.debug("calibration: %s", caught[-1].message)
     logger.debug(
         "calibrated noise multiplier %.6g for epsilon %g, delta %g, q %g, steps %d",
         z,

@@ -173,6 +173,8 @@ class Sketch:
             names = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"sketch.label_names is not UTF-8 JSON: {e}") from e
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"sketch.label_names must be a JSON list of strings, got {names!r}")
         return cls(
             centroids=tensors["sketch.centroids"],
             counts=tensors["sketch.counts"],

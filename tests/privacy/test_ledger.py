@@ -1,0 +1,161 @@
+"""Privacy ledger: charging, refusal, persistence."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fednet.errors import BudgetExhaustedError
+from fednet.privacy import PrivacyLedger, compute_epsilon
+
+DELTA = 1e-5
+
+
+def _state(ledger: PrivacyLedger) -> tuple[object, ...]:
+    return (ledger.history, ledger.releases, ledger.epsilon)
+
+
+def test_charge_within_budget_records() -> None:
+    ledger = PrivacyLedger("alice", delta=DELTA, budget=4.0)
+    eps = ledger.charge(noise_multiplier=1.1, sample_rate=0.01, steps=1000, kind="dpsgd")
+    assert eps == ledger.epsilon == pytest.approx(compute_epsilon([(1.1, 0.01, 1000)], delta=DELTA))
+    assert ledger.history == [(1.1, 0.01, 1000)]
+    assert ledger.remaining == pytest.approx(4.0 - eps)
+
+
+def test_refusal_raises_and_leaves_ledger_unchanged() -> None:
+    ledger = PrivacyLedger("alice", delta=DELTA, budget=2.0)
+    ledger.charge(noise_multiplier=1.1, sample_rate=0.01, steps=1000, kind="dpsgd")
+    before = _state(ledger)
+    assert ledger.would_exceed(noise_multiplier=1.0, sample_rate=1.0, steps=1)
+    assert _state(ledger) == before  # the check does not mutate
+    with pytest.raises(BudgetExhaustedError) as info:
+        ledger.charge(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="sketch")
+    err = info.value
+    assert _state(ledger) == before
+    assert err.client_id == "alice"
+    assert err.budget == 2.0
+    assert err.spent == pytest.approx(before[2])
+    expected = compute_epsilon([(1.1, 0.01, 1000), (1.0, 1.0, 1)], delta=DELTA)
+    assert err.requested == pytest.approx(expected)
+    message = str(err)
+    for part in ("'alice'", f"{before[2]:.4g}", f"{expected:.4g}", "budget of 2"):
+        assert part in message
+
+
+def test_would_exceed_matches_charge() -> None:
+    ledger = PrivacyLedger("bob", delta=DELTA, budget=1.0)
+    z_ok, z_bad = 8.0, 2.0
+    assert compute_epsilon([(z_ok, 1.0, 1)], delta=DELTA) < 1.0
+    assert compute_epsilon([(z_bad, 1.0, 1)], delta=DELTA) > 1.0
+    assert not ledger.would_exceed(noise_multiplier=z_ok, sample_rate=1.0, steps=1)
+    assert ledger.would_exceed(noise_multiplier=z_bad, sample_rate=1.0, steps=1)
+    ledger.charge(noise_multiplier=z_ok, sample_rate=1.0, steps=1, kind="sketch")
+    with pytest.raises(BudgetExhaustedError):
+        ledger.charge(noise_multiplier=z_bad, sample_rate=1.0, steps=1, kind="sketch")
+
+
+def test_zero_noise_is_infinite_epsilon() -> None:
+    finite = PrivacyLedger("c", delta=DELTA, budget=1e6)
+    assert finite.would_exceed(noise_multiplier=0.0, sample_rate=0.01, steps=1)
+    with pytest.raises(BudgetExhaustedError):
+        finite.charge(noise_multiplier=0.0, sample_rate=0.01, steps=1, kind="update")
+    assert finite.epsilon == 0.0 and finite.history == []
+
+    unlimited = PrivacyLedger("c", delta=DELTA)
+    assert unlimited.budget == math.inf
+    assert (
+        unlimited.charge(noise_multiplier=0.0, sample_rate=1.0, steps=1, kind="update") == math.inf
+    )
+    assert unlimited.epsilon == math.inf
+
+
+def test_record_ignores_budget() -> None:
+    ledger = PrivacyLedger("c", delta=DELTA, budget=0.5)
+    ledger.record(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="sketch")
+    assert ledger.epsilon > 0.5
+    assert ledger.remaining == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"client_id": ""}, "client_id"),
+        ({"delta": 0.0}, "delta"),
+        ({"delta": 1.0}, "delta"),
+        ({"budget": 0.0}, "budget"),
+        ({"budget": -1.0}, "budget"),
+        ({"accountant": "nope"}, "valid accountants: rdp"),
+    ],
+)
+def test_constructor_validation(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"client_id": "c", "delta": DELTA, "budget": 1.0, **kwargs}
+    client_id = args.pop("client_id")
+    with pytest.raises(ValueError, match=match):
+        PrivacyLedger(client_id, **args)  # type: ignore[arg-type]
+
+
+def test_unknown_kind_is_refused() -> None:
+    ledger = PrivacyLedger("c", delta=DELTA)
+    with pytest.raises(ValueError, match="dpsgd, sketch, update; got 'train'"):
+        ledger.charge(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="train")
+    assert ledger.history == []
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    ledger = PrivacyLedger("alice", delta=DELTA, budget=6.0)
+    ledger.charge(noise_multiplier=1.1, sample_rate=0.01, steps=1000, kind="dpsgd")
+    ledger.charge(noise_multiplier=5.0, sample_rate=1.0, steps=1, kind="sketch")
+    ledger.charge(noise_multiplier=2.0, sample_rate=1.0, steps=1, kind="update")
+    path = tmp_path / "ledgers" / "alice.json"
+    ledger.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["alice.json"]  # no temp file left
+
+    restored = PrivacyLedger.load(path)
+    assert restored.epsilon == pytest.approx(ledger.epsilon, rel=1e-12)
+    assert restored.releases == ledger.releases
+    assert (restored.client_id, restored.delta, restored.budget) == ("alice", DELTA, 6.0)
+
+    # a restarted client with the live configuration picks up where it left off
+    resumed = PrivacyLedger.load_or_create(path, "alice", delta=DELTA, budget=6.0)
+    assert resumed.epsilon == pytest.approx(ledger.epsilon, rel=1e-12)
+    fresh = PrivacyLedger.load_or_create(tmp_path / "missing.json", "bob", delta=DELTA)
+    assert fresh.epsilon == 0.0
+
+
+def test_infinite_budget_saves_as_standard_json(tmp_path: Path) -> None:
+    ledger = PrivacyLedger("c", delta=DELTA)
+    ledger.record(noise_multiplier=1.0, sample_rate=0.5, steps=3, kind="update")
+    path = tmp_path / "c.json"
+    ledger.save(path)
+
+    def refuse(constant: str) -> object:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data["budget"] is None
+    assert PrivacyLedger.load(path).budget == math.inf
+
+
+def test_load_state_dict_rejects_other_client_and_bad_state() -> None:
+    ledger = PrivacyLedger("alice", delta=DELTA)
+    ledger.record(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="sketch")
+    state = ledger.state_dict()
+    with pytest.raises(ValueError, match="client_id must be 'bob', got 'alice'"):
+        PrivacyLedger("bob", delta=DELTA).load_state_dict(state)
+    bad = dict(state, history=[[1.0, 2.0, 1]])
+    with pytest.raises(ValueError, match="sample_rate"):
+        PrivacyLedger("alice", delta=DELTA).load_state_dict(bad)
+    bad = dict(state, kinds=[])
+    with pytest.raises(ValueError, match="kinds"):
+        PrivacyLedger("alice", delta=DELTA).load_state_dict(bad)
+
+
+def test_load_rejects_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        PrivacyLedger.load(path)
