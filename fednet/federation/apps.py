@@ -47,21 +47,38 @@ def make_server_app(cfg: FederationConfig | None = None, run_dir: str | Path | N
     def main(grid: Grid, context: Context) -> None:
         from fednet.federation.server import run_server
 
-        conf = cfg if cfg is not None else from_run_config(context.run_config)
+        run_config, resume = _split_resume(context)
+        conf = cfg if cfg is not None else from_run_config(run_config)
         out = run_dir or context.run_config.get("run-dir") or new_run_dir(PROJECT_ROOT / "runs")
-        run_server(grid, conf, Path(str(out)), min_nodes=min_nodes)
+        run_server(grid, conf, Path(str(out)), min_nodes=min_nodes, resume=resume)
 
     return app
 
 
+def _split_resume(context: Context) -> tuple[dict[str, Any], bool]:
+    """The run config without ``resume``, and that flag (set by ``flower-server --resume``)."""
+    run_config = dict(context.run_config)
+    return run_config, bool(run_config.pop("resume", False))
+
+
 def _config(context: Context, cfg: FederationConfig | None) -> FederationConfig:
-    return cfg if cfg is not None else from_run_config(context.run_config)
+    """The client's configuration: its own preset copy (node config ``preset``) if given."""
+    if cfg is not None:
+        return cfg
+    run_config, _ = _split_resume(context)
+    if "preset" in context.node_config:
+        run_config["preset"] = str(context.node_config["preset"])
+    return from_run_config(run_config)
 
 
 def _runtime(msg: Message, context: Context, cfg: FederationConfig | None) -> Any:
     from fednet.federation.client import get_runtime, resolve_client
 
     conf = _config(context, cfg)
+    if "state-dir" in context.node_config:  # deployment: one process per message
+        from fednet.federation.cache import use_cache_dir
+
+        use_cache_dir(str(context.node_config["state-dir"]))
     return get_runtime(conf, resolve_client(conf, dict(context.node_config)))
 
 
@@ -72,10 +89,25 @@ def _load_incoming(rt: Any, content: RecordDict) -> None:
                    head.to_torch_state_dict() if head else None)
 
 
-def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = ()) -> ClientApp:
+def _state_dir(context: Context, default: str | Path | None) -> Path:
+    """Where a client keeps what must survive restarts (its privacy ledger)."""
+    if "state-dir" in context.node_config:
+        return Path(str(context.node_config["state-dir"]))
+    if default is not None:
+        return Path(default)
+    run_dir = context.run_config.get("run-dir")
+    if run_dir:
+        return Path(str(run_dir)) / "client-state"
+    return PROJECT_ROOT / "runs" / "client-state"
+
+
+def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = (),
+                    state_dir: str | Path | None = None) -> ClientApp:
     """A ClientApp whose every reply passes the wire allowlist.
 
     ``mods`` run outside the allowlist (they see what actually leaves).
+    ``state_dir`` holds each client's privacy ledger (node config ``state-dir``
+    takes precedence).
     """
     app = ClientApp(mods=[*mods, P.allowlist_mod])
 
@@ -86,22 +118,37 @@ def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = (
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
+        from fednet.errors import BudgetExhaustedError
+        from fednet.federation.private import PrivateRound
+
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         personal = bool(conf.get("personalize", 0))
-        steps = int(conf["steps"]) if "steps" in conf else None  # type: ignore[arg-type]
-        metrics = rt.train(server_round=rnd, steps=steps)
+        steps = int(conf.get("steps", rt.client.local_steps))  # type: ignore[arg-type]
+        ledger = _state_dir(context, state_dir) / rt.client.id / "ledger.json"
+        try:
+            res = PrivateRound(rt, ledger_path=ledger).run(
+                server_round=rnd, steps=steps, release_sketch=bool(conf.get("last-round", 0)))
+        except BudgetExhaustedError as e:
+            logger.warning("%s", e)
+            return Message(RecordDict({
+                P.STATUS: ConfigRecord({"refused": 1, "reason": str(e)}),
+                P.METRICS: MetricRecord({"refused": 1.0}),
+            }), reply_to=msg)
+        metrics = res.metrics
         if personal:
             metrics.update(rt.evaluate())
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
         content = RecordDict({
-            P.LORA: ArrayRecord(rt.model.lora_state()),
-            P.HEAD: ArrayRecord(rt.model.head_state()),
+            P.LORA: ArrayRecord(res.lora),
+            P.HEAD: ArrayRecord(res.head),
             P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
         })
+        if res.sketch is not None:
+            content[P.SKETCH] = ArrayRecord(res.sketch)
         return Message(content, reply_to=msg)
 
     @app.evaluate()

@@ -97,11 +97,12 @@ class ClientRuntime:
     """One client's data, model and tokenizer, built once and reused."""
 
     def __init__(self, cfg: FederationConfig, client: ClientConfig) -> None:
+        from fednet.federation.cache import cached_client_data
         from fednet.models import build_classifier, load_tokenizer
 
         self.cfg = cfg
         self.client = client
-        self.data = load_client_data(cfg, client)
+        self.data = cached_client_data(cfg, client)
         self.tokenizer = load_tokenizer(client.base_model)
         self.seed = _client_seed(cfg, client.id)
         self.lora_alpha = cfg.lora_alpha(client.lora_rank)

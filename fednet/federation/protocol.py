@@ -10,6 +10,7 @@ training code misbehaves.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -57,8 +58,11 @@ PROFILE_KEYS = frozenset({
 STATUS_KEYS = frozenset({"refused", "reason"})
 
 
+_SKETCH_KEY = re.compile(r"^sketch\.[a-z_]+$")
+
+
 def _is_sketch_key(key: str) -> bool:
-    return key.startswith("sketch.") and key.replace(".", "").replace("-", "").isalnum()
+    return bool(_SKETCH_KEY.match(key))
 
 
 def check_reply(content: RecordDict) -> None:

@@ -121,7 +121,17 @@ class RunRecorder:
         logger.info("round %s: accuracy %.4f (weighted), %.4f (mean of clients)", r,
                     ev.get("accuracy", float("nan")), ev.get("accuracy-mean", float("nan")))
 
-    def finish(self, personalized: dict[str, dict[str, float]]) -> dict[str, Any]:
+    def epsilon_of(self, client_id: str, personalized: dict[str, dict[str, float]]) -> float | None:
+        """The last ε the client reported (its ledger composes every release)."""
+        if "epsilon" in personalized.get(client_id, {}):
+            return personalized[client_id]["epsilon"]
+        for h in reversed(self.history):
+            if f"{client_id}/epsilon" in h["train"]:
+                return float(h["train"][f"{client_id}/epsilon"])
+        return None
+
+    def finish(self, personalized: dict[str, dict[str, float]],
+               refusals: dict[str, str] | None = None) -> dict[str, Any]:
         """Write ``summary.json`` and close TensorBoard; return the summary."""
         last = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
@@ -141,6 +151,8 @@ class RunRecorder:
                 "bytes_up_total": up,
                 "bytes_down_total": down,
                 "bytes_up_per_round": up / rounds,
+                "epsilon": self.epsilon_of(cid, personalized),
+                "refused": (refusals or {}).get(cid),
             }
         bases = sorted({p.base_model for p in self.profiles.values()})
         full = {b: base_model_nbytes(b) for b in bases}
@@ -167,6 +179,15 @@ class RunRecorder:
             "base_model_bytes": full,
             "upload_fraction_of_base_per_round": {
                 cid: c["bytes_up_per_round"] / full[c["base_model"]] for cid, c in clients.items()
+            },
+            "privacy": {
+                "delta": self.cfg.privacy.delta,
+                "epsilon_budget": self.cfg.privacy.epsilon_budget,
+                "update_mode": self.cfg.privacy.update_mode if self.cfg.privacy.enabled else "none",
+                "dpsgd": bool(self.cfg.privacy.enabled and self.cfg.privacy.dpsgd),
+                "updates_private": bool(self.cfg.privacy.enabled and (
+                    self.cfg.privacy.update_mode != "none" or self.cfg.privacy.dpsgd)),
+                "sketch_epsilon": self.cfg.privacy.sketch_epsilon,
             },
             "history": self.history,
             "wall_s": time.time() - self.started,

@@ -22,14 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 def build_strategy(cfg: FederationConfig) -> FednetStrategy:
-    """The strategy the preset names."""
-    return create_strategy(
+    """The strategy the preset names, wrapped by central DP when configured."""
+    strategy = create_strategy(
         cfg.strategy.name,
         rank_aggregation=cfg.strategy.rank_aggregation,
         fraction_train=cfg.strategy.fraction_train,
         min_clients=cfg.strategy.min_clients,
         seed=cfg.seed,
     )
+    if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
+        from fednet.strategies.dp_central import CentralDP
+
+        return CentralDP(strategy, noise_multiplier=cfg.privacy.update_noise_multiplier,  # type: ignore[arg-type,return-value]
+                         clipping_norm=cfg.privacy.update_clip, seed=cfg.seed)
+    return strategy
 
 
 def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> GlobalState:
@@ -65,6 +71,7 @@ def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
     from fednet.models import save_adapter
     from fednet.strategies.fedlora import FedLoRA, validate_update
 
+    strategy = getattr(strategy, "strategy", strategy)  # unwrap privacy wrappers
     if cfg.personalize_steps <= 0 or not isinstance(strategy, FedLoRA):
         return {}
     live = set(grid.get_node_ids())
@@ -99,28 +106,58 @@ def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
     return out
 
 
+def save_sketches(run_dir: Path, sketches: dict[str, dict[str, Any]], *,
+                  into_personalized: bool = False) -> None:
+    """Write each client's DP sketch to ``sketches/<client>/sketch.safetensors``
+    (and beside its personalised adapter)."""
+    from safetensors.torch import save_file
+
+    for cid, tensors in sketches.items():
+        target = (run_dir / "personalized" / cid) if into_personalized else (
+            run_dir / "sketches" / cid)
+        if into_personalized and not target.is_dir():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = target / "sketch.safetensors.tmp"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.replace(target / "sketch.safetensors")
+
+
 def run_server(grid: Grid, cfg: FederationConfig, run_dir: Path,
-               *, min_nodes: int | None = None, discovery_timeout: float = 600.0
-               ) -> dict[str, Any]:
-    """Run a whole federation on ``grid``; write its outputs to ``run_dir``."""
+               *, min_nodes: int | None = None, discovery_timeout: float = 600.0,
+               resume: bool = False) -> dict[str, Any]:
+    """Run a whole federation on ``grid``; write its outputs to ``run_dir``.
+
+    Every completed round is checkpointed into ``run_dir/checkpoint``; with
+    ``resume`` the run continues after the last checkpointed round.
+    """
+    from fednet.federation.checkpoint import checkpointing, resume_from
+
     strategy = build_strategy(cfg)
     need = len(cfg.clients) if min_nodes is None else min_nodes
     profiles = strategy.discover(grid, min_nodes=need, timeout=discovery_timeout)
     if not profiles:
         raise RuntimeError("no client sent a valid profile")
-    state = initial_state(cfg, profiles)
     recorder = RunRecorder(run_dir, cfg, profiles)
-    recorder.save_state(run_dir / "rounds" / "0", state)
+    ckpt = resume_from(run_dir, cfg, strategy, recorder) if resume else None
+    if ckpt is None:
+        state = initial_state(cfg, profiles)
+        recorder.save_state(run_dir / "rounds" / "0", state)
+    done = ckpt.server_round if ckpt else 0
     result = strategy.start(
         grid,
-        state.to_arrayrecord(),
+        ckpt.arrays if ckpt else state.to_arrayrecord(),
         num_rounds=cfg.rounds,
         timeout=cfg.strategy.round_timeout,
-        on_round_end=recorder.on_round,
+        start_round=done + 1,
+        on_round_end=checkpointing(recorder.on_round, run_dir, cfg, strategy, recorder,
+                                   resumed_from=done),
     )
     final = GlobalState.from_arrayrecord(result.arrays)
+    save_sketches(run_dir, getattr(strategy, "sketches", {}))
     personalized = personalize(grid, strategy, final, cfg, recorder)
-    summary = recorder.finish(personalized)
+    save_sketches(run_dir, getattr(strategy, "sketches", {}), into_personalized=True)
+    summary = recorder.finish(personalized, refusals=dict(strategy.refusals))
     logger.info("run finished: %s", run_dir)
     return summary
 

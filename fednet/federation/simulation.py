@@ -39,7 +39,7 @@ def simulate(cfg: FederationConfig, run_dir: str | Path, *, mods: tuple[Any, ...
     run_dir = Path(run_dir)
     run_simulation(
         server_app=make_server_app(cfg, run_dir),
-        client_app=make_client_app(cfg, mods=mods),
+        client_app=make_client_app(cfg, mods=mods, state_dir=run_dir / "client-state"),
         num_supernodes=len(cfg.clients),
         backend_config={
             "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},

@@ -6,69 +6,57 @@ steps)`` and charged to the client's :class:`PrivacyLedger`, which composes
 them with one RDP accountant and refuses a release past the ε budget.
 """
 
-from fednet.privacy.accountant import (
-    RDP_ORDERS,
-    accountant_epsilon,
-    available_accountants,
-    compute_epsilon,
-    create_accountant,
-    register_accountant,
-)
-from fednet.privacy.config import UPDATE_MODES, PrivacyConfig
-from fednet.privacy.dpsgd import GRAD_SAMPLE_MODES, PrivateTraining, make_private
-from fednet.privacy.ledger import RELEASE_KINDS, PrivacyLedger, Release
-from fednet.privacy.mechanisms import (
-    calibrate_noise_multiplier,
-    clip_by_norm,
-    clip_tree,
-    gaussian_noise_like,
-    gaussian_sigma,
-    tree_norm,
-)
-from fednet.privacy.sketch import (
-    SKETCH_KEYS,
-    Sketch,
-    build_sketch,
-    noisy_sums_and_counts,
-    sketch_noise_multiplier,
-)
-from fednet.privacy.update_dp import (
-    central_noise_std,
-    clip_update,
-    local_noise_std,
-    noise_update,
-    privatize_update,
-)
+from __future__ import annotations
 
-__all__ = [
-    "GRAD_SAMPLE_MODES",
-    "RDP_ORDERS",
-    "RELEASE_KINDS",
-    "SKETCH_KEYS",
-    "UPDATE_MODES",
-    "PrivacyConfig",
-    "PrivacyLedger",
-    "PrivateTraining",
-    "Release",
-    "Sketch",
-    "accountant_epsilon",
-    "available_accountants",
-    "build_sketch",
-    "calibrate_noise_multiplier",
-    "central_noise_std",
-    "clip_by_norm",
-    "clip_tree",
-    "clip_update",
-    "compute_epsilon",
-    "create_accountant",
-    "gaussian_noise_like",
-    "gaussian_sigma",
-    "local_noise_std",
-    "make_private",
-    "noise_update",
-    "noisy_sums_and_counts",
-    "privatize_update",
-    "register_accountant",
-    "sketch_noise_multiplier",
-    "tree_norm",
-]
+import importlib
+from typing import Any
+
+# Names load on first use, so importing the package (e.g. for PrivacyConfig)
+# does not pull in opacus and torch.
+_EXPORTS: dict[str, str] = {
+    "GRAD_SAMPLE_MODES": "dpsgd",
+    "PrivacyConfig": "config",
+    "PrivacyLedger": "ledger",
+    "PrivateTraining": "dpsgd",
+    "RDP_ORDERS": "accountant",
+    "RELEASE_KINDS": "ledger",
+    "Release": "ledger",
+    "SKETCH_KEYS": "sketch",
+    "Sketch": "sketch",
+    "UPDATE_MODES": "config",
+    "accountant_epsilon": "accountant",
+    "available_accountants": "accountant",
+    "build_sketch": "sketch",
+    "calibrate_noise_multiplier": "mechanisms",
+    "central_noise_std": "update_dp",
+    "clip_by_norm": "mechanisms",
+    "clip_tree": "mechanisms",
+    "clip_update": "update_dp",
+    "compute_epsilon": "accountant",
+    "create_accountant": "accountant",
+    "gaussian_noise_like": "mechanisms",
+    "gaussian_sigma": "mechanisms",
+    "local_noise_std": "update_dp",
+    "make_private": "dpsgd",
+    "noise_update": "update_dp",
+    "noisy_sums_and_counts": "sketch",
+    "privatize_update": "update_dp",
+    "register_accountant": "accountant",
+    "sketch_noise_multiplier": "sketch",
+    "tree_norm": "mechanisms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fednet.privacy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fednet.privacy.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 from fednet.privacy._checks import check_delta, check_non_negative, check_positive
-from fednet.privacy.accountant import available_accountants
 
 __all__ = ["UPDATE_MODES", "PrivacyConfig"]
 
@@ -58,6 +57,8 @@ class PrivacyConfig:
         Per-example gradient clipping bound of DP-SGD.
     accountant : str
         Registered accountant name.
+    sketch_examples : int
+        At most this many training examples (a seeded sample) enter a sketch.
     """
 
     enabled: bool = False
@@ -73,6 +74,7 @@ class PrivacyConfig:
     dpsgd_noise_multiplier: float | None = None
     dpsgd_max_grad_norm: float = 1.0
     accountant: str = "rdp"
+    sketch_examples: int = 512
 
     def __post_init__(self) -> None:
         for name in ("enabled", "dpsgd"):
@@ -102,11 +104,20 @@ class PrivacyConfig:
         for name, value in numbers.items():  # ints from TOML become floats
             object.__setattr__(self, name, value)
 
+        if isinstance(self.sketch_examples, bool) or self.sketch_examples < 1:
+            raise ValueError(f"{_key('sketch_examples')} must be >= 1, got {self.sketch_examples!r}")
         if self.update_mode not in UPDATE_MODES:
             raise ValueError(
                 f"{_key('update_mode')} must be one of {', '.join(UPDATE_MODES)}; "
                 f"got {self.update_mode!r}"
             )
+        if self.accountant != "rdp":
+            from fednet.privacy.accountant import available_accountants  # loads opacus
+        else:
+
+            def available_accountants() -> list[str]:
+                return ["rdp"]
+
         if self.accountant not in available_accountants():
             raise ValueError(
                 f"{_key('accountant')} must be one of {', '.join(available_accountants())}; "

@@ -66,6 +66,12 @@ class FednetStrategy(Strategy):
         self.profiles: dict[int, ClientProfile] = {}
         self.bytes_up: dict[str, int] = {}
         self.bytes_down: dict[str, int] = {}
+        self.refusals: dict[str, str] = {}
+
+    def reset_round(self) -> None:
+        """Clear the per-round byte counters."""
+        self.bytes_up.clear()
+        self.bytes_down.clear()
 
     # -- discovery -----------------------------------------------------------
     def discover(self, grid: Grid, *, min_nodes: int, timeout: float) -> dict[int, ClientProfile]:
@@ -114,6 +120,10 @@ class FednetStrategy(Strategy):
             who = p.client_id if p else f"node {r.metadata.src_node_id}"
             if r.has_error():
                 logger.warning("%s reply from %s failed: %s", kind, who, r.error.reason)
+            elif P.STATUS in r.content.config_records:
+                status = r.content.config_records[P.STATUS]
+                logger.warning("%s: %s refused to release: %s", kind, who, status.get("reason"))
+                self.refusals[who] = str(status.get("reason"))
             elif p is None:
                 logger.warning("%s reply from unprofiled %s ignored", kind, who)
             else:
@@ -150,11 +160,11 @@ class FednetStrategy(Strategy):
         for rnd in range(start_round, num_rounds + 1):
             t0 = time.monotonic()
             logger.info("[ROUND %s/%s]", rnd, num_rounds)
-            self.bytes_up, self.bytes_down = {}, {}
+            self.reset_round()
             self.discover(grid, min_nodes=0, timeout=timeout)
+            config = ConfigRecord({**dict(train_config or {}), "last-round": int(rnd == num_rounds)})
             replies = grid.send_and_receive(
-                self.configure_train(rnd, arrays, ConfigRecord(dict(train_config or {})), grid),
-                timeout=timeout,
+                self.configure_train(rnd, arrays, config, grid), timeout=timeout
             )
             new_arrays, train_metrics = self.aggregate_train(rnd, replies)
             if new_arrays is not None:

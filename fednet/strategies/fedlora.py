@@ -91,6 +91,7 @@ class FedLoRA(FednetStrategy):
             )
         self.rank_aggregation = rank_aggregation
         self._state_for_round = GlobalState()
+        self.sketches: dict[str, dict[str, torch.Tensor]] = {}
 
     # -- what each client receives --------------------------------------------
     def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
@@ -149,6 +150,8 @@ class FedLoRA(FednetStrategy):
             except UpdateRejectedError as e:
                 logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
                 continue
+            if P.SKETCH in r.content.array_records:
+                self.sketches[p.client_id] = r.content.array_records[P.SKETCH].to_torch_state_dict()
             metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
             logger.info("round %s: %-12s loss %.4f  (%d steps, %.1fs)", server_round, p.client_id,
                         metrics.get("train-loss", math.nan), int(metrics.get("steps", 0)),

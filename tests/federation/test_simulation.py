@@ -79,11 +79,13 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
     for entry in wire:
         assert entry["error"] is None
         for name, (kind, payload) in entry["records"].items():
-            assert name in {"lora", "head", "metrics", "profile"}, name
+            assert name in {"lora", "head", "sketch", "metrics", "profile"}, name
             if kind == "arrays":
                 for key, arr in payload.items():
-                    assert is_lora_key(key) or key in {"head.weight", "head.bias"}, key
-                    assert arr.dtype.kind == "f", (key, arr.dtype)  # no label ids
+                    assert (is_lora_key(key) or key in {"head.weight", "head.bias"}
+                            or (name == "sketch" and key.startswith("sketch."))), key
+                    if key != "sketch.label_names":  # the task's label names, UTF-8 bytes
+                        assert arr.dtype.kind == "f", (key, arr.dtype)  # no label ids
                     if arr.shape in base_shapes:
                         assert not any(np.array_equal(arr, b) for b in base.values()), key
             elif kind == "metrics":
@@ -94,6 +96,15 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
                         assert not (isinstance(s, str) and s in texts), s
             else:
                 pytest.fail(f"unexpected record kind {kind}")
+
+
+def test_sketch_leaves_once_per_client_in_the_last_round(run):
+    cfg, run_dir, _, wire = run
+    with_sketch = [e for e in wire if "sketch" in e["records"]]
+    assert len(with_sketch) == len(cfg.clients)
+    for c in cfg.clients:
+        assert (run_dir / "sketches" / c.id / "sketch.safetensors").is_file()
+        assert (run_dir / "personalized" / c.id / "sketch.safetensors").is_file()
 
 
 def test_local_only_strategy_runs(tmp_path):

@@ -1,0 +1,297 @@
+"""Atomic server checkpoints, so a killed federation resumes at its last round.
+
+After every completed round the server writes ``<run-dir>/checkpoint/``:
+
+- ``round-<r>.safetensors``: the global state (one LoRA per base model, one
+  head per task, as :class:`~fednet.strategies.GlobalState` keys) and the
+  torch and numpy RNG states;
+- ``round-<r>.json``: the round number, the strategy's state (its sampler's
+  RNG, anything its ``state_dict()`` returns, privacy ledgers), the run
+  history and Python's RNG state;
+- ``latest.json``: names the two files above and the SHA-256 of each.
+
+``latest.json`` is replaced last (``os.replace``), after both files are on
+disk, so a crash at any moment leaves the previous checkpoint whole: a
+resumed run loses at most the round that was in progress.
+
+A strategy opts into more state by defining ``state_dict()`` and
+``load_state_dict(state)`` (JSON-safe), or by holding ``ledgers``: a mapping
+of objects with those two methods, such as
+:class:`~fednet.privacy.PrivacyLedger`. Wrappers are followed through their
+``strategy`` attribute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord
+
+from fednet.errors import ConfigError
+
+__all__ = ["Checkpoint", "CHECKPOINT_DIR", "save_checkpoint", "load_checkpoint",
+           "strategy_state", "restore_strategy", "capture_rng", "restore_rng",
+           "resume_from", "checkpointing"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+_VERSION = 1
+_KEEP = 2
+_RNG_PREFIX = "rng/"
+
+
+@dataclass
+class Checkpoint:
+    """What a resumed server needs to continue after ``server_round``."""
+
+    server_round: int
+    arrays: ArrayRecord
+    strategy: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# -- RNG -----------------------------------------------------------------------
+def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Python, numpy and torch global RNG states, as (JSON part, tensor part)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    meta = {"python": [version, list(internal), gauss_next],
+            "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
+    tensors = {f"{_RNG_PREFIX}torch": torch.get_rng_state(),
+               f"{_RNG_PREFIX}numpy": torch.from_numpy(np.asarray(keys, dtype=np.uint32)
+                                                       .view(np.int32).copy())}
+    return meta, tensors
+
+
+def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    if "python" in meta:
+        version, internal, gauss_next = meta["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+    if "numpy" in meta and f"{_RNG_PREFIX}numpy" in tensors:
+        kind, pos, has_gauss, cached = meta["numpy"]
+        keys = tensors[f"{_RNG_PREFIX}numpy"].numpy().view(np.uint32)
+        np.random.set_state((kind, keys, int(pos), int(has_gauss), float(cached)))
+    if f"{_RNG_PREFIX}torch" in tensors:
+        torch.set_rng_state(tensors[f"{_RNG_PREFIX}torch"])
+
+
+# -- strategy state ------------------------------------------------------------
+def _chain(strategy: Any) -> list[Any]:
+    out, seen = [], set()
+    obj = strategy
+    while obj is not None and id(obj) not in seen and len(out) < 8:
+        seen.add(id(obj))
+        out.append(obj)
+        obj = getattr(obj, "strategy", None)
+    return out
+
+
+def strategy_state(strategy: Any) -> dict[str, Any]:
+    """JSON-safe state of ``strategy`` and the strategies it wraps."""
+    layers = []
+    for obj in _chain(strategy):
+        layer: dict[str, Any] = {"class": type(obj).__name__}
+        rng = getattr(obj, "rng", None)
+        if isinstance(rng, random.Random):
+            version, internal, gauss_next = rng.getstate()
+            layer["rng"] = [version, list(internal), gauss_next]
+        if callable(getattr(obj, "state_dict", None)):
+            layer["state"] = obj.state_dict()
+        ledgers = getattr(obj, "ledgers", None)
+        if isinstance(ledgers, dict):
+            layer["ledgers"] = {str(k): v.state_dict() for k, v in ledgers.items()
+                                if callable(getattr(v, "state_dict", None))}
+        layers.append(layer)
+    return {"layers": layers}
+
+
+def restore_strategy(strategy: Any, state: dict[str, Any]) -> None:
+    """Load :func:`strategy_state` output into a freshly built ``strategy``.
+
+    Raises :class:`~fednet.errors.ConfigError` when the checkpoint was written
+    by a different strategy stack.
+    """
+    chain = _chain(strategy)
+    layers = state.get("layers", [])
+    have = [type(o).__name__ for o in chain]
+    want = [layer.get("class") for layer in layers]
+    if have != want:
+        raise ConfigError(f"the checkpoint was written by strategy {want}, "
+                          f"but the preset builds {have}")
+    for obj, layer in zip(chain, layers, strict=True):
+        if "rng" in layer and isinstance(getattr(obj, "rng", None), random.Random):
+            version, internal, gauss_next = layer["rng"]
+            obj.rng.setstate((version, tuple(internal), gauss_next))
+        if "state" in layer and callable(getattr(obj, "load_state_dict", None)):
+            obj.load_state_dict(layer["state"])
+        ledgers = getattr(obj, "ledgers", None)
+        for key, saved in layer.get("ledgers", {}).items():
+            if isinstance(ledgers, dict) and key in ledgers:
+                ledgers[key].load_state_dict(saved)
+            else:
+                logger.warning("checkpoint holds a ledger for %s that the strategy lacks", key)
+
+
+# -- files ---------------------------------------------------------------------
+def _fsync_write(path: Path, data: bytes) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir: Path, *, server_round: int, arrays: ArrayRecord, strategy: Any,
+                    history: list[dict[str, Any]] | None = None,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write the checkpoint of ``server_round`` atomically; return ``latest.json``."""
+    from safetensors.torch import save
+
+    if server_round < 0:
+        raise ValueError(f"`server_round` must be >= 0, got {server_round}")
+    ckdir = Path(run_dir) / CHECKPOINT_DIR
+    ckdir.mkdir(parents=True, exist_ok=True)
+    rng_meta, rng_tensors = capture_rng()
+    tensors = {k: v.detach().cpu().contiguous()
+               for k, v in arrays.to_torch_state_dict().items()}
+    clash = sorted(k for k in tensors if k.startswith(_RNG_PREFIX))
+    if clash:
+        raise ValueError(f"global state keys must not start with {_RNG_PREFIX!r}: {clash}")
+    tensors.update(rng_tensors)
+    stem = f"round-{server_round:04d}"
+    body = {
+        "version": _VERSION,
+        "server_round": server_round,
+        "strategy": strategy_state(strategy),
+        "rng": rng_meta,
+        "history": history or [],
+        "meta": {**(meta or {}), "written_at": time.time()},
+    }
+    tensor_sha = _fsync_write(ckdir / f"{stem}.safetensors", save(tensors))
+    json_sha = _fsync_write(ckdir / f"{stem}.json",
+                            json.dumps(body, default=float).encode("utf-8"))
+    latest = {"version": _VERSION, "server_round": server_round,
+              "tensors": f"{stem}.safetensors", "tensors_sha256": tensor_sha,
+              "state": f"{stem}.json", "state_sha256": json_sha}
+    _fsync_write(ckdir / "latest.json", json.dumps(latest, indent=2).encode("utf-8"))
+    _fsync_dir(ckdir)
+    _prune(ckdir, keep=_KEEP)
+    logger.info("checkpoint: round %s saved to %s", server_round, ckdir)
+    return ckdir / "latest.json"
+
+
+def _prune(ckdir: Path, *, keep: int) -> None:
+    rounds = sorted({p.name.split(".")[0] for p in ckdir.glob("round-*.*")})
+    for stem in rounds[:-keep]:
+        for p in ckdir.glob(f"{stem}.*"):
+            p.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The last complete checkpoint in ``run_dir``, or None when there is none.
+
+    Raises :class:`~fednet.errors.ConfigError` when the files are damaged.
+    """
+    from safetensors.torch import load
+
+    ckdir = Path(run_dir) / CHECKPOINT_DIR
+    pointer = ckdir / "latest.json"
+    if not pointer.is_file():
+        return None
+    try:
+        latest = json.loads(pointer.read_text(encoding="utf-8"))
+        raw_t = (ckdir / latest["tensors"]).read_bytes()
+        raw_s = (ckdir / latest["state"]).read_bytes()
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"the checkpoint in {str(ckdir)!r} is unreadable: {e}") from e
+    for name, raw, sha in ((latest["tensors"], raw_t, latest.get("tensors_sha256")),
+                           (latest["state"], raw_s, latest.get("state_sha256"))):
+        if hashlib.sha256(raw).hexdigest() != sha:
+            raise ConfigError(f"checkpoint file {str(ckdir / name)!r} does not match its "
+                              "recorded SHA-256; it is damaged")
+    body = json.loads(raw_s)
+    if body.get("version") != _VERSION:
+        raise ConfigError(f"checkpoint version must be {_VERSION}, got {body.get('version')!r}")
+    tensors = load(raw_t)
+    rng_tensors = {k: v for k, v in tensors.items() if k.startswith(_RNG_PREFIX)}
+    state = {k: v for k, v in tensors.items() if not k.startswith(_RNG_PREFIX)}
+    return Checkpoint(
+        server_round=int(body["server_round"]),
+        arrays=ArrayRecord(state),
+        strategy=body.get("strategy", {}),
+        rng={"meta": body.get("rng", {}), "tensors": rng_tensors},
+        history=list(body.get("history", [])),
+        meta=dict(body.get("meta", {})),
+    )
+
+
+# -- the server's use ----------------------------------------------------------
+def resume_from(run_dir: Path, cfg: Any, strategy: Any, recorder: Any) -> Checkpoint | None:
+    """Load the last checkpoint of ``run_dir`` into ``strategy``, RNGs and ``recorder``.
+
+    Returns None (and logs a warning) when no round has completed yet, so the
+    run starts from round 1. Raises :class:`~fednet.errors.ConfigError` when the
+    checkpoint belongs to a different federation or strategy.
+    """
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is None:
+        logger.warning("resume: no checkpoint in %s yet; starting from round 1", run_dir)
+        return None
+    for key, mine in (("federation", cfg.name), ("strategy", cfg.strategy.name)):
+        if key in ckpt.meta and ckpt.meta[key] != mine:
+            raise ConfigError(f"the checkpoint in {str(run_dir)!r} is of {key} "
+                              f"{ckpt.meta[key]!r}, but the preset names {mine!r}")
+    restore_strategy(strategy, ckpt.strategy)
+    restore_rng(ckpt.rng.get("meta", {}), ckpt.rng.get("tensors", {}))
+    recorder.history = [h for h in ckpt.history if int(h.get("round", 0)) <= ckpt.server_round]
+    logger.info("resume: continuing after round %s of %s (checkpoint of %s)",
+                ckpt.server_round, cfg.rounds,
+                time.strftime("%H:%M:%S", time.localtime(ckpt.meta.get("written_at", 0))))
+    return ckpt
+
+
+def checkpointing(hook: Callable[[Any], None], run_dir: Path, cfg: Any, strategy: Any,
+                  recorder: Any, *, resumed_from: int = 0) -> Callable[[Any], None]:
+    """A round hook that runs ``hook``, then checkpoints the round."""
+    def on_round_end(outcome: Any) -> None:
+        hook(outcome)
+        save_checkpoint(run_dir, server_round=outcome.server_round, arrays=outcome.arrays,
+                        strategy=strategy, history=recorder.history,
+                        meta={"federation": cfg.name, "strategy": cfg.strategy.name,
+                              "rounds": cfg.rounds, "resumed_from": resumed_from})
+    return on_round_end
