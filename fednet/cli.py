@@ -25,9 +25,11 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
 def register_command(name: str) -> Callable:
     """Register a function that adds subcommand ``name`` to the parser."""
+
     def deco(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
         _COMMANDS[name] = fn
         return fn
+
     return deco
 
 
@@ -103,18 +105,296 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = simulate(cfg, run_dir)
     final = summary["final"]
     print(f"run: {run_dir}")
-    print(f"final accuracy: weighted {final.get('accuracy', float('nan')):.4f}, "
-          f"mean of clients {final.get('accuracy-mean', float('nan')):.4f}")
+    print(
+        f"final accuracy: weighted {final.get('accuracy', float('nan')):.4f}, "
+        f"mean of clients {final.get('accuracy-mean', float('nan')):.4f}"
+    )
     for task, t in sorted(summary["tasks"].items()):
         pers = t["personalized"]
-        print(f"  {task:<20} shared {t['accuracy']:.4f}"
-              + (f"  personalised {pers:.4f}" if pers is not None else ""))
+        print(
+            f"  {task:<20} shared {t['accuracy']:.4f}"
+            + (f"  personalised {pers:.4f}" if pers is not None else "")
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- hub, peer, ask
+
+_HUB_HELP = "hub URL or store directory (default $FEDNET_HUB or http://127.0.0.1:8080)"
+
+
+def _hub_location(value: str | None) -> str:
+    return value or os.environ.get("FEDNET_HUB") or "http://127.0.0.1:8080"
+
+
+def _hub_token(value: str | None) -> str | None:
+    return value or os.environ.get("FEDNET_HUB_TOKEN") or None
+
+
+def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from fednet.hub import open_hub
+
+    return open_hub(_hub_location(args.hub), token=_hub_token(args.token))
+
+
+def _name_version(ref: str) -> tuple[str, str]:
+    name, _, version = ref.partition("@")
+    return name, (version.lstrip("v") or "latest")
+
+
+@register_command("hub")
+def _add_hub(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hub", help="serve, list, inspect, pull, push and verify hub adapters")
+    hub = p.add_subparsers(dest="hub_command", required=True, parser_class=_Parser)
+    serve = hub.add_parser("serve", help="serve a hub directory over HTTP (OpenAPI at /docs)")
+    serve.add_argument("--root", required=True, help="hub directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--token", help="write token (default $FEDNET_HUB_TOKEN)")
+    serve.add_argument("--read-token", help="require this token (or the write one) to read")
+    for name, helptext in [
+        ("ls", "list the latest adapters"),
+        ("verify", "check signatures and blobs"),
+        ("show", "print a manifest"),
+        ("pull", "fetch an adapter into a directory"),
+        ("push", "publish an adapter or a run"),
+    ]:
+        q = hub.add_parser(name, help=helptext)
+        q.add_argument("--hub", help=_HUB_HELP)
+        q.add_argument("--token", help="bearer token (default $FEDNET_HUB_TOKEN)")
+        if name == "ls":
+            q.add_argument("--peers", action="store_true", help="list peers instead")
+        if name in ("show", "pull"):
+            q.add_argument("ref", help="NAME or NAME@VERSION")
+        if name == "verify":
+            q.add_argument("name", nargs="?", help="only this adapter")
+        if name == "pull":
+            q.add_argument("dest", help="destination directory")
+        if name == "push":
+            q.add_argument(
+                "path", help="a run directory (publishes every client) or an adapter directory"
+            )
+            q.add_argument("--keys-dir", default="keys", help="owner keys of a run's clients")
+            q.add_argument("--key", help="owner key (PEM) for an adapter directory")
+            q.add_argument("--name", help="adapter name")
+            q.add_argument("--owner", help="owner client id")
+            q.add_argument("--task", help="task (default: from head.safetensors)")
+            q.add_argument("--base-model", help="base model (default: from the adapter)")
+            q.add_argument("--kind", default="shared")
+            q.add_argument("--round", type=int, default=0)
+    p.set_defaults(func=cmd_hub)
+
+
+def _push(args: argparse.Namespace, hub) -> int:  # type: ignore[no-untyped-def]
+    import json
+
+    from safetensors import safe_open
+
+    from fednet.hub import Manifest, load_private_key
+    from fednet.hub.publish import publish_run
+
+    path = Path(args.path)
+    if (path / "summary.json").is_file():
+        for m in publish_run(path, hub, keys_dir=args.keys_dir):
+            print(f"published {m.ref} ({m.kind}, {m.task}, owner {m.owner})")
+        return 0
+    missing = [o for o in ("name", "owner", "key") if not getattr(args, o)]
+    if missing:
+        raise FednetError(f"pushing an adapter directory needs --{', --'.join(missing)}")
+    with safe_open(str(path / "head.safetensors"), "pt") as f:
+        head = f.metadata() or {}
+    with safe_open(str(path / "adapter_model.safetensors"), "pt") as f:
+        meta = f.metadata() or {}
+    config = json.loads((path / "adapter_config.json").read_text())
+    draft = Manifest(
+        name=args.name,
+        owner=args.owner,
+        kind=args.kind,
+        round=args.round,
+        base_model=args.base_model or meta.get("fednet.base_model") or head.get("base_model", ""),
+        task=args.task or head.get("task", ""),
+        rank=int(config["r"]),
+        label_names=tuple(json.loads(head.get("label_names", "[]"))),
+    )
+    stored = hub.publish(path, draft, load_private_key(args.key))
+    print(f"published {stored.ref}")
+    return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    """``fednet hub serve|ls|show|pull|push|verify``."""
+    import json
+    import tempfile
+
+    if args.hub_command == "serve":
+        from fednet.hub import serve
+
+        token = _hub_token(args.token)
+        if not token:
+            raise FednetError("`hub serve` needs a write token: --token or $FEDNET_HUB_TOKEN")
+        serve(args.root, args.host, args.port, write_token=token, read_token=args.read_token)
+        return 0
+    with _open(args) as hub:
+        if args.hub_command == "ls" and args.peers:
+            for peer in hub.peers():
+                state = "up" if peer.up else "down"
+                served = ",".join(peer.adapters)
+                print(f"{peer.peer_id:<20} {state:<5} {peer.endpoint:<28} {served}")
+        elif args.hub_command == "ls":
+            print(
+                f"{'NAME@VERSION':<32} {'KIND':<13} {'TASK':<18} {'BASE':<10} RANK  ACC    "
+                "EPS    SKETCH"
+            )
+            for m in hub.list():
+                acc, eps = m.metrics.get("accuracy"), m.epsilon
+                print(
+                    f"{m.ref:<32} {m.kind:<13} {m.task:<18} {m.base_model:<10} {m.rank:<5} "
+                    f"{'-' if acc is None else f'{acc:.3f}':<6} "
+                    f"{'-' if eps is None else f'{eps:.2f}':<6} {'yes' if m.sketch else 'no'}"
+                )
+        elif args.hub_command == "show":
+            print(hub.resolve(*_name_version(args.ref)).to_json(indent=2))
+        elif args.hub_command == "pull":
+            name, version = _name_version(args.ref)
+            m = hub.fetch(name, version, args.dest)
+            print(f"pulled {m.ref} into {args.dest} (signature and sha256 verified)")
+        elif args.hub_command == "push":
+            return _push(args, hub)
+        else:
+            names = [args.name] if args.name else [m.name for m in hub.list()]
+            if hasattr(hub, "verify"):
+                problems = hub.verify(args.name)
+            else:
+                problems = []
+                with tempfile.TemporaryDirectory() as tmp:
+                    for i, name in enumerate(names):
+                        try:
+                            hub.fetch(name, "latest", Path(tmp) / str(i))
+                        except FednetError as e:
+                            problems.append(f"{name}: {e}")
+            for problem in problems:
+                print(problem)
+            print(json.dumps({"checked": len(names), "problems": len(problems)}))
+            return 1 if problems else 0
+    return 0
+
+
+@register_command("peer")
+def _add_peer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("peer", help="run an inference peer")
+    peer = p.add_subparsers(dest="peer_command", required=True, parser_class=_Parser)
+    serve = peer.add_parser("serve", help="serve a client's hub adapters on POST /v1/classify")
+    serve.add_argument("--hub", help=_HUB_HELP)
+    serve.add_argument("--token", help="hub write token to register (default $FEDNET_HUB_TOKEN)")
+    serve.add_argument("--client", required=True, help="client id whose adapters to serve")
+    serve.add_argument("--adapters", help="comma-separated adapter names (default: the client's)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument("--cache-dir", help="disk cache of fetched adapters")
+    serve.add_argument("--max-length", type=int, default=64, help="tokens per text")
+    serve.add_argument(
+        "--batch-window",
+        type=float,
+        default=0.002,
+        help="seconds a request waits for others to share its forward pass",
+    )
+    serve.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
+    p.set_defaults(func=cmd_peer)
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    """``fednet peer serve``: blocks until interrupted."""
+    from fednet.inference import PeerConfig, PeerServer, owned_adapters
+
+    with _open(args) as hub:
+        adapters = args.adapters.split(",") if args.adapters else owned_adapters(hub, args.client)
+        server = PeerServer(
+            hub,
+            peer_id=args.client,
+            adapters=adapters,
+            host=args.host,
+            port=args.port,
+            cache_dir=args.cache_dir,
+            config=PeerConfig(
+                max_length=args.max_length,
+                batch_window_s=args.batch_window,
+                heartbeat_s=args.heartbeat,
+            ),
+        )
+        print(f"peer {args.client} serving {', '.join(adapters)}", flush=True)
+        server.serve_forever()
+    return 0
+
+
+@register_command("ask")
+def _add_ask(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help="ask the network of peers (or, --local, the hub's adapters)")
+    p.add_argument("text", help="the query")
+    p.add_argument("--hub", help=_HUB_HELP)
+    p.add_argument("--token", help="hub read token (default $FEDNET_HUB_TOKEN)")
+    p.add_argument("--local", action="store_true", help="pull adapters and run them here")
+    p.add_argument("--mode", choices=["cascade", "ensemble"], default="cascade")
+    p.add_argument("--router", default="sketch", help="router name (sketch, learned, prior)")
+    p.add_argument("-k", "--top-k", type=int, default=2, help="candidates to route to")
+    p.add_argument("--threshold", type=float, default=0.8, help="cascade confidence threshold")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per peer")
+    p.add_argument("--latency-budget", type=float, default=None, help="seconds per candidate")
+    p.add_argument(
+        "--max-query-chars",
+        type=int,
+        default=None,
+        help="longest query (default: hub.max-query-chars of --config, or 2000)",
+    )
+    p.add_argument("--config", default=None, help="preset whose [hub] section to use")
+    p.add_argument("--json", action="store_true", help="print the answer with provenance as JSON")
+    p.set_defaults(func=cmd_ask)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """``fednet ask "text"``: print the answer and who gave it."""
+    import json
+
+    from fednet.inference import AskConfig, Network
+    from fednet.routing import RouterConfig
+
+    max_chars, location, token = 2000, args.hub, args.token
+    if args.config:
+        from fednet.config import load_preset
+
+        hub_cfg = load_preset(args.config).hub
+        max_chars = hub_cfg.max_query_chars
+        location, token = location or hub_cfg.location or None, token or hub_cfg.token or None
+    config = AskConfig(
+        router=RouterConfig(
+            name=args.router, top_k=args.top_k, latency_budget_s=args.latency_budget
+        ),
+        mode=args.mode,
+        confidence_threshold=args.threshold,
+        peer_timeout_s=args.timeout,
+        max_query_chars=args.max_query_chars or max_chars,
+    )
+    with Network(
+        _hub_location(location), config=config, local=args.local, token=_hub_token(token)
+    ) as network:
+        answer = network.ask(args.text)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return 0
+    print(
+        f"{answer.label}  (task {answer.task}, confidence {answer.confidence:.3f}, "
+        f"{answer.latency_s * 1000:.0f} ms, {answer.mode})"
+    )
+    for call in answer.calls:
+        status = f"{call.label} {call.confidence:.3f}" if call.ok else f"failed: {call.error}"
+        print(f"  {call.peer_id}/{call.adapter}: {status} ({call.latency_s * 1000:.0f} ms)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fednet", description="Federated LoRA co-fine-tuning and joint "
-                     "inference over a network of models.")
+    parser = _Parser(
+        prog="fednet",
+        description="Federated LoRA co-fine-tuning and joint inference over a network of models.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in _COMMANDS.values():

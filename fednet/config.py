@@ -318,8 +318,13 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str, skip: tuple[str, ...] = (),
-           extra: Mapping[str, Any] | None = None) -> Any:
+def _build(
+    cls: type,
+    table: Mapping[str, Any],
+    where: str,
+    skip: tuple[str, ...] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Any:
     """Build dataclass ``cls`` from a kebab-case TOML table, naming bad keys."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"`{where}` must be a table, got {type(table).__name__}")
@@ -385,8 +390,9 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
         "hub": _build(HubConfig, data.get("hub", {}), "hub"),
         "source": source,
     }
-    return _build(FederationConfig, data.get("federation", {}), "federation",
-                  skip=tuple(extra), extra=extra)
+    return _build(
+        FederationConfig, data.get("federation", {}), "federation", skip=tuple(extra), extra=extra
+    )
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -419,7 +425,9 @@ def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
     known = {"preset", "num-server-rounds", "run-dir"}
     unknown = sorted(set(run_config) - known)
     if unknown:
-        raise ConfigError(f"unknown run-config key(s): {', '.join(unknown)}; valid: {sorted(known)}")
+        raise ConfigError(
+            f"unknown run-config key(s): {', '.join(unknown)}; valid: {sorted(known)}"
+        )
     preset = run_config.get("preset", "configs/default.toml")
     if not isinstance(preset, str):
         raise ConfigError(f"run-config `preset` must be a string path, got {preset!r}")

@@ -18,8 +18,9 @@ Batch = dict[str, torch.Tensor]
 
 
 def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Batch:  # type: ignore[no-untyped-def]
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
-                    return_tensors="pt")
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 

@@ -34,12 +34,18 @@ CASES = {
     "unknown key": (TINY.replace("seed = 7", "seed = 7\nsede = 8"), ["federation.sede"]),
     "wrong type": (TINY.replace("rounds = 2", 'rounds = "two"'), ["federation.rounds", "two"]),
     "rank zero": (TINY.replace("lora-rank = 4", "lora-rank = 0", 1), ["lora-rank", "0"]),
-    "unknown data set": (TINY.replace('dataset = "bbc-news"', 'dataset = "bbc-nwes"'),
-                         ["dataset", "bbc-nwes", "valid"]),
-    "unknown base model": (TINY.replace('base-model = "tiny-bert"', 'base-model = "gpt-9"'),
-                           ["base-model", "gpt-9"]),
-    "missing file": (TINY.replace('dataset = "bbc-news"', 'dataset = "/nope/x.csv"'),
-                     ["dataset", "/nope/x.csv"]),
+    "unknown data set": (
+        TINY.replace('dataset = "bbc-news"', 'dataset = "bbc-nwes"'),
+        ["dataset", "bbc-nwes", "valid"],
+    ),
+    "unknown base model": (
+        TINY.replace('base-model = "tiny-bert"', 'base-model = "gpt-9"'),
+        ["base-model", "gpt-9"],
+    ),
+    "missing file": (
+        TINY.replace('dataset = "bbc-news"', 'dataset = "/nope/x.csv"'),
+        ["dataset", "/nope/x.csv"],
+    ),
     "unknown section": (TINY + "\n[extras]\nx = 1\n", ["extras"]),
     "bad partition index": (TINY.replace("partition = 1", "partition = 5", 1), ["partition", "5"]),
 }
@@ -66,9 +72,10 @@ def test_missing_column(capsys, tmp_path):
 def test_empty_partition(capsys, tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(6)))
-    text = TINY.replace('id = "news-0"\ndataset = "bbc-news"',
-                        f'id = "news-0"\ndataset = "{csv}"\npartitioner = "iid"\n'
-                        'num-partitions = 5\npartition = 4')
+    text = TINY.replace(
+        'id = "news-0"\ndataset = "bbc-news"',
+        f'id = "news-0"\ndataset = "{csv}"\npartitioner = "iid"\nnum-partitions = 5\npartition = 4',
+    )
     code, err = run_cli(capsys, tmp_path, text)
     assert code == 2 and "news-0" in err[0] and ("empty" in err[0] or "small" in err[0]), err
 
@@ -81,9 +88,19 @@ def test_bad_rounds_argument(capsys, tmp_path):
 def test_console_script_exit_status_and_no_traceback(tmp_path):
     preset = write(tmp_path, TINY.replace("lora-rank = 4", "lora-rank = -1", 1))
     proc = subprocess.run(
-        [sys.executable, "-m", "fednet.cli", "simulate", "--config", str(preset),
-         "--run-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "fednet.cli",
+            "simulate",
+            "--config",
+            str(preset),
+            "--run-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -35,8 +35,12 @@ def new_run_dir(base: str | Path = "runs") -> Path:
     return path
 
 
-def make_server_app(cfg: FederationConfig | None = None, run_dir: str | Path | None = None,
-                    *, min_nodes: int | None = None) -> ServerApp:
+def make_server_app(
+    cfg: FederationConfig | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    min_nodes: int | None = None,
+) -> ServerApp:
     """A ServerApp running :func:`fednet.federation.server.run_server`.
 
     Without ``cfg`` the configuration comes from the run config (``flwr run``).
@@ -85,8 +89,9 @@ def _runtime(msg: Message, context: Context, cfg: FederationConfig | None) -> An
 def _load_incoming(rt: Any, content: RecordDict) -> None:
     lora = content.array_records.get(P.LORA)
     head = content.array_records.get(P.HEAD)
-    rt.load_global(lora.to_torch_state_dict() if lora else None,
-                   head.to_torch_state_dict() if head else None)
+    rt.load_global(
+        lora.to_torch_state_dict() if lora else None, head.to_torch_state_dict() if head else None
+    )
 
 
 def _state_dir(context: Context, default: str | Path | None) -> Path:
@@ -101,8 +106,11 @@ def _state_dir(context: Context, default: str | Path | None) -> Path:
     return PROJECT_ROOT / "runs" / "client-state"
 
 
-def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = (),
-                    state_dir: str | Path | None = None) -> ClientApp:
+def make_client_app(
+    cfg: FederationConfig | None = None,
+    mods: Sequence[Any] = (),
+    state_dir: str | Path | None = None,
+) -> ClientApp:
     """A ClientApp whose every reply passes the wire allowlist.
 
     ``mods`` run outside the allowlist (they see what actually leaves).
@@ -130,23 +138,31 @@ def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = (
         ledger = _state_dir(context, state_dir) / rt.client.id / "ledger.json"
         try:
             res = PrivateRound(rt, ledger_path=ledger).run(
-                server_round=rnd, steps=steps, release_sketch=bool(conf.get("last-round", 0)))
+                server_round=rnd, steps=steps, release_sketch=bool(conf.get("last-round", 0))
+            )
         except BudgetExhaustedError as e:
             logger.warning("%s", e)
-            return Message(RecordDict({
-                P.STATUS: ConfigRecord({"refused": 1, "reason": str(e)}),
-                P.METRICS: MetricRecord({"refused": 1.0}),
-            }), reply_to=msg)
+            return Message(
+                RecordDict(
+                    {
+                        P.STATUS: ConfigRecord({"refused": 1, "reason": str(e)}),
+                        P.METRICS: MetricRecord({"refused": 1.0}),
+                    }
+                ),
+                reply_to=msg,
+            )
         metrics = res.metrics
         if personal:
             metrics.update(rt.evaluate())
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
-        content = RecordDict({
-            P.LORA: ArrayRecord(res.lora),
-            P.HEAD: ArrayRecord(res.head),
-            P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
-        })
+        content = RecordDict(
+            {
+                P.LORA: ArrayRecord(res.lora),
+                P.HEAD: ArrayRecord(res.head),
+                P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
+            }
+        )
         if res.sketch is not None:
             content[P.SKETCH] = ArrayRecord(res.sketch)
         return Message(content, reply_to=msg)
@@ -155,7 +171,9 @@ def make_client_app(cfg: FederationConfig | None = None, mods: Sequence[Any] = (
     def evaluate(msg: Message, context: Context) -> Message:
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
-        return Message(RecordDict({P.METRICS: MetricRecord(rt.evaluate())}),  # type: ignore[arg-type]
-                       reply_to=msg)
+        return Message(
+            RecordDict({P.METRICS: MetricRecord(rt.evaluate())}),  # type: ignore[arg-type]
+            reply_to=msg,
+        )
 
     return app

@@ -41,9 +41,18 @@ from flwr.app import ArrayRecord
 
 from fednet.errors import ConfigError
 
-__all__ = ["Checkpoint", "CHECKPOINT_DIR", "save_checkpoint", "load_checkpoint",
-           "strategy_state", "restore_strategy", "capture_rng", "restore_rng",
-           "resume_from", "checkpointing"]
+__all__ = [
+    "Checkpoint",
+    "CHECKPOINT_DIR",
+    "save_checkpoint",
+    "load_checkpoint",
+    "strategy_state",
+    "restore_strategy",
+    "capture_rng",
+    "restore_rng",
+    "resume_from",
+    "checkpointing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +79,16 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Python, numpy and torch global RNG states, as (JSON part, tensor part)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    meta = {"python": [version, list(internal), gauss_next],
-            "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
-    tensors = {f"{_RNG_PREFIX}torch": torch.get_rng_state(),
-               f"{_RNG_PREFIX}numpy": torch.from_numpy(np.asarray(keys, dtype=np.uint32)
-                                                       .view(np.int32).copy())}
+    meta = {
+        "python": [version, list(internal), gauss_next],
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+    }
+    tensors = {
+        f"{_RNG_PREFIX}torch": torch.get_rng_state(),
+        f"{_RNG_PREFIX}numpy": torch.from_numpy(
+            np.asarray(keys, dtype=np.uint32).view(np.int32).copy()
+        ),
+    }
     return meta, tensors
 
 
@@ -93,7 +107,8 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
 
 # -- strategy state ------------------------------------------------------------
 def _chain(strategy: Any) -> list[Any]:
-    out, seen = [], set()
+    out: list[Any] = []
+    seen: set[int] = set()
     obj = strategy
     while obj is not None and id(obj) not in seen and len(out) < 8:
         seen.add(id(obj))
@@ -115,8 +130,11 @@ def strategy_state(strategy: Any) -> dict[str, Any]:
             layer["state"] = obj.state_dict()
         ledgers = getattr(obj, "ledgers", None)
         if isinstance(ledgers, dict):
-            layer["ledgers"] = {str(k): v.state_dict() for k, v in ledgers.items()
-                                if callable(getattr(v, "state_dict", None))}
+            layer["ledgers"] = {
+                str(k): v.state_dict()
+                for k, v in ledgers.items()
+                if callable(getattr(v, "state_dict", None))
+            }
         layers.append(layer)
     return {"layers": layers}
 
@@ -132,8 +150,9 @@ def restore_strategy(strategy: Any, state: dict[str, Any]) -> None:
     have = [type(o).__name__ for o in chain]
     want = [layer.get("class") for layer in layers]
     if have != want:
-        raise ConfigError(f"the checkpoint was written by strategy {want}, "
-                          f"but the preset builds {have}")
+        raise ConfigError(
+            f"the checkpoint was written by strategy {want}, but the preset builds {have}"
+        )
     for obj, layer in zip(chain, layers, strict=True):
         if "rng" in layer and isinstance(getattr(obj, "rng", None), random.Random):
             version, internal, gauss_next = layer["rng"]
@@ -176,9 +195,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(run_dir: Path, *, server_round: int, arrays: ArrayRecord, strategy: Any,
-                    history: list[dict[str, Any]] | None = None,
-                    meta: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    server_round: int,
+    arrays: ArrayRecord,
+    strategy: Any,
+    history: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write the checkpoint of ``server_round`` atomically; return ``latest.json``."""
     from safetensors.torch import save
 
@@ -187,8 +212,7 @@ def save_checkpoint(run_dir: Path, *, server_round: int, arrays: ArrayRecord, st
     ckdir = Path(run_dir) / CHECKPOINT_DIR
     ckdir.mkdir(parents=True, exist_ok=True)
     rng_meta, rng_tensors = capture_rng()
-    tensors = {k: v.detach().cpu().contiguous()
-               for k, v in arrays.to_torch_state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in arrays.to_torch_state_dict().items()}
     clash = sorted(k for k in tensors if k.startswith(_RNG_PREFIX))
     if clash:
         raise ValueError(f"global state keys must not start with {_RNG_PREFIX!r}: {clash}")
@@ -203,11 +227,15 @@ def save_checkpoint(run_dir: Path, *, server_round: int, arrays: ArrayRecord, st
         "meta": {**(meta or {}), "written_at": time.time()},
     }
     tensor_sha = _fsync_write(ckdir / f"{stem}.safetensors", save(tensors))
-    json_sha = _fsync_write(ckdir / f"{stem}.json",
-                            json.dumps(body, default=float).encode("utf-8"))
-    latest = {"version": _VERSION, "server_round": server_round,
-              "tensors": f"{stem}.safetensors", "tensors_sha256": tensor_sha,
-              "state": f"{stem}.json", "state_sha256": json_sha}
+    json_sha = _fsync_write(ckdir / f"{stem}.json", json.dumps(body, default=float).encode("utf-8"))
+    latest = {
+        "version": _VERSION,
+        "server_round": server_round,
+        "tensors": f"{stem}.safetensors",
+        "tensors_sha256": tensor_sha,
+        "state": f"{stem}.json",
+        "state_sha256": json_sha,
+    }
     _fsync_write(ckdir / "latest.json", json.dumps(latest, indent=2).encode("utf-8"))
     _fsync_dir(ckdir)
     _prune(ckdir, keep=_KEEP)
@@ -239,11 +267,15 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         raw_s = (ckdir / latest["state"]).read_bytes()
     except (OSError, KeyError, json.JSONDecodeError) as e:
         raise ConfigError(f"the checkpoint in {str(ckdir)!r} is unreadable: {e}") from e
-    for name, raw, sha in ((latest["tensors"], raw_t, latest.get("tensors_sha256")),
-                           (latest["state"], raw_s, latest.get("state_sha256"))):
+    for name, raw, sha in (
+        (latest["tensors"], raw_t, latest.get("tensors_sha256")),
+        (latest["state"], raw_s, latest.get("state_sha256")),
+    ):
         if hashlib.sha256(raw).hexdigest() != sha:
-            raise ConfigError(f"checkpoint file {str(ckdir / name)!r} does not match its "
-                              "recorded SHA-256; it is damaged")
+            raise ConfigError(
+                f"checkpoint file {str(ckdir / name)!r} does not match its "
+                "recorded SHA-256; it is damaged"
+            )
     body = json.loads(raw_s)
     if body.get("version") != _VERSION:
         raise ConfigError(f"checkpoint version must be {_VERSION}, got {body.get('version')!r}")
@@ -274,24 +306,47 @@ def resume_from(run_dir: Path, cfg: Any, strategy: Any, recorder: Any) -> Checkp
         return None
     for key, mine in (("federation", cfg.name), ("strategy", cfg.strategy.name)):
         if key in ckpt.meta and ckpt.meta[key] != mine:
-            raise ConfigError(f"the checkpoint in {str(run_dir)!r} is of {key} "
-                              f"{ckpt.meta[key]!r}, but the preset names {mine!r}")
+            raise ConfigError(
+                f"the checkpoint in {str(run_dir)!r} is of {key} "
+                f"{ckpt.meta[key]!r}, but the preset names {mine!r}"
+            )
     restore_strategy(strategy, ckpt.strategy)
     restore_rng(ckpt.rng.get("meta", {}), ckpt.rng.get("tensors", {}))
     recorder.history = [h for h in ckpt.history if int(h.get("round", 0)) <= ckpt.server_round]
-    logger.info("resume: continuing after round %s of %s (checkpoint of %s)",
-                ckpt.server_round, cfg.rounds,
-                time.strftime("%H:%M:%S", time.localtime(ckpt.meta.get("written_at", 0))))
+    logger.info(
+        "resume: continuing after round %s of %s (checkpoint of %s)",
+        ckpt.server_round,
+        cfg.rounds,
+        time.strftime("%H:%M:%S", time.localtime(ckpt.meta.get("written_at", 0))),
+    )
     return ckpt
 
 
-def checkpointing(hook: Callable[[Any], None], run_dir: Path, cfg: Any, strategy: Any,
-                  recorder: Any, *, resumed_from: int = 0) -> Callable[[Any], None]:
+def checkpointing(
+    hook: Callable[[Any], None],
+    run_dir: Path,
+    cfg: Any,
+    strategy: Any,
+    recorder: Any,
+    *,
+    resumed_from: int = 0,
+) -> Callable[[Any], None]:
     """A round hook that runs ``hook``, then checkpoints the round."""
+
     def on_round_end(outcome: Any) -> None:
         hook(outcome)
-        save_checkpoint(run_dir, server_round=outcome.server_round, arrays=outcome.arrays,
-                        strategy=strategy, history=recorder.history,
-                        meta={"federation": cfg.name, "strategy": cfg.strategy.name,
-                              "rounds": cfg.rounds, "resumed_from": resumed_from})
+        save_checkpoint(
+            run_dir,
+            server_round=outcome.server_round,
+            arrays=outcome.arrays,
+            strategy=strategy,
+            history=recorder.history,
+            meta={
+                "federation": cfg.name,
+                "strategy": cfg.strategy.name,
+                "rounds": cfg.rounds,
+                "resumed_from": resumed_from,
+            },
+        )
+
     return on_round_end

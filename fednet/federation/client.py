@@ -120,8 +120,9 @@ class ClientRuntime:
     def num_examples(self) -> int:
         return len(self.data.train_texts)
 
-    def load_global(self, lora: dict[str, torch.Tensor] | None,
-                    head: dict[str, torch.Tensor] | None) -> None:
+    def load_global(
+        self, lora: dict[str, torch.Tensor] | None, head: dict[str, torch.Tensor] | None
+    ) -> None:
         """Load the server's LoRA (truncated to this client's rank) and head."""
         from fednet.lora import resize_rank
 
@@ -144,22 +145,30 @@ class ClientRuntime:
             seed=self.seed + server_round,
         )
         t0 = time.process_time()
-        loss = train_steps(self.model, stream, steps=steps,
-                           learning_rate=self.client.learning_rate)
+        loss = train_steps(self.model, stream, steps=steps, learning_rate=self.client.learning_rate)
         compute = time.process_time() - t0
-        logger.info("client %s round %s: %d steps, loss %.4f", self.client.id,
-                    server_round, steps, loss)
-        return {"train-loss": loss, "steps": float(steps), "compute-s": compute,
-                "num-examples": float(self.num_examples)}
+        logger.info(
+            "client %s round %s: %d steps, loss %.4f", self.client.id, server_round, steps, loss
+        )
+        return {
+            "train-loss": loss,
+            "steps": float(steps),
+            "compute-s": compute,
+            "num-examples": float(self.num_examples),
+        }
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on this client's held-out split."""
         from fednet.training import evaluate
 
-        res = evaluate(self.model, self.data.test_texts, self.data.test_labels, self.tokenizer,
-                       max_length=self.cfg.max_length)
-        return {"loss": res.loss, "accuracy": res.accuracy,
-                "num-examples": float(res.num_examples)}
+        res = evaluate(
+            self.model,
+            self.data.test_texts,
+            self.data.test_labels,
+            self.tokenizer,
+            max_length=self.cfg.max_length,
+        )
+        return {"loss": res.loss, "accuracy": res.accuracy, "num-examples": float(res.num_examples)}
 
     def profile(self) -> dict[str, object]:
         """Public facts about this client: no data, only the task's shape."""

@@ -31,8 +31,9 @@ def check_federation(cfg: FederationConfig) -> None:
             get_base_model_spec(c.base_model)
         except ValueError as e:
             raise ConfigError(f"`{where}.base-model`: {e}") from None
-        looks_like_file = any(c.dataset.endswith(s) for s in
-                              (".csv", ".tsv", ".json", ".jsonl", ".parquet"))
+        looks_like_file = any(
+            c.dataset.endswith(s) for s in (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+        )
         if not looks_like_file and "/" not in c.dataset and c.dataset not in available_datasets():
             raise ConfigError(
                 f"`{where}.dataset`: unknown data set {c.dataset!r}; valid: "

@@ -58,8 +58,9 @@ class RoundResult:
 def _dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     from fednet.privacy import calibrate_noise_multiplier
 
-    return calibrate_noise_multiplier(epsilon=epsilon, delta=delta, sample_rate=sample_rate,
-                                      steps=steps)
+    return calibrate_noise_multiplier(
+        epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps=steps
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -103,24 +104,35 @@ class PrivateRound:
         """Every release this round would make."""
         out = []
         if self.cfg.enabled and self.cfg.dpsgd:
-            out.append(Release("dpsgd", self.dpsgd_noise_multiplier(), self.dpsgd_sample_rate,
-                               steps))
+            out.append(
+                Release("dpsgd", self.dpsgd_noise_multiplier(), self.dpsgd_sample_rate, steps)
+            )
         if self.cfg.enabled and self.cfg.update_mode == "local":
             out.append(Release("update", self.cfg.update_noise_multiplier, 1.0, 1))
         if self.cfg.enabled and self.cfg.update_mode == "central":
-            out.append(Release("update", self.cfg.update_noise_multiplier,
-                               self.rt.cfg.strategy.fraction_train, 1))
+            out.append(
+                Release(
+                    "update",
+                    self.cfg.update_noise_multiplier,
+                    self.rt.cfg.strategy.fraction_train,
+                    1,
+                )
+            )
         if release_sketch:
-            out.append(Release("sketch", _sketch_noise(self.cfg.sketch_epsilon, self.cfg.delta),
-                               1.0, 1))
+            out.append(
+                Release("sketch", _sketch_noise(self.cfg.sketch_epsilon, self.cfg.delta), 1.0, 1)
+            )
         return out
 
     def ledger(self):  # type: ignore[no-untyped-def]
         from fednet.privacy import PrivacyLedger
 
         return PrivacyLedger.load_or_create(
-            self.ledger_path, self.rt.client.id, delta=self.cfg.delta,
-            budget=self.cfg.epsilon_budget, accountant=self.cfg.accountant,
+            self.ledger_path,
+            self.rt.client.id,
+            delta=self.cfg.delta,
+            budget=self.cfg.epsilon_budget,
+            accountant=self.cfg.accountant,
         )
 
     def check_budget(self, plan: list[Release]):  # type: ignore[no-untyped-def]
@@ -132,15 +144,21 @@ class PrivateRound:
         ledger = self.ledger()
         trial = copy.deepcopy(ledger)
         for r in plan:
-            trial.record(noise_multiplier=r.noise_multiplier, sample_rate=r.sample_rate,
-                         steps=r.steps, kind=r.kind)
+            trial.record(
+                noise_multiplier=r.noise_multiplier,
+                sample_rate=r.sample_rate,
+                steps=r.steps,
+                kind=r.kind,
+            )
         if plan and trial.epsilon > self.cfg.epsilon_budget:
             raise BudgetExhaustedError(
                 f"client {self.rt.client.id}: this round's releases "
                 f"({', '.join(r.kind for r in plan)}) would take epsilon from "
                 f"{ledger.epsilon:.4g} to {trial.epsilon:.4g}, over the budget "
                 f"{self.cfg.epsilon_budget:g} (delta={self.cfg.delta:g})",
-                client_id=self.rt.client.id, spent=ledger.epsilon, requested=trial.epsilon,
+                client_id=self.rt.client.id,
+                spent=ledger.epsilon,
+                requested=trial.epsilon,
                 budget=self.cfg.epsilon_budget,
             )
         return ledger
@@ -154,43 +172,62 @@ class PrivateRound:
         received_lora = self.rt.model.lora_state()
         received_head = self.rt.model.head_state()
         if self.cfg.enabled and self.cfg.dpsgd:
-            metrics = self._train_dpsgd(server_round=server_round, steps=steps,
-                                        noise_multiplier=plan[0].noise_multiplier)
+            metrics = self._train_dpsgd(
+                server_round=server_round, steps=steps, noise_multiplier=plan[0].noise_multiplier
+            )
         else:
             metrics = self.rt.train(server_round=server_round, steps=steps)
         lora, head = self.rt.model.lora_state(), self.rt.model.head_state()
         if self.cfg.enabled and self.cfg.update_mode == "local":
-            lora, head, norm = self._privatize(received_lora, received_head, lora, head,
-                                               server_round)
+            lora, head, norm = self._privatize(
+                received_lora, received_head, lora, head, server_round
+            )
             metrics["update-norm"] = norm
-        sketch = self.build_sketch(plan[-1].noise_multiplier, server_round) \
-            if release_sketch else None
+        sketch = (
+            self.build_sketch(plan[-1].noise_multiplier, server_round) if release_sketch else None
+        )
         for r in plan:
-            ledger.charge(noise_multiplier=r.noise_multiplier, sample_rate=r.sample_rate,
-                          steps=r.steps, kind=r.kind)
+            ledger.charge(
+                noise_multiplier=r.noise_multiplier,
+                sample_rate=r.sample_rate,
+                steps=r.steps,
+                kind=r.kind,
+            )
         self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
         ledger.save(self.ledger_path)
         metrics["epsilon"] = float(ledger.epsilon)
         metrics["delta"] = float(self.cfg.delta)
-        logger.info("client %s round %s: epsilon %.4g of budget %g", self.rt.client.id,
-                    server_round, ledger.epsilon, self.cfg.epsilon_budget)
+        logger.info(
+            "client %s round %s: epsilon %.4g of budget %g",
+            self.rt.client.id,
+            server_round,
+            ledger.epsilon,
+            self.cfg.epsilon_budget,
+        )
         return RoundResult(lora=lora, head=head, sketch=sketch, metrics=metrics)
 
     def _privatize(self, lora0, head0, lora1, head1, server_round: int):  # type: ignore[no-untyped-def]
         from fednet.privacy import privatize_update, tree_norm
 
-        delta = {**{f"lora:{k}": lora1[k] - lora0[k] for k in lora1},
-                 **{f"head:{k}": head1[k] - head0[k] for k in head1}}
+        delta = {
+            **{f"lora:{k}": lora1[k] - lora0[k] for k in lora1},
+            **{f"head:{k}": head1[k] - head0[k] for k in head1},
+        }
         norm = float(tree_norm(delta))
         gen = torch.Generator().manual_seed(self.rt.seed * 7919 + server_round)
-        noisy = privatize_update(delta, clip=self.cfg.update_clip,
-                                 noise_multiplier=self.cfg.update_noise_multiplier, generator=gen)
+        noisy = privatize_update(
+            delta,
+            clip=self.cfg.update_clip,
+            noise_multiplier=self.cfg.update_noise_multiplier,
+            generator=gen,
+        )
         lora = {k: lora0[k] + noisy[f"lora:{k}"] for k in lora0}
         head = {k: head0[k] + noisy[f"head:{k}"] for k in head0}
         return lora, head, norm
 
-    def _train_dpsgd(self, *, server_round: int, steps: int, noise_multiplier: float
-                     ) -> dict[str, float]:
+    def _train_dpsgd(
+        self, *, server_round: int, steps: int, noise_multiplier: float
+    ) -> dict[str, float]:
         import time
 
         from torch.utils.data import DataLoader, TensorDataset
@@ -198,15 +235,29 @@ class PrivateRound:
         from fednet.privacy import make_private
 
         rt = self.rt
-        enc = rt.tokenizer(list(rt.data.train_texts), padding="max_length", truncation=True,
-                           max_length=rt.cfg.max_length, return_tensors="pt")
-        data = TensorDataset(enc["input_ids"], enc["attention_mask"],
-                             torch.tensor(rt.data.train_labels, dtype=torch.long))
+        enc = rt.tokenizer(
+            list(rt.data.train_texts),
+            padding="max_length",
+            truncation=True,
+            max_length=rt.cfg.max_length,
+            return_tensors="pt",
+        )
+        data = TensorDataset(
+            enc["input_ids"],
+            enc["attention_mask"],
+            torch.tensor(rt.data.train_labels, dtype=torch.long),
+        )
         gen = torch.Generator().manual_seed(rt.seed + server_round)
         loader = DataLoader(data, batch_size=rt.client.batch_size, shuffle=True, generator=gen)
         opt = torch.optim.AdamW(rt.model.trainable_parameters(), lr=rt.client.learning_rate)
-        private = make_private(rt.model, opt, loader, max_grad_norm=self.cfg.dpsgd_max_grad_norm,
-                               noise_multiplier=noise_multiplier, noise_generator=gen)
+        private = make_private(
+            rt.model,
+            opt,
+            loader,
+            max_grad_norm=self.cfg.dpsgd_max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            noise_generator=gen,
+        )
         loss_fn = torch.nn.CrossEntropyLoss()
         module, dp_opt = private.module, private.optimizer
         t0, total, done = time.process_time(), 0.0, 0
@@ -229,8 +280,12 @@ class PrivateRound:
         finally:
             module._close()  # remove opacus hooks; rt.model is left as it was
             rt.model.eval()
-        return {"train-loss": total / max(1, done), "steps": float(done),
-                "compute-s": time.process_time() - t0, "num-examples": float(rt.num_examples)}
+        return {
+            "train-loss": total / max(1, done),
+            "steps": float(done),
+            "compute-s": time.process_time() - t0,
+            "num-examples": float(rt.num_examples),
+        }
 
     def build_sketch(self, noise_multiplier: float, server_round: int) -> dict[str, torch.Tensor]:
         """The DP capability sketch: noisy per-label centroids in the frozen base's space.
@@ -247,11 +302,21 @@ class PrivateRound:
         gen = torch.Generator().manual_seed(rt.seed + 104729)
         idx = torch.randperm(n, generator=gen)[: self.cfg.sketch_examples].tolist()
         with rt.model.encoder.disable_adapter():
-            emb = embed_texts(rt.model.encode, [rt.data.train_texts[i] for i in idx],
-                              rt.tokenizer, max_length=rt.cfg.max_length)
+            emb = embed_texts(
+                rt.model.encode,
+                [rt.data.train_texts[i] for i in idx],
+                rt.tokenizer,
+                max_length=rt.cfg.max_length,
+            )
         labels = torch.tensor([rt.data.train_labels[i] for i in idx], dtype=torch.long)
-        sketch = build_sketch(emb, labels, num_labels=len(rt.data.label_names),
-                              clip=self.cfg.sketch_clip, noise_multiplier=noise_multiplier,
-                              generator=torch.Generator().manual_seed(rt.seed + server_round),
-                              delta=self.cfg.delta, label_names=rt.data.label_names)
+        sketch = build_sketch(
+            emb,
+            labels,
+            num_labels=len(rt.data.label_names),
+            clip=self.cfg.sketch_clip,
+            noise_multiplier=noise_multiplier,
+            generator=torch.Generator().manual_seed(rt.seed + server_round),
+            delta=self.cfg.delta,
+            label_names=rt.data.label_names,
+        )
         return sketch.to_tensors()

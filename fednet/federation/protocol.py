@@ -47,14 +47,32 @@ PROFILE = "profile"
 STATUS = "status"
 
 HEAD_KEYS = frozenset({"head.weight", "head.bias"})
-METRIC_KEYS = frozenset({
-    "num-examples", "train-loss", "steps", "compute-s", "accuracy", "loss",
-    "epsilon", "delta", "update-norm", "refused", "personalized",
-})
-PROFILE_KEYS = frozenset({
-    "client-id", "base-model", "task", "label-names", "lora-rank", "num-examples",
-    "lora-alpha",
-})
+METRIC_KEYS = frozenset(
+    {
+        "num-examples",
+        "train-loss",
+        "steps",
+        "compute-s",
+        "accuracy",
+        "loss",
+        "epsilon",
+        "delta",
+        "update-norm",
+        "refused",
+        "personalized",
+    }
+)
+PROFILE_KEYS = frozenset(
+    {
+        "client-id",
+        "base-model",
+        "task",
+        "label-names",
+        "lora-rank",
+        "num-examples",
+        "lora-alpha",
+    }
+)
 STATUS_KEYS = frozenset({"refused", "reason"})
 
 
@@ -73,11 +91,15 @@ def check_reply(content: RecordDict) -> None:
             bad = [k for k in record if not is_lora_key(k)]
             problems += [f"array `{LORA}/{k}` is not a LoRA factor" for k in bad]
         elif name == HEAD and isinstance(record, ArrayRecord):
-            problems += [f"array `{HEAD}/{k}` is not a head tensor" for k in record
-                         if k not in HEAD_KEYS]
+            problems += [
+                f"array `{HEAD}/{k}` is not a head tensor" for k in record if k not in HEAD_KEYS
+            ]
         elif name == SKETCH and isinstance(record, ArrayRecord):
-            problems += [f"array `{SKETCH}/{k}` is not a sketch tensor" for k in record
-                         if not _is_sketch_key(k)]
+            problems += [
+                f"array `{SKETCH}/{k}` is not a sketch tensor"
+                for k in record
+                if not _is_sketch_key(k)
+            ]
         elif name == METRICS and isinstance(record, MetricRecord):
             for k, v in record.items():
                 if k not in METRIC_KEYS:
@@ -85,11 +107,11 @@ def check_reply(content: RecordDict) -> None:
                 elif isinstance(v, list):
                     problems.append(f"metric `{k}` is a list; only scalars may leave")
         elif name == PROFILE and isinstance(record, ConfigRecord):
-            problems += [f"profile key `{k}` is not allowed" for k in record
-                         if k not in PROFILE_KEYS]
+            problems += [
+                f"profile key `{k}` is not allowed" for k in record if k not in PROFILE_KEYS
+            ]
         elif name == STATUS and isinstance(record, ConfigRecord):
-            problems += [f"status key `{k}` is not allowed" for k in record
-                         if k not in STATUS_KEYS]
+            problems += [f"status key `{k}` is not allowed" for k in record if k not in STATUS_KEYS]
         else:
             problems.append(f"record `{name}` ({type(record).__name__}) is not allowed")
     if problems:

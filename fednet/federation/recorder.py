@@ -48,8 +48,9 @@ def base_model_nbytes(base_model: str) -> int:
 class RunRecorder:
     """Writes TensorBoard scalars, round adapters and the run summary."""
 
-    def __init__(self, run_dir: Path, cfg: FederationConfig,
-                 profiles: dict[int, ClientProfile]) -> None:
+    def __init__(
+        self, run_dir: Path, cfg: FederationConfig, profiles: dict[int, ClientProfile]
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
@@ -69,18 +70,20 @@ class RunRecorder:
             if p.base_model not in state.lora or p.task not in state.heads:
                 continue
             rank = state.rank_of(p.base_model)
-            written.append(save_adapter(
-                out / p.base_model / p.task,
-                lora_state=state.lora[p.base_model],
-                base_model=p.base_model,
-                rank=rank,
-                lora_alpha=self.cfg.lora_alpha(rank),
-                lora_dropout=self.cfg.lora.dropout,
-                target_modules=self.cfg.lora.target_modules,
-                head_state=state.heads[p.task],
-                label_names=p.label_names,
-                task=p.task,
-            ))
+            written.append(
+                save_adapter(
+                    out / p.base_model / p.task,
+                    lora_state=state.lora[p.base_model],
+                    base_model=p.base_model,
+                    rank=rank,
+                    lora_alpha=self.cfg.lora_alpha(rank),
+                    lora_dropout=self.cfg.lora.dropout,
+                    target_modules=self.cfg.lora.target_modules,
+                    head_state=state.heads[p.task],
+                    label_names=p.label_names,
+                    task=p.task,
+                )
+            )
         return written
 
     def on_round(self, outcome: RoundOutcome) -> None:
@@ -108,18 +111,25 @@ class RunRecorder:
         w.add_scalar("bytes-up/total", sum(outcome.bytes_up.values()), r)
         w.add_scalar("bytes-down/total", sum(outcome.bytes_down.values()), r)
         w.flush()
-        self.save_state(self.run_dir / "rounds" / str(r), GlobalState.from_arrayrecord(
-            outcome.arrays))
-        self.history.append({
-            "round": r,
-            "evaluate": ev,
-            "train": tr,
-            "bytes_up": outcome.bytes_up,
-            "bytes_down": outcome.bytes_down,
-            "wall_s": outcome.wall_s,
-        })
-        logger.info("round %s: accuracy %.4f (weighted), %.4f (mean of clients)", r,
-                    ev.get("accuracy", float("nan")), ev.get("accuracy-mean", float("nan")))
+        self.save_state(
+            self.run_dir / "rounds" / str(r), GlobalState.from_arrayrecord(outcome.arrays)
+        )
+        self.history.append(
+            {
+                "round": r,
+                "evaluate": ev,
+                "train": tr,
+                "bytes_up": outcome.bytes_up,
+                "bytes_down": outcome.bytes_down,
+                "wall_s": outcome.wall_s,
+            }
+        )
+        logger.info(
+            "round %s: accuracy %.4f (weighted), %.4f (mean of clients)",
+            r,
+            ev.get("accuracy", float("nan")),
+            ev.get("accuracy-mean", float("nan")),
+        )
 
     def epsilon_of(self, client_id: str, personalized: dict[str, dict[str, float]]) -> float | None:
         """The last ε the client reported (its ledger composes every release)."""
@@ -130,8 +140,9 @@ class RunRecorder:
                 return float(h["train"][f"{client_id}/epsilon"])
         return None
 
-    def finish(self, personalized: dict[str, dict[str, float]],
-               refusals: dict[str, str] | None = None) -> dict[str, Any]:
+    def finish(
+        self, personalized: dict[str, dict[str, float]], refusals: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Write ``summary.json`` and close TensorBoard; return the summary."""
         last = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
@@ -166,8 +177,9 @@ class RunRecorder:
                 t["personalized"].append(c["personalized_accuracy"])
         for t in tasks.values():
             t["accuracy"] = sum(t["accuracy"]) / len(t["accuracy"]) if t["accuracy"] else None
-            t["personalized"] = (sum(t["personalized"]) / len(t["personalized"])
-                                 if t["personalized"] else None)
+            t["personalized"] = (
+                sum(t["personalized"]) / len(t["personalized"]) if t["personalized"] else None
+            )
         summary = {
             "federation": self.cfg.name,
             "preset": self.cfg.source,
@@ -185,8 +197,10 @@ class RunRecorder:
                 "epsilon_budget": self.cfg.privacy.epsilon_budget,
                 "update_mode": self.cfg.privacy.update_mode if self.cfg.privacy.enabled else "none",
                 "dpsgd": bool(self.cfg.privacy.enabled and self.cfg.privacy.dpsgd),
-                "updates_private": bool(self.cfg.privacy.enabled and (
-                    self.cfg.privacy.update_mode != "none" or self.cfg.privacy.dpsgd)),
+                "updates_private": bool(
+                    self.cfg.privacy.enabled
+                    and (self.cfg.privacy.update_mode != "none" or self.cfg.privacy.dpsgd)
+                ),
                 "sketch_epsilon": self.cfg.privacy.sketch_epsilon,
             },
             "history": self.history,

@@ -33,8 +33,12 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.strategies.dp_central import CentralDP
 
-        return CentralDP(strategy, noise_multiplier=cfg.privacy.update_noise_multiplier,  # type: ignore[arg-type,return-value]
-                         clipping_norm=cfg.privacy.update_clip, seed=cfg.seed)
+        return CentralDP(
+            strategy,
+            noise_multiplier=cfg.privacy.update_noise_multiplier,  # type: ignore[arg-type,return-value]
+            clipping_norm=cfg.privacy.update_clip,
+            seed=cfg.seed,
+        )
     return strategy
 
 
@@ -53,10 +57,15 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
     hidden: dict[str, int] = {}
     for base in sorted({p.base_model for p in profiles.values()}):
         rank = max(p.rank for p in profiles.values() if p.base_model == base)
-        model = build_classifier(base, rank=rank, lora_alpha=cfg.lora_alpha(rank),
-                                 lora_dropout=cfg.lora.dropout,
-                                 target_modules=cfg.lora.target_modules, num_labels=2,
-                                 seed=cfg.seed)
+        model = build_classifier(
+            base,
+            rank=rank,
+            lora_alpha=cfg.lora_alpha(rank),
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            num_labels=2,
+            seed=cfg.seed,
+        )
         state.lora[base] = model.lora_state()
         hidden[base] = int(model.head.in_features)
     for task, names in sorted(tasks.items()):
@@ -65,8 +74,13 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
     return state
 
 
-def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
-                cfg: FederationConfig, recorder: RunRecorder) -> dict[str, dict[str, float]]:
+def personalize(
+    grid: Grid,
+    strategy: FednetStrategy,
+    state: GlobalState,
+    cfg: FederationConfig,
+    recorder: RunRecorder,
+) -> dict[str, dict[str, float]]:
     """Each client fine-tunes a copy of the shared adapter; keep every copy."""
     from fednet.models import save_adapter
     from fednet.strategies.fedlora import FedLoRA, validate_update
@@ -80,13 +94,21 @@ def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
         if p.node_id not in live:
             continue
         content = strategy.payload(state, p)
-        content[P.CONFIG] = ConfigRecord({"personalize": 1, "steps": cfg.personalize_steps,
-                                          "server-round": cfg.rounds + 1})
-        msgs.append(Message(content, dst_node_id=p.node_id, message_type=MessageType.TRAIN,
-                            group_id="personalize"))
+        content[P.CONFIG] = ConfigRecord(
+            {"personalize": 1, "steps": cfg.personalize_steps, "server-round": cfg.rounds + 1}
+        )
+        msgs.append(
+            Message(
+                content,
+                dst_node_id=p.node_id,
+                message_type=MessageType.TRAIN,
+                group_id="personalize",
+            )
+        )
     out: dict[str, dict[str, float]] = {}
-    for r in strategy.valid_replies(grid.send_and_receive(msgs, timeout=cfg.strategy.round_timeout),
-                                    "personalize"):
+    for r in strategy.valid_replies(
+        grid.send_and_receive(msgs, timeout=cfg.strategy.round_timeout), "personalize"
+    ):
         p = strategy.profile_of(r)
         assert p is not None
         try:
@@ -96,25 +118,38 @@ def personalize(grid: Grid, strategy: FednetStrategy, state: GlobalState,
             continue
         metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]
         out[p.client_id] = metrics
-        save_adapter(recorder.run_dir / "personalized" / p.client_id, lora_state=lora,
-                     base_model=p.base_model, rank=p.rank, lora_alpha=p.lora_alpha,
-                     lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules,
-                     head_state=head, label_names=p.label_names, task=p.task)
-        recorder.writer.add_scalar(f"personalized-accuracy/{p.client_id}",
-                                   metrics.get("accuracy", float("nan")), cfg.rounds)
+        save_adapter(
+            recorder.run_dir / "personalized" / p.client_id,
+            lora_state=lora,
+            base_model=p.base_model,
+            rank=p.rank,
+            lora_alpha=p.lora_alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            head_state=head,
+            label_names=p.label_names,
+            task=p.task,
+        )
+        recorder.writer.add_scalar(
+            f"personalized-accuracy/{p.client_id}",
+            metrics.get("accuracy", float("nan")),
+            cfg.rounds,
+        )
         logger.info("personalised %s: accuracy %.4f", p.client_id, metrics.get("accuracy", -1))
     return out
 
 
-def save_sketches(run_dir: Path, sketches: dict[str, dict[str, Any]], *,
-                  into_personalized: bool = False) -> None:
+def save_sketches(
+    run_dir: Path, sketches: dict[str, dict[str, Any]], *, into_personalized: bool = False
+) -> None:
     """Write each client's DP sketch to ``sketches/<client>/sketch.safetensors``
     (and beside its personalised adapter)."""
     from safetensors.torch import save_file
 
     for cid, tensors in sketches.items():
-        target = (run_dir / "personalized" / cid) if into_personalized else (
-            run_dir / "sketches" / cid)
+        target = (
+            (run_dir / "personalized" / cid) if into_personalized else (run_dir / "sketches" / cid)
+        )
         if into_personalized and not target.is_dir():
             continue
         target.mkdir(parents=True, exist_ok=True)
@@ -123,9 +158,15 @@ def save_sketches(run_dir: Path, sketches: dict[str, dict[str, Any]], *,
         tmp.replace(target / "sketch.safetensors")
 
 
-def run_server(grid: Grid, cfg: FederationConfig, run_dir: Path,
-               *, min_nodes: int | None = None, discovery_timeout: float = 600.0,
-               resume: bool = False) -> dict[str, Any]:
+def run_server(
+    grid: Grid,
+    cfg: FederationConfig,
+    run_dir: Path,
+    *,
+    min_nodes: int | None = None,
+    discovery_timeout: float = 600.0,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Run a whole federation on ``grid``; write its outputs to ``run_dir``.
 
     Every completed round is checkpointed into ``run_dir/checkpoint``; with
@@ -150,8 +191,9 @@ def run_server(grid: Grid, cfg: FederationConfig, run_dir: Path,
         num_rounds=cfg.rounds,
         timeout=cfg.strategy.round_timeout,
         start_round=done + 1,
-        on_round_end=checkpointing(recorder.on_round, run_dir, cfg, strategy, recorder,
-                                   resumed_from=done),
+        on_round_end=checkpointing(
+            recorder.on_round, run_dir, cfg, strategy, recorder, resumed_from=done
+        ),
     )
     final = GlobalState.from_arrayrecord(result.arrays)
     save_sketches(run_dir, getattr(strategy, "sketches", {}))
@@ -160,5 +202,3 @@ def run_server(grid: Grid, cfg: FederationConfig, run_dir: Path,
     summary = recorder.finish(personalized, refusals=dict(strategy.refusals))
     logger.info("run finished: %s", run_dir)
     return summary
-
-

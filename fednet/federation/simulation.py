@@ -15,8 +15,13 @@ __all__ = ["simulate"]
 logger = logging.getLogger(__name__)
 
 
-def simulate(cfg: FederationConfig, run_dir: str | Path, *, mods: tuple[Any, ...] = (),
-             num_cpus_per_client: float = 1.0) -> dict[str, Any]:
+def simulate(
+    cfg: FederationConfig,
+    run_dir: str | Path,
+    *,
+    mods: tuple[Any, ...] = (),
+    num_cpus_per_client: float = 1.0,
+) -> dict[str, Any]:
     """Simulate ``cfg`` with one virtual SuperNode per client; return the summary.
 
     Parameters

@@ -1,6 +1,12 @@
 """Base-model registry, LoRA classifiers, pooling and adapters on disk."""
 
-from fednet.models.adapters import ADAPTER_FILES, HEAD_FILE, SavedAdapter, load_adapter, save_adapter
+from fednet.models.adapters import (
+    ADAPTER_FILES,
+    HEAD_FILE,
+    SavedAdapter,
+    load_adapter,
+    save_adapter,
+)
 from fednet.models.classifier import (
     HEAD_KEYS,
     LoraClassifier,

@@ -71,13 +71,22 @@ def save_adapter(
     )
     config.save_pretrained(str(tmp))
     meta = {"format": "pt", "fednet.base_model": base_model}
-    save_file({k: v.contiguous() for k, v in lora_state.items()},
-              str(tmp / "adapter_model.safetensors"), metadata=meta)
+    save_file(
+        {k: v.contiguous() for k, v in lora_state.items()},
+        str(tmp / "adapter_model.safetensors"),
+        metadata=meta,
+    )
     if head_state is not None:
-        head_meta = {"label_names": json.dumps(list(label_names)), "task": task,
-                     "base_model": base_model}
-        save_file({k: v.contiguous() for k, v in head_state.items()},
-                  str(tmp / HEAD_FILE), metadata=head_meta)
+        head_meta = {
+            "label_names": json.dumps(list(label_names)),
+            "task": task,
+            "base_model": base_model,
+        }
+        save_file(
+            {k: v.contiguous() for k, v in head_state.items()},
+            str(tmp / HEAD_FILE),
+            metadata=head_meta,
+        )
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
         os.replace(out, old / out.name)

@@ -42,8 +42,9 @@ class LoraClassifier(nn.Module):
         ``mean`` pooling of the last hidden states.
     """
 
-    def __init__(self, encoder: nn.Module, *, hidden_size: int, num_labels: int,
-                 pooling: str = "mean") -> None:
+    def __init__(
+        self, encoder: nn.Module, *, hidden_size: int, num_labels: int, pooling: str = "mean"
+    ) -> None:
         super().__init__()
         if pooling != "mean":
             raise ValueError(f"pooling must be 'mean', got {pooling!r}")
@@ -119,7 +120,6 @@ def build_classifier(
         torch.manual_seed(seed)
         encoder = get_peft_model(base, config)
     hidden = base.config.hidden_size
-    model = LoraClassifier(encoder, hidden_size=hidden, num_labels=num_labels,
-                           pooling=spec.pooling)
+    model = LoraClassifier(encoder, hidden_size=hidden, num_labels=num_labels, pooling=spec.pooling)
     model.load_head_state(init_head(hidden, num_labels, seed=seed))
     return model

@@ -86,17 +86,22 @@ class FednetStrategy(Strategy):
             time.sleep(0.5)
         new = [n for n in grid.get_node_ids() if n not in self.profiles]
         if new:
-            msgs = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
-                    for n in new]
+            msgs = [
+                Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in new
+            ]
             for reply in grid.send_and_receive(msgs, timeout=timeout):
                 node = reply.metadata.src_node_id
                 if reply.has_error() or P.PROFILE not in reply.content:
-                    logger.warning("node %s did not send a profile: %s", node,
-                                   reply.error.reason if reply.has_error() else "empty")
+                    logger.warning(
+                        "node %s did not send a profile: %s",
+                        node,
+                        reply.error.reason if reply.has_error() else "empty",
+                    )
                     continue
                 try:
                     self.profiles[node] = ClientProfile.from_record(
-                        node, reply.content.config_records[P.PROFILE])
+                        node, reply.content.config_records[P.PROFILE]
+                    )
                 except ValueError as e:
                     logger.warning("%s", e)
         logger.info("clients: %s", sorted(p.client_id for p in self.profiles.values()))
@@ -136,8 +141,12 @@ class FednetStrategy(Strategy):
 
     # -- the loop ------------------------------------------------------------
     def summary(self) -> None:
-        logger.info("%s: fraction-train=%s min-clients=%s", type(self).__name__,
-                    self.fraction_train, self.min_clients)
+        logger.info(
+            "%s: fraction-train=%s min-clients=%s",
+            type(self).__name__,
+            self.fraction_train,
+            self.min_clients,
+        )
 
     def start(  # type: ignore[override]
         self,
@@ -162,7 +171,9 @@ class FednetStrategy(Strategy):
             logger.info("[ROUND %s/%s]", rnd, num_rounds)
             self.reset_round()
             self.discover(grid, min_nodes=0, timeout=timeout)
-            config = ConfigRecord({**dict(train_config or {}), "last-round": int(rnd == num_rounds)})
+            config = ConfigRecord(
+                {**dict(train_config or {}), "last-round": int(rnd == num_rounds)}
+            )
             replies = grid.send_and_receive(
                 self.configure_train(rnd, arrays, config, grid), timeout=timeout
             )
@@ -173,8 +184,9 @@ class FednetStrategy(Strategy):
             if train_metrics is not None:
                 result.train_metrics_clientapp[rnd] = train_metrics
             eval_replies = grid.send_and_receive(
-                self.configure_evaluate(rnd, arrays,
-                                        ConfigRecord(dict(evaluate_config or {})), grid),
+                self.configure_evaluate(
+                    rnd, arrays, ConfigRecord(dict(evaluate_config or {})), grid
+                ),
                 timeout=timeout,
             )
             eval_metrics = self.aggregate_evaluate(rnd, eval_replies)
@@ -185,7 +197,15 @@ class FednetStrategy(Strategy):
                 if res is not None:
                     result.evaluate_metrics_serverapp[rnd] = res
             if on_round_end is not None:
-                on_round_end(RoundOutcome(rnd, arrays, train_metrics, eval_metrics,
-                                          dict(self.bytes_up), dict(self.bytes_down),
-                                          time.monotonic() - t0))
+                on_round_end(
+                    RoundOutcome(
+                        rnd,
+                        arrays,
+                        train_metrics,
+                        eval_metrics,
+                        dict(self.bytes_up),
+                        dict(self.bytes_down),
+                        time.monotonic() - t0,
+                    )
+                )
         return result

@@ -53,11 +53,13 @@ class CentralDP(Strategy):
         Seed of the noise generator.
     """
 
-    def __init__(self, strategy: FedLoRA, *, noise_multiplier: float, clipping_norm: float,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, strategy: FedLoRA, *, noise_multiplier: float, clipping_norm: float, seed: int = 0
+    ) -> None:
         if noise_multiplier < 0:
             raise ValueError(
-                f"`privacy.update-noise-multiplier` must be >= 0, got {noise_multiplier}")
+                f"`privacy.update-noise-multiplier` must be >= 0, got {noise_multiplier}"
+            )
         if clipping_norm <= 0:
             raise ValueError(f"`privacy.update-clip` must be > 0, got {clipping_norm}")
         if not isinstance(strategy, FedLoRA):
@@ -79,20 +81,24 @@ class CentralDP(Strategy):
         """The fednet round loop, with this wrapper's aggregation."""
         return FednetStrategy.start(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         return self.strategy.configure_train(server_round, arrays, config, grid)
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
-                           ) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         return self.strategy.aggregate_evaluate(server_round, replies)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         inner = self.strategy
         state: GlobalState = inner._state_for_round
         accepted = []
@@ -100,20 +106,24 @@ class CentralDP(Strategy):
             p = inner.profile_of(r)
             assert p is not None
             inner.bytes_up[p.client_id] = inner.bytes_up.get(p.client_id, 0) + P.record_nbytes(
-                r.content)
+                r.content
+            )
             try:
                 lora, head = validate_update(r.content, p, state)
             except UpdateRejectedError as e:
                 logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
                 continue
             if P.SKETCH in r.content.array_records:
-                inner.sketches[p.client_id] = r.content.array_records[P.SKETCH].to_torch_state_dict()
+                inner.sketches[p.client_id] = r.content.array_records[
+                    P.SKETCH
+                ].to_torch_state_dict()
             metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
             accepted.append((p, lora, head, metrics))
         if not inner.enough(len(accepted)):
             return None, inner._train_metrics(accepted)
         return self.noisy_aggregate(state, accepted).to_arrayrecord(), inner._train_metrics(
-            accepted)
+            accepted
+        )
 
     def clip(self, delta: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
         """Clip one client's update (all its tensors as one vector) to ``C``."""
@@ -129,13 +139,19 @@ class CentralDP(Strategy):
         deltas: dict[str, tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
         for p, lora, head, _ in accepted:
             ref_lora = truncate_rank(state.lora[p.base_model], p.rank)
-            d = {**{f"l:{k}": lora[k] - ref_lora[k] for k in lora},
-                 **{f"h:{k}": head[k] - state.heads[p.task][k] for k in head}}
+            d = {
+                **{f"l:{k}": lora[k] - ref_lora[k] for k in lora},
+                **{f"h:{k}": head[k] - state.heads[p.task][k] for k in head},
+            }
             clipped, norm = self.clip(d)
-            logger.debug("client %s update norm %.4f (clip %.4f)", p.client_id, norm,
-                         self.clipping_norm)
-            deltas[p.client_id] = (p, {k[2:]: v for k, v in clipped.items() if k[0] == "l"},
-                                   {k[2:]: v for k, v in clipped.items() if k[0] == "h"})
+            logger.debug(
+                "client %s update norm %.4f (clip %.4f)", p.client_id, norm, self.clipping_norm
+            )
+            deltas[p.client_id] = (
+                p,
+                {k[2:]: v for k, v in clipped.items() if k[0] == "l"},
+                {k[2:]: v for k, v in clipped.items() if k[0] == "h"},
+            )
         for base in {p.base_model for p, _, _ in deltas.values()}:
             group = [(p, dl) for p, dl, _ in deltas.values() if p.base_model == base]
             rank = state.rank_of(base)
@@ -151,8 +167,9 @@ class CentralDP(Strategy):
         from fednet.privacy import central_noise_std
 
         m = len(updates)
-        std = central_noise_std(noise_multiplier=self.noise_multiplier,
-                                clip=self.clipping_norm, num_clients=m)
+        std = central_noise_std(
+            noise_multiplier=self.noise_multiplier, clip=self.clipping_norm, num_clients=m
+        )
         out = {}
         for k in updates[0]:
             mean = torch.stack([u[k] for u in updates]).mean(0)

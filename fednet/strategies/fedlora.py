@@ -82,8 +82,14 @@ class FedLoRA(FednetStrategy):
         See :class:`~fednet.strategies.base.FednetStrategy`.
     """
 
-    def __init__(self, *, rank_aggregation: str = "rank-wise", fraction_train: float = 1.0,
-                 min_clients: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        rank_aggregation: str = "rank-wise",
+        fraction_train: float = 1.0,
+        min_clients: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(fraction_train=fraction_train, min_clients=min_clients, seed=seed)
         if rank_aggregation not in ("rank-wise", "zero-pad"):
             raise ValueError(
@@ -97,46 +103,69 @@ class FedLoRA(FednetStrategy):
     def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
         """The group's LoRA truncated to the client's rank, and its task's head."""
         lora = truncate_rank(state.lora[profile.base_model], profile.rank)
-        return RecordDict({
-            P.LORA: ArrayRecord(lora),
-            P.HEAD: ArrayRecord(state.heads[profile.task]),
-        })
+        return RecordDict(
+            {
+                P.LORA: ArrayRecord(lora),
+                P.HEAD: ArrayRecord(state.heads[profile.task]),
+            }
+        )
 
-    def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                  profiles: list[ClientProfile], message_type: str) -> list[Message]:
+    def _messages(
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        config: ConfigRecord,
+        profiles: list[ClientProfile],
+        message_type: str,
+    ) -> list[Message]:
         state = GlobalState.from_arrayrecord(arrays)
         msgs = []
         for p in profiles:
             if p.base_model not in state.lora or p.task not in state.heads:
-                logger.warning("no global state for %s (base %s, task %s); skipped",
-                               p.client_id, p.base_model, p.task)
+                logger.warning(
+                    "no global state for %s (base %s, task %s); skipped",
+                    p.client_id,
+                    p.base_model,
+                    p.task,
+                )
                 continue
             content = self.payload(state, p)
             cfg = ConfigRecord({**dict(config), "server-round": server_round})
             content[P.CONFIG] = cfg
-            self.bytes_down[p.client_id] = (self.bytes_down.get(p.client_id, 0)
-                                            + P.record_nbytes(content))
-            msgs.append(Message(content, dst_node_id=p.node_id, message_type=message_type,
-                                group_id=str(server_round)))
+            self.bytes_down[p.client_id] = self.bytes_down.get(p.client_id, 0) + P.record_nbytes(
+                content
+            )
+            msgs.append(
+                Message(
+                    content,
+                    dst_node_id=p.node_id,
+                    message_type=message_type,
+                    group_id=str(server_round),
+                )
+            )
         return msgs
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self._state_for_round = GlobalState.from_arrayrecord(arrays)
         sampled = self.sample(grid)
         logger.info("round %s: training %s", server_round, [p.client_id for p in sampled])
         return self._messages(server_round, arrays, config, sampled, MessageType.TRAIN)
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         live = set(grid.get_node_ids())
-        profiles = sorted((p for n, p in self.profiles.items() if n in live),
-                          key=lambda p: p.client_id)
+        profiles = sorted(
+            (p for n, p in self.profiles.items() if n in live), key=lambda p: p.client_id
+        )
         return self._messages(server_round, arrays, config, profiles, MessageType.EVALUATE)
 
     # -- aggregation -----------------------------------------------------------
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
         state = self._state_for_round
@@ -144,7 +173,8 @@ class FedLoRA(FednetStrategy):
             p = self.profile_of(r)
             assert p is not None
             self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
-                r.content)
+                r.content
+            )
             try:
                 lora, head = validate_update(r.content, p, state)
             except UpdateRejectedError as e:
@@ -153,19 +183,29 @@ class FedLoRA(FednetStrategy):
             if P.SKETCH in r.content.array_records:
                 self.sketches[p.client_id] = r.content.array_records[P.SKETCH].to_torch_state_dict()
             metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
-            logger.info("round %s: %-12s loss %.4f  (%d steps, %.1fs)", server_round, p.client_id,
-                        metrics.get("train-loss", math.nan), int(metrics.get("steps", 0)),
-                        metrics.get("compute-s", math.nan))
+            logger.info(
+                "round %s: %-12s loss %.4f  (%d steps, %.1fs)",
+                server_round,
+                p.client_id,
+                metrics.get("train-loss", math.nan),
+                int(metrics.get("steps", 0)),
+                metrics.get("compute-s", math.nan),
+            )
             accepted.append((p, lora, head, metrics))
         if not self.enough(len(accepted)):
-            logger.warning("round %s: %d valid updates, need %d; global state unchanged",
-                           server_round, len(accepted), max(1, self.min_clients))
+            logger.warning(
+                "round %s: %d valid updates, need %d; global state unchanged",
+                server_round,
+                len(accepted),
+                max(1, self.min_clients),
+            )
             return None, self._train_metrics(accepted)
         new = self.aggregate(state, accepted)
         return new.to_arrayrecord(), self._train_metrics(accepted)
 
-    def aggregate(self, state: GlobalState, accepted: list[tuple[ClientProfile, dict, dict, dict]]
-                  ) -> GlobalState:
+    def aggregate(
+        self, state: GlobalState, accepted: list[tuple[ClientProfile, dict, dict, dict]]
+    ) -> GlobalState:
         """New global state from accepted (profile, lora, head, metrics) updates."""
         new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
         for base in {p.base_model for p, *_ in accepted}:
@@ -188,16 +228,19 @@ class FedLoRA(FednetStrategy):
         out: dict[str, float] = {"clients": float(len(accepted))}
         total = sum(p.num_examples for p, *_ in accepted)
         if total:
-            out["train-loss"] = sum(m.get("train-loss", math.nan) * p.num_examples
-                                    for p, _, _, m in accepted) / total
+            out["train-loss"] = (
+                sum(m.get("train-loss", math.nan) * p.num_examples for p, _, _, m in accepted)
+                / total
+            )
         for p, _, _, m in accepted:
             for k in ("train-loss", "compute-s", "epsilon"):
                 if k in m:
                     out[f"{p.client_id}/{k}"] = float(m[k])
         return MetricRecord(out)  # type: ignore[arg-type]
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
-                           ) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         rows = []
         for r in self.valid_replies(replies, "evaluate"):
             p = self.profile_of(r)

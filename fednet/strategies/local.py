@@ -34,19 +34,23 @@ class LocalOnly(FedLoRA):
         own = self.own.get(profile.client_id)
         if own is None:
             return super().payload(state, profile)
-        return RecordDict({
-            P.LORA: ArrayRecord(own.lora[profile.base_model]),
-            P.HEAD: ArrayRecord(own.heads[profile.task]),
-        })
+        return RecordDict(
+            {
+                P.LORA: ArrayRecord(own.lora[profile.base_model]),
+                P.HEAD: ArrayRecord(own.heads[profile.task]),
+            }
+        )
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         accepted = []
         for r in self.valid_replies(replies, "train"):
             p = self.profile_of(r)
             assert p is not None
             self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
-                r.content)
+                r.content
+            )
             try:
                 lora, head = validate_update(r.content, p, self._state_for_round)
             except UpdateRejectedError as e:

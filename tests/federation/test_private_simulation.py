@@ -22,9 +22,15 @@ def test_local_dp_ledger_and_budget_refusal(tmp_path):
         base,
         rounds=2,
         personalize_steps=0,
-        privacy=PrivacyConfig(enabled=True, epsilon_budget=spent_round_1 * 1.05, delta=1e-5,
-                              update_mode="local", update_clip=0.5, update_noise_multiplier=z,
-                              sketch_epsilon=spent_round_1),
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=spent_round_1 * 1.05,
+            delta=1e-5,
+            update_mode="local",
+            update_clip=0.5,
+            update_noise_multiplier=z,
+            sketch_epsilon=spent_round_1,
+        ),
     )
     summary = simulate(cfg, tmp_path / "run")
     for cid, c in summary["clients"].items():
@@ -41,9 +47,16 @@ def test_local_dp_ledger_and_budget_refusal(tmp_path):
 def test_central_dp_runs_and_reports_epsilon(tmp_path):
     base = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(
-        base, rounds=1, personalize_steps=0,
-        privacy=PrivacyConfig(enabled=True, epsilon_budget=50.0, update_mode="central",
-                              update_clip=1.0, update_noise_multiplier=1.0),
+        base,
+        rounds=1,
+        personalize_steps=0,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=50.0,
+            update_mode="central",
+            update_clip=1.0,
+            update_noise_multiplier=1.0,
+        ),
     )
     summary = simulate(cfg, tmp_path / "run")
     z_sketch = sketch_noise_multiplier(epsilon=cfg.privacy.sketch_epsilon, delta=1e-5)

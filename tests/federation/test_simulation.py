@@ -54,13 +54,16 @@ def test_outputs_written(run):
 
 def test_round_and_personalised_adapters_load_with_peft(run):
     cfg, run_dir, _, _ = run
-    dirs = [run_dir / "rounds" / str(cfg.rounds) / "tiny-bert" / "sms-spam",
-            run_dir / "personalized" / "spam-1"]
+    dirs = [
+        run_dir / "rounds" / str(cfg.rounds) / "tiny-bert" / "sms-spam",
+        run_dir / "personalized" / "spam-1",
+    ]
     for d in dirs:
         saved = load_adapter(d)
         model = PeftModel.from_pretrained(create_base_model("tiny-bert"), str(d))
-        loaded = {k.replace(".default", ""): v for k, v in model.state_dict().items()
-                  if "lora_" in k}
+        loaded = {
+            k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k
+        }
         for k, v in saved.lora_state.items():
             assert torch.equal(loaded[k], v)
         assert saved.label_names == ("ham", "spam")
@@ -72,7 +75,7 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
     assert len(wire) >= len(cfg.clients) * (1 + 2 * cfg.rounds)
     base = {k: v.numpy() for k, v in create_base_model("tiny-bert").state_dict().items()}
     base_shapes = {v.shape for v in base.values()}
-    texts, labels = set(), set()
+    texts: set[str] = set()
     for c in cfg.clients:
         d = load_client_data(cfg, c)
         texts |= set(d.train_texts) | set(d.test_texts)
@@ -82,8 +85,11 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
             assert name in {"lora", "head", "sketch", "metrics", "profile"}, name
             if kind == "arrays":
                 for key, arr in payload.items():
-                    assert (is_lora_key(key) or key in {"head.weight", "head.bias"}
-                            or (name == "sketch" and key.startswith("sketch."))), key
+                    assert (
+                        is_lora_key(key)
+                        or key in {"head.weight", "head.bias"}
+                        or (name == "sketch" and key.startswith("sketch."))
+                    ), key
                     if key != "sketch.label_names":  # the task's label names, UTF-8 bytes
                         assert arr.dtype.kind == "f", (key, arr.dtype)  # no label ids
                     if arr.shape in base_shapes:
@@ -109,8 +115,9 @@ def test_sketch_leaves_once_per_client_in_the_last_round(run):
 
 def test_local_only_strategy_runs(tmp_path):
     cfg = load_preset("configs/tiny.toml")
-    cfg = dataclasses.replace(cfg, rounds=1, personalize_steps=0,
-                              strategy=dataclasses.replace(cfg.strategy, name="local"))
+    cfg = dataclasses.replace(
+        cfg, rounds=1, personalize_steps=0, strategy=dataclasses.replace(cfg.strategy, name="local")
+    )
     summary = simulate(cfg, tmp_path / "local")
     assert summary["strategy"] == "local"
     assert all(c["accuracy"] is not None for c in summary["clients"].values())

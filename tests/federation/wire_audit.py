@@ -19,9 +19,11 @@ class WireRecorder:
 
     def __call__(self, msg: Any, context: Any, call_next: Any) -> Any:
         reply = call_next(msg, context)
-        entry: dict[str, Any] = {"message_type": msg.metadata.message_type,
-                                 "error": reply.error.reason if reply.has_error() else None,
-                                 "records": {}}
+        entry: dict[str, Any] = {
+            "message_type": msg.metadata.message_type,
+            "error": reply.error.reason if reply.has_error() else None,
+            "records": {},
+        }
         if not reply.has_error():
             for name, rec in reply.content.items():
                 if isinstance(rec, ArrayRecord):

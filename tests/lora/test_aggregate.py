@@ -3,15 +3,24 @@
 import pytest
 import torch
 
-from fednet.lora import LoraUpdate, aggregate_lora, lora_rank_of, pad_rank, resize_rank, truncate_rank
+from fednet.lora import (
+    LoraUpdate,
+    aggregate_lora,
+    lora_rank_of,
+    pad_rank,
+    resize_rank,
+    truncate_rank,
+)
 
 A = "m.lora_A.weight"
 B = "m.lora_B.weight"
 
 
 def state(a_rows, b_cols):
-    return {A: torch.tensor(a_rows, dtype=torch.float32),
-            B: torch.tensor(b_cols, dtype=torch.float32).T.contiguous()}
+    return {
+        A: torch.tensor(a_rows, dtype=torch.float32),
+        B: torch.tensor(b_cols, dtype=torch.float32).T.contiguous(),
+    }
 
 
 def test_pad_and_truncate_round_trip():
@@ -43,8 +52,12 @@ def test_zero_pad_average_by_hand():
 def test_rank_wise_average_by_hand():
     c1 = state([[1.0, 1.0], [2.0, 2.0]], [[1.0], [3.0]])
     c2 = state([[5.0, 5.0]], [[9.0]])
-    out = aggregate_lora([LoraUpdate(c1, 30), LoraUpdate(c2, 10)], rank=3, method="rank-wise",
-                         previous=pad_rank(state([[7.0, 7.0]], [[7.0]]), 3))
+    out = aggregate_lora(
+        [LoraUpdate(c1, 30), LoraUpdate(c2, 10)],
+        rank=3,
+        method="rank-wise",
+        previous=pad_rank(state([[7.0, 7.0]], [[7.0]]), 3),
+    )
     # slice 0 held by both: (30*1+10*5)/40 = 2; slice 1 only by c1: 2; slice 2 by nobody: previous 0
     assert torch.allclose(out[A], torch.tensor([[2.0, 2.0], [2.0, 2.0], [0.0, 0.0]]))
     assert torch.allclose(out[B], torch.tensor([[3.0, 3.0, 0.0]]))

@@ -14,8 +14,15 @@ from fednet.models import (
 
 
 def build(rank=4, labels=3, seed=0):
-    return build_classifier("tiny-bert", rank=rank, lora_alpha=2.0 * rank, lora_dropout=0.0,
-                            target_modules=("query", "value"), num_labels=labels, seed=seed)
+    return build_classifier(
+        "tiny-bert",
+        rank=rank,
+        lora_alpha=2.0 * rank,
+        lora_dropout=0.0,
+        target_modules=("query", "value"),
+        num_labels=labels,
+        seed=seed,
+    )
 
 
 def test_registry():
@@ -53,11 +60,22 @@ def test_adapter_round_trip_and_peft_load(tmp_path):
         for p in m.encoder.parameters():
             if p.requires_grad:
                 p.add_(0.1)
-    out = save_adapter(tmp_path / "a", lora_state=m.lora_state(), base_model="tiny-bert", rank=4,
-                       lora_alpha=8.0, lora_dropout=0.0, target_modules=("query", "value"),
-                       head_state=m.head_state(), label_names=("x", "y", "z"), task="t")
+    out = save_adapter(
+        tmp_path / "a",
+        lora_state=m.lora_state(),
+        base_model="tiny-bert",
+        rank=4,
+        lora_alpha=8.0,
+        lora_dropout=0.0,
+        target_modules=("query", "value"),
+        head_state=m.head_state(),
+        label_names=("x", "y", "z"),
+        task="t",
+    )
     saved = load_adapter(out)
-    assert saved.rank == 4 and saved.label_names == ("x", "y", "z") and saved.base_model == "tiny-bert"
+    assert (
+        saved.rank == 4 and saved.label_names == ("x", "y", "z") and saved.base_model == "tiny-bert"
+    )
     peft_model = PeftModel.from_pretrained(create_base_model("tiny-bert"), str(out))
     ids = torch.randint(0, 100, (2, 5))
     mask = torch.ones(2, 5, dtype=torch.long)

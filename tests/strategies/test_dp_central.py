@@ -21,8 +21,16 @@ def _task_identity():
 def make(z, clip, ranks=(1, 1)):
     inner = FedLoRA()
     inner.profiles = {
-        i + 1: ClientProfile(node_id=i + 1, client_id=f"c{i}", base_model="b", task="t",
-                             label_names=("x", "y"), rank=r, lora_alpha=2.0 * r, num_examples=10)
+        i + 1: ClientProfile(
+            node_id=i + 1,
+            client_id=f"c{i}",
+            base_model="b",
+            task="t",
+            label_names=("x", "y"),
+            rank=r,
+            lora_alpha=2.0 * r,
+            num_examples=10,
+        )
         for i, r in enumerate(ranks)
     }
     inner._state_for_round = GlobalState(
@@ -34,11 +42,15 @@ def make(z, clip, ranks=(1, 1)):
 
 def reply(node, a, b, hw=0.0):
     msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
-    content = RecordDict({
-        P.LORA: ArrayRecord({A: torch.tensor(a), B: torch.tensor(b)}),
-        P.HEAD: ArrayRecord({"head.weight": torch.full((2, 1), hw), "head.bias": torch.zeros(2)}),
-        P.METRICS: MetricRecord({"train-loss": 0.5}),
-    })
+    content = RecordDict(
+        {
+            P.LORA: ArrayRecord({A: torch.tensor(a), B: torch.tensor(b)}),
+            P.HEAD: ArrayRecord(
+                {"head.weight": torch.full((2, 1), hw), "head.bias": torch.zeros(2)}
+            ),
+            P.METRICS: MetricRecord({"train-loss": 0.5}),
+        }
+    )
     return Message(content, reply_to=msg)
 
 

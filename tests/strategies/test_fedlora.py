@@ -18,14 +18,27 @@ def _task_identity():
 
 
 def profile(node, cid, task, rank, n, base="tiny"):
-    return ClientProfile(node_id=node, client_id=cid, base_model=base, task=task,
-                         label_names=("a", "b"), rank=rank, lora_alpha=2.0 * rank, num_examples=n)
+    return ClientProfile(
+        node_id=node,
+        client_id=cid,
+        base_model=base,
+        task=task,
+        label_names=("a", "b"),
+        rank=rank,
+        lora_alpha=2.0 * rank,
+        num_examples=n,
+    )
 
 
 def reply(node, lora, head, metrics=None):
     msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
-    content = RecordDict({P.LORA: ArrayRecord(lora), P.HEAD: ArrayRecord(head),
-                          P.METRICS: MetricRecord(metrics or {"train-loss": 1.0})})
+    content = RecordDict(
+        {
+            P.LORA: ArrayRecord(lora),
+            P.HEAD: ArrayRecord(head),
+            P.METRICS: MetricRecord(metrics or {"train-loss": 1.0}),
+        }
+    )
     return Message(content, reply_to=msg)
 
 
@@ -36,8 +49,11 @@ def head(v):
 @pytest.fixture
 def strategy():
     s = FedLoRA(rank_aggregation="rank-wise")
-    s.profiles = {1: profile(1, "x", "t1", 2, 30), 2: profile(2, "y", "t1", 1, 10),
-                  3: profile(3, "z", "t2", 2, 20)}
+    s.profiles = {
+        1: profile(1, "x", "t1", 2, 30),
+        2: profile(2, "y", "t1", 1, 10),
+        3: profile(3, "z", "t2", 2, 20),
+    }
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}},
         heads={"t1": head(0), "t2": head(0)},
@@ -83,16 +99,25 @@ def test_smuggled_record_is_rejected(strategy):
 
 def test_min_clients_keeps_state(strategy):
     strategy.min_clients = 2
-    arrays, _ = strategy.aggregate_train(1, [reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)},
-                                                   head(1))])
+    arrays, _ = strategy.aggregate_train(
+        1, [reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, head(1))]
+    )
     assert arrays is None
 
 
 def test_evaluate_weighted_and_per_client(strategy):
     def ev(node, acc, n):
         msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.EVALUATE)
-        return Message(RecordDict({P.METRICS: MetricRecord(
-            {"accuracy": acc, "loss": 1.0 - acc, "num-examples": float(n)})}), reply_to=msg)
+        return Message(
+            RecordDict(
+                {
+                    P.METRICS: MetricRecord(
+                        {"accuracy": acc, "loss": 1.0 - acc, "num-examples": float(n)}
+                    )
+                }
+            ),
+            reply_to=msg,
+        )
 
     m = strategy.aggregate_evaluate(1, [ev(1, 1.0, 30), ev(2, 0.0, 10)])
     assert m["accuracy"] == pytest.approx(0.75)
