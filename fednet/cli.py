@@ -33,15 +33,15 @@ def register_command(name: str) -> Callable:
     return deco
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of the record."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property
+    def stream(self):
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:  # type: ignore[no-untyped-def]
+    def stream(self, _value) -> None:
         pass
 
 
@@ -131,7 +131,7 @@ def _hub_token(value: str | None) -> str | None:
     return value or os.environ.get("FEDNET_HUB_TOKEN") or None
 
 
-def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace):
     from fednet.hub import open_hub
 
     return open_hub(_hub_location(args.hub), token=_hub_token(args.token))
@@ -185,7 +185,7 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_hub)
 
 
-def _push(args: argparse.Namespace, hub) -> int:  # type: ignore[no-untyped-def]
+def _push(args: argparse.Namespace, hub) -> int:
     import json
 
     from safetensors import safe_open

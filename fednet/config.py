@@ -27,6 +27,8 @@ __all__ = [
     "ClientConfig",
     "FederationConfig",
     "HubConfig",
+    "LABEL_SPACES",
+    "UNION_TASK",
     "LoraDefaults",
     "StrategyConfig",
     "load_preset",
@@ -115,10 +117,16 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class HubConfig:
-    """Where a run publishes its adapters. An empty ``location`` publishes nothing."""
+    """Where a run publishes its adapters. An empty ``location`` publishes nothing.
+
+    ``location`` is a hub directory or an ``http(s)://`` URL; ``token`` is the
+    hub's write token (or set ``FEDNET_HUB_TOKEN``); ``keys-dir`` holds the
+    clients' Ed25519 signing keys (default: ``keys/`` beside the run directory).
+    """
 
     location: str = ""
     token: str = ""
+    keys_dir: str = ""
     max_query_chars: int = 2000
 
     def __post_init__(self) -> None:
@@ -194,9 +202,22 @@ class ClientConfig:
             object.__setattr__(self, "task", self.dataset)
 
 
+UNION_TASK = "union"
+"""Task key shared by every client when ``federation.label-space = "union"``."""
+
+LABEL_SPACES = ("task", "union")
+
+
 @dataclass(frozen=True)
 class FederationConfig:
-    """The whole federation: global settings plus one entry per client."""
+    """The whole federation: global settings plus one entry per client.
+
+    ``label_space`` (``federation.label-space``) chooses the clients' heads:
+    ``"task"`` (default) gives each task its own head over its data set's labels;
+    ``"union"`` maps every data set's labels into one union label space
+    (``<data set>:<label>``), and every client trains the one shared head of
+    task :data:`UNION_TASK`: a single generalist model for the whole federation.
+    """
 
     clients: tuple[ClientConfig, ...]
     name: str = "fednet"
@@ -207,6 +228,7 @@ class FederationConfig:
     test_fraction: float = 0.2
     eval_examples: int = 256
     personalize_steps: int = 0
+    label_space: str = "task"
     lora: LoraDefaults = field(default_factory=LoraDefaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -230,6 +252,12 @@ class FederationConfig:
             ">= 0",
             self.personalize_steps,
         )
+        _check(
+            self.label_space in LABEL_SPACES,
+            "federation.label-space",
+            "'task' or 'union'",
+            self.label_space,
+        )
         ids = [c.id for c in self.clients]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         _check(not dupes, "clients.id", "unique", dupes)
@@ -237,6 +265,14 @@ class FederationConfig:
             c if c.base_model else dataclasses.replace(c, base_model=self.base_model)
             for c in self.clients
         )
+        if self.label_space == "union":
+            custom = [c for c in resolved if c.task not in (c.dataset, UNION_TASK)]
+            if custom:
+                raise ValueError(
+                    f"`clients[{custom[0].id}].task` must be unset with "
+                    f"`federation.label-space` 'union', got {custom[0].task!r}"
+                )
+            resolved = tuple(dataclasses.replace(c, task=UNION_TASK) for c in resolved)
         object.__setattr__(self, "clients", resolved)
 
     def client(self, client_id: str) -> ClientConfig:

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
 
 
-def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Batch:  # type: ignore[no-untyped-def]
+def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Batch:
     enc = tokenizer(
         list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
@@ -27,7 +27,7 @@ def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Batch:  # typ
 def batches(
     texts: Sequence[str],
     labels: Sequence[int],
-    tokenizer,  # type: ignore[no-untyped-def]
+    tokenizer,
     *,
     batch_size: int,
     max_length: int,
@@ -95,7 +95,7 @@ def evaluate(
     model: nn.Module,
     texts: Sequence[str],
     labels: Sequence[int],
-    tokenizer,  # type: ignore[no-untyped-def]
+    tokenizer,
     *,
     max_length: int,
     batch_size: int = 64,
@@ -120,7 +120,7 @@ def evaluate(
 def embed_texts(
     encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     texts: Sequence[str],
-    tokenizer,  # type: ignore[no-untyped-def]
+    tokenizer,
     *,
     max_length: int,
     batch_size: int = 64,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,12 +52,24 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         from fednet.federation.server import run_server
 
+        _show_progress()
         run_config, resume = _split_resume(context)
         conf = cfg if cfg is not None else from_run_config(run_config)
         out = run_dir or context.run_config.get("run-dir") or new_run_dir(PROJECT_ROOT / "runs")
         run_server(grid, conf, Path(str(out)), min_nodes=min_nodes, resume=resume)
 
     return app
+
+
+def _show_progress() -> None:
+    """Send fednet's INFO records to stderr, which Flower forwards to ``flwr log``,
+    unless the process already shows them (``fednet simulate``)."""
+    root = logging.getLogger("fednet")
+    if all(isinstance(h, logging.NullHandler) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
 
 
 def _split_resume(context: Context) -> tuple[dict[str, Any], bool]:
@@ -134,7 +147,7 @@ def make_client_app(
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         personal = bool(conf.get("personalize", 0))
-        steps = int(conf.get("steps", rt.client.local_steps))  # type: ignore[arg-type]
+        steps = int(conf.get("steps", rt.client.local_steps))
         ledger = _state_dir(context, state_dir) / rt.client.id / "ledger.json"
         try:
             res = PrivateRound(rt, ledger_path=ledger).run(
@@ -172,7 +185,7 @@ def make_client_app(
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
         return Message(
-            RecordDict({P.METRICS: MetricRecord(rt.evaluate())}),  # type: ignore[arg-type]
+            RecordDict({P.METRICS: MetricRecord(rt.evaluate())}),
             reply_to=msg,
         )
 

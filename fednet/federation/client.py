@@ -46,7 +46,8 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
     The catalogue split's ``train`` part is partitioned among the clients of a
     data set; each partition is split again into the client's own training and
     held-out data. The catalogue's ``test`` part stays out of training, for
-    routing and benchmark queries.
+    routing and benchmark queries. With ``federation.label-space = "union"`` the
+    labels are mapped into the union label space (:mod:`fednet.federation.labels`).
     """
     from fednet.data import load_splits, local_split, partition_dataset
 
@@ -70,11 +71,19 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
     test = local["test"]
     if len(test) > cfg.eval_examples:
         test = test.select(range(cfg.eval_examples))
+    train_labels, test_labels = tuple(local["train"]["label"]), tuple(test["label"])
+    if cfg.label_space == "union":
+        from fednet.federation.labels import to_union, union_label_names
+
+        union = union_label_names(cfg)
+        train_labels = to_union(train_labels, names, client.dataset, union)
+        test_labels = to_union(test_labels, names, client.dataset, union)
+        names = union
     return ClientData(
         train_texts=tuple(local["train"]["text"]),
-        train_labels=tuple(local["train"]["label"]),
+        train_labels=train_labels,
         test_texts=tuple(test["text"]),
-        test_labels=tuple(test["label"]),
+        test_labels=test_labels,
         label_names=names,
     )
 

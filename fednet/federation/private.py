@@ -124,7 +124,7 @@ class PrivateRound:
             )
         return out
 
-    def ledger(self):  # type: ignore[no-untyped-def]
+    def ledger(self):
         from fednet.privacy import PrivacyLedger
 
         return PrivacyLedger.load_or_create(
@@ -135,7 +135,7 @@ class PrivateRound:
             accountant=self.cfg.accountant,
         )
 
-    def check_budget(self, plan: list[Release]):  # type: ignore[no-untyped-def]
+    def check_budget(self, plan: list[Release]):
         """The ledger, if the whole plan fits; else :class:`BudgetExhaustedError`."""
         import copy
 
@@ -206,7 +206,7 @@ class PrivateRound:
         )
         return RoundResult(lora=lora, head=head, sketch=sketch, metrics=metrics)
 
-    def _privatize(self, lora0, head0, lora1, head1, server_round: int):  # type: ignore[no-untyped-def]
+    def _privatize(self, lora0, head0, lora1, head1, server_round: int):
         from fednet.privacy import privatize_update, tree_norm
 
         delta = {
@@ -301,7 +301,7 @@ class PrivateRound:
         n = len(rt.data.train_texts)
         gen = torch.Generator().manual_seed(rt.seed + 104729)
         idx = torch.randperm(n, generator=gen)[: self.cfg.sketch_examples].tolist()
-        with rt.model.encoder.disable_adapter():
+        with rt.model.encoder.disable_adapter():  # type: ignore[operator]
             emb = embed_texts(
                 rt.model.encode,
                 [rt.data.train_texts[i] for i in idx],

@@ -144,7 +144,7 @@ class RunRecorder:
         self, personalized: dict[str, dict[str, float]], refusals: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """Write ``summary.json`` and close TensorBoard; return the summary."""
-        last = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
+        last: dict[str, Any] = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
         rounds = max(1, len(self.history))
         clients: dict[str, Any] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flwr.app import ConfigRecord, Message, MessageType
 from flwr.serverapp import Grid
@@ -14,6 +14,7 @@ from fednet.errors import ConfigError, UpdateRejectedError
 from fednet.federation import protocol as P
 from fednet.federation.recorder import RunRecorder
 from fednet.strategies import FednetStrategy, GlobalState, create_strategy
+from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
 
 __all__ = ["initial_state", "run_server", "build_strategy", "personalize"]
@@ -33,9 +34,9 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.strategies.dp_central import CentralDP
 
-        return CentralDP(
-            strategy,
-            noise_multiplier=cfg.privacy.update_noise_multiplier,  # type: ignore[arg-type,return-value]
+        return CentralDP(  # type: ignore[return-value]
+            cast(FedLoRA, strategy),  # CentralDP raises TypeError for other strategies
+            noise_multiplier=cfg.privacy.update_noise_multiplier,
             clipping_norm=cfg.privacy.update_clip,
             seed=cfg.seed,
         )
@@ -83,7 +84,7 @@ def personalize(
 ) -> dict[str, dict[str, float]]:
     """Each client fine-tunes a copy of the shared adapter; keep every copy."""
     from fednet.models import save_adapter
-    from fednet.strategies.fedlora import FedLoRA, validate_update
+    from fednet.strategies.fedlora import validate_update
 
     strategy = getattr(strategy, "strategy", strategy)  # unwrap privacy wrappers
     if cfg.personalize_steps <= 0 or not isinstance(strategy, FedLoRA):
@@ -109,8 +110,9 @@ def personalize(
     for r in strategy.valid_replies(
         grid.send_and_receive(msgs, timeout=cfg.strategy.round_timeout), "personalize"
     ):
-        p = strategy.profile_of(r)
-        assert p is not None
+        profile = strategy.profile_of(r)
+        assert profile is not None
+        p = profile
         try:
             lora, head = validate_update(r.content, p, state)
         except UpdateRejectedError as e:
@@ -158,6 +160,18 @@ def save_sketches(
         tmp.replace(target / "sketch.safetensors")
 
 
+def publish_to_hub(cfg: FederationConfig, run_dir: Path) -> None:
+    """Publish every client's shared and personalised adapters, heads and sketches."""
+    import os
+
+    from fednet.hub.publish import publish_run
+
+    keys = Path(cfg.hub.keys_dir) if cfg.hub.keys_dir else run_dir.parent / "keys"
+    token = cfg.hub.token or os.environ.get("FEDNET_HUB_TOKEN") or None
+    manifests = publish_run(run_dir, cfg.hub.location, keys_dir=keys, token=token)
+    logger.info("published %d adapters to %s", len(manifests), cfg.hub.location)
+
+
 def run_server(
     grid: Grid,
     cfg: FederationConfig,
@@ -200,5 +214,7 @@ def run_server(
     personalized = personalize(grid, strategy, final, cfg, recorder)
     save_sketches(run_dir, getattr(strategy, "sketches", {}), into_personalized=True)
     summary = recorder.finish(personalized, refusals=dict(strategy.refusals))
+    if cfg.hub.location:
+        publish_to_hub(cfg, run_dir)
     logger.info("run finished: %s", run_dir)
     return summary

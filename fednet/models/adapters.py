@@ -63,7 +63,7 @@ def save_adapter(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     config = LoraConfig(
         r=rank,
-        lora_alpha=lora_alpha,
+        lora_alpha=lora_alpha,  # type: ignore[arg-type]
         lora_dropout=lora_dropout,
         target_modules=list(target_modules),
         bias="none",

@@ -111,7 +111,7 @@ def build_classifier(
     base = create_base_model(base_model)
     config = LoraConfig(
         r=rank,
-        lora_alpha=lora_alpha,
+        lora_alpha=lora_alpha,  # type: ignore[arg-type]
         lora_dropout=lora_dropout,
         target_modules=list(target_modules),
         bias="none",
@@ -119,7 +119,7 @@ def build_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = get_peft_model(base, config)
-    hidden = base.config.hidden_size
+    hidden = int(base.config.hidden_size)  # type: ignore[union-attr,arg-type]
     model = LoraClassifier(encoder, hidden_size=hidden, num_labels=num_labels, pooling=spec.pooling)
     model.load_head_state(init_head(hidden, num_labels, seed=seed))
     return model

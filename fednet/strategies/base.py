@@ -148,7 +148,7 @@ class FednetStrategy(Strategy):
             self.min_clients,
         )
 
-    def start(  # type: ignore[override]
+    def start(
         self,
         grid: Grid,
         initial_arrays: ArrayRecord,

@@ -158,8 +158,8 @@ class CentralDP(Strategy):
             mean = self._noisy_mean([pad_rank(dl, rank) for _, dl in group])
             new.lora[base] = {k: state.lora[base][k] + mean[k] for k in mean}
         for task in {p.task for p, _, _ in deltas.values()}:
-            group = [dh for p, _, dh in deltas.values() if p.task == task]
-            mean = self._noisy_mean(group)
+            heads = [dh for p, _, dh in deltas.values() if p.task == task]
+            mean = self._noisy_mean(heads)
             new.heads[task] = {k: state.heads[task][k] + mean[k] for k in mean}
         return new
 

@@ -188,7 +188,7 @@ class FedLoRA(FednetStrategy):
                 server_round,
                 p.client_id,
                 metrics.get("train-loss", math.nan),
-                int(metrics.get("steps", 0)),
+                int(metrics.get("steps", 0)),  # type: ignore[arg-type]
                 metrics.get("compute-s", math.nan),
             )
             accepted.append((p, lora, head, metrics))
@@ -247,7 +247,8 @@ class FedLoRA(FednetStrategy):
             m = r.content.metric_records.get(P.METRICS)
             if p is None or m is None or "accuracy" not in m:
                 continue
-            rows.append((p, float(m["accuracy"]), float(m["loss"]), float(m["num-examples"])))
+            acc, loss, n = (float(m[k]) for k in ("accuracy", "loss", "num-examples"))  # type: ignore[arg-type]
+            rows.append((p, acc, loss, n))
         if not rows:
             return None
         n = sum(w for *_, w in rows)

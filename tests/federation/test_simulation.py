@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from peft import PeftModel
 
-from fednet.config import load_preset
+from fednet.config import HubConfig, load_preset
 from fednet.federation.client import load_client_data
 from fednet.federation.simulation import simulate
 from fednet.lora import is_lora_key
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     cfg = load_preset("configs/tiny.toml")
+    hub = tmp_path_factory.mktemp("hub")
+    cfg = dataclasses.replace(cfg, hub=HubConfig(location=str(hub)))
     wire = tmp_path_factory.mktemp("wire")
     run_dir = tmp_path_factory.mktemp("runs") / "run"
     summary = simulate(cfg, run_dir, mods=(WireRecorder(wire),))
@@ -111,6 +114,20 @@ def test_sketch_leaves_once_per_client_in_the_last_round(run):
     for c in cfg.clients:
         assert (run_dir / "sketches" / c.id / "sketch.safetensors").is_file()
         assert (run_dir / "personalized" / c.id / "sketch.safetensors").is_file()
+
+
+def test_run_publishes_signed_adapters_to_the_hub(run):
+    from fednet.hub import HubStore
+
+    cfg, _, _, _ = run
+    store = HubStore(Path(cfg.hub.location))
+    manifests = {m.name: m for m in store.list()}
+    for c in cfg.clients:
+        for kind in ("shared", "personalized"):
+            m = manifests[f"{c.id}-{kind}"]
+            assert m.owner == c.id and m.kind == kind and m.signature
+            assert m.sketch and m.epsilon is not None
+    assert store.verify() == []
 
 
 def test_local_only_strategy_runs(tmp_path):
