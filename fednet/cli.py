@@ -59,7 +59,7 @@ def setup_logging(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     root = logging.getLogger("fednet")
-    if not root.handlers:
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         root.addHandler(h)

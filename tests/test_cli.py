@@ -106,3 +106,13 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("fednet: error:")
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_is_logged_to_stderr(capsys):
+    import logging
+
+    from fednet.cli import setup_logging
+
+    setup_logging()
+    logging.getLogger("fednet.strategies.fedlora").info("round %s: %s loss %.4f", 1, "c0", 0.5)
+    assert "round 1: c0 loss 0.5000" in capsys.readouterr().err
