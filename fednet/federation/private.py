@@ -249,6 +249,7 @@ class PrivateRound:
         )
         gen = torch.Generator().manual_seed(rt.seed + server_round)
         loader = DataLoader(data, batch_size=rt.client.batch_size, shuffle=True, generator=gen)
+        rt.model.train()  # opacus validates a module in training mode
         opt = torch.optim.AdamW(rt.model.trainable_parameters(), lr=rt.client.learning_rate)
         private = make_private(
             rt.model,

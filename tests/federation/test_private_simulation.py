@@ -65,3 +65,19 @@ def test_central_dp_runs_and_reports_epsilon(tmp_path):
     for c in summary["clients"].values():
         assert c["epsilon"] == pytest.approx(want, rel=1e-9)
         assert c["accuracy"] is not None
+
+
+def test_dpsgd_trains_every_round(tmp_path):
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base, rounds=2, personalize_steps=1,
+        privacy=PrivacyConfig(enabled=True, epsilon_budget=20.0, dpsgd=True,
+                              dpsgd_noise_multiplier=1.0, sketch_epsilon=1.0),
+    )
+    summary = simulate(cfg, tmp_path / "run")
+    for cid, c in summary["clients"].items():
+        assert c["refused"] is None
+        ledger = json.loads((tmp_path / "run" / "client-state" / cid / "ledger.json").read_text())
+        # two rounds and the personalisation of DP-SGD, and the last round's sketch
+        assert ledger["kinds"].count("dpsgd") == 3 and ledger["kinds"].count("sketch") == 1
+        assert c["personalized_accuracy"] is not None
