@@ -1,0 +1,335 @@
+"""Publish a finished run's adapters to a hub.
+
+For every client in ``summary.json`` two adapters are published, each signed
+with the client's own Ed25519 key:
+
+- ``<client-id>-shared`` (``kind="shared"``): the federation's adapter and
+  head for the client's task from the last round,
+  ``rounds/<r>/<base-model>/<task>/``, at the group's (largest) rank;
+- ``<client-id>-personalized`` (``kind="personalized"``): the client's
+  fine-tuned copy, ``personalized/<client-id>/``.
+
+Each gets the client's DP capability sketch (``sketch.safetensors``) when the
+run holds one, and a manifest filled from the run: base model, rank, task,
+label names, round, accuracy and loss, ε and δ spent. Owner keys live in
+``keys_dir`` as ``<client-id>.key`` (PKCS#8 PEM, mode 0600) beside
+``<client-id>.pub``; a missing key is generated on first use, so later runs
+publish under the same, hub-pinned key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+
+from fednet.hub.bundle import ADAPTER_CONFIG, HEAD_FILE, SKETCH_FILE
+from fednet.hub.client import HubClient, open_hub
+from fednet.hub.keys import (
+    Ed25519PrivateKey,
+    generate_private_key,
+    load_private_key,
+    save_private_key,
+    save_public_key,
+)
+from fednet.hub.manifest import Manifest, check_name
+from fednet.hub.store import HubStore
+
+__all__ = [
+    "ADAPTER_KINDS",
+    "adapter_name",
+    "client_key",
+    "find_sketch",
+    "publish_adapter_dir",
+    "publish_run",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_KINDS: tuple[str, ...] = ("shared", "personalized")
+"""The kinds of adapter a run publishes per client."""
+
+_SKETCH_LOCATIONS = (
+    "sketches/{cid}.safetensors",
+    "sketches/{cid}/" + SKETCH_FILE,
+    "personalized/{cid}/" + SKETCH_FILE,
+    "clients/{cid}/" + SKETCH_FILE,
+)
+
+
+def adapter_name(client_id: str, kind: str) -> str:
+    """Hub name of a client's adapter: ``<client-id>-<kind>``.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`ADAPTER_KINDS` or the name is not a
+        valid hub name.
+    """
+    if kind not in ADAPTER_KINDS:
+        raise ValueError(f"`kind` must be one of {list(ADAPTER_KINDS)}, got {kind!r}")
+    return check_name("adapter name", f"{client_id}-{kind}")
+
+
+def client_key(keys_dir: str | Path, client_id: str) -> Ed25519PrivateKey:
+    """Load ``<keys_dir>/<client-id>.key``, generating and saving it on first use."""
+    check_name("client id", client_id)
+    root = Path(keys_dir)
+    path = root / f"{client_id}.key"
+    if path.exists():
+        return load_private_key(path)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = generate_private_key()
+    save_private_key(key, path)
+    save_public_key(key, root / f"{client_id}.pub")
+    logger.info("generated owner key for %s in %s", client_id, path)
+    return key
+
+
+def find_sketch(run_dir: str | Path, client_id: str) -> Path | None:
+    """The client's sketch file in a run directory, if the run released one."""
+    root = Path(run_dir)
+    for pattern in _SKETCH_LOCATIONS:
+        path = root / pattern.format(cid=client_id)
+        if path.is_file():
+            return path
+    return None
+
+
+def _last_round(run_dir: Path) -> int:
+    rounds = [int(p.name) for p in (run_dir / "rounds").glob("*") if p.name.isdecimal()]
+    if not rounds:
+        raise ValueError(f"run directory {str(run_dir)!r} has no rounds/<r>/ adapters")
+    return max(rounds)
+
+
+def _label_names(adapter_dir: Path) -> tuple[str, ...]:
+    head = adapter_dir / HEAD_FILE
+    if not head.is_file():
+        return ()
+    with safe_open(str(head), "pt") as f:
+        meta = f.metadata() or {}
+    return tuple(json.loads(meta.get("label_names", "[]")))
+
+
+def _rank(adapter_dir: Path) -> int:
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    return int(config["r"])
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})
+
+
+def publish_adapter_dir(
+    adapter_dir: str | Path,
+    hub: HubStore | HubClient,
+    *,
+    name: str,
+    owner: str,
+    key: Ed25519PrivateKey,
+    kind: str = "shared",
+    round: int = 0,
+    task: str | None = None,
+    base_model: str | None = None,
+) -> Manifest:
+    """Publish one adapter directory, describing it from its own files.
+
+    Rank comes from ``adapter_config.json``; task, label names and base model
+    from the metadata :func:`fednet.models.save_adapter` writes, unless given.
+
+    Raises
+    ------
+    ValueError
+        If the base model or task is neither given nor recorded in the files.
+    """
+    root = Path(adapter_dir)
+    head = _metadata(root / HEAD_FILE)
+    weights = _metadata(root / "adapter_model.safetensors")
+    base = base_model or weights.get("fednet.base_model") or head.get("base_model")
+    task = task or head.get("task")
+    if not base or not task:
+        raise ValueError(
+            f"adapter {str(root)!r} records no base model or task; give `base_model` and `task`"
+        )
+    draft = Manifest(
+        name=name,
+        owner=owner,
+        kind=kind,
+        round=round,
+        base_model=base,
+        task=task,
+        rank=_rank(root),
+        label_names=_label_names(root),
+    )
+    return hub.publish(root, draft, key)
+
+
+def _metrics(info: Mapping[str, Any], kind: str) -> dict[str, float]:
+    accuracy = info.get("personalized_accuracy" if kind == "personalized" else "accuracy")
+    values = {
+        "accuracy": accuracy,
+        "loss": info.get("loss") if kind == "shared" else None,
+        "num_examples": info.get("num_examples"),
+    }
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def _privacy(info: Mapping[str, Any], run_delta: Any) -> tuple[float | None, float | None]:
+    epsilon = info.get("epsilon", info.get("epsilon_spent"))
+    delta = info.get("delta", run_delta)
+    ok = isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon >= 0
+    return (float(epsilon) if ok else None), (float(delta) if ok and delta is not None else None)
+
+
+def _stage(adapter_dir: Path, sketch: Path | None, staging: Path) -> Path:
+    out = staging / adapter_dir.name
+    out.mkdir()
+    for path in adapter_dir.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copyfile(path, out / path.name)
+    if sketch is not None:
+        shutil.copyfile(sketch, out / SKETCH_FILE)
+    return out
+
+
+def publish_run(
+    run_dir: str | Path,
+    hub: HubStore | HubClient | str | Path,
+    *,
+    keys_dir: str | Path,
+    clients: Iterable[str] | None = None,
+    kinds: Iterable[str] = ADAPTER_KINDS,
+    token: str | None = None,
+    sketches: Mapping[str, str | Path] | None = None,
+) -> list[Manifest]:
+    """Publish every client's shared and personalised adapter of a run.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A directory written by ``fednet simulate`` (``summary.json``,
+        ``rounds/``, ``personalized/``).
+    hub : HubStore, HubClient, str or Path
+        Where to publish; a string or path is opened with
+        :func:`~fednet.hub.open_hub`.
+    keys_dir : str or Path
+        Directory of the clients' owner keys (see :func:`client_key`).
+    clients : iterable of str, optional
+        Publish only these clients (default: all in ``summary.json``).
+    kinds : iterable of str
+        Which of :data:`ADAPTER_KINDS` to publish.
+    token : str, optional
+        Write token when ``hub`` is a URL.
+    sketches : mapping, optional
+        Client id to a sketch file, used instead of the run's own.
+
+    Returns
+    -------
+    list[Manifest]
+        The stored manifests, in client then kind order. A client whose
+        adapter directory is missing is logged and skipped.
+
+    Raises
+    ------
+    ValueError
+        If ``run_dir`` has no ``summary.json`` or no round adapters, or a
+        requested client is not in it.
+    """
+    root = Path(run_dir)
+    summary_path = root / "summary.json"
+    if not summary_path.is_file():
+        raise ValueError(f"`run_dir` {str(root)!r} has no summary.json; is the run finished?")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    infos: Mapping[str, Any] = summary.get("clients", {})
+    wanted = sorted(infos) if clients is None else list(clients)
+    unknown = [c for c in wanted if c not in infos]
+    if unknown:
+        raise ValueError(f"clients {unknown} are not in the run; it has {sorted(infos)}")
+    kinds = list(kinds)
+    for kind in kinds:
+        adapter_name("x", kind)
+    last = _last_round(root)
+    target = open_hub(hub, token=token) if isinstance(hub, str | Path) else hub
+    published: list[Manifest] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=".publish-", dir=root) as tmp:
+            for cid in wanted:
+                sketch = (sketches or {}).get(cid) or find_sketch(root, cid)
+                published += _publish_client(
+                    root,
+                    target,
+                    cid,
+                    infos[cid],
+                    kinds,
+                    last,
+                    keys_dir,
+                    Path(tmp),
+                    None if sketch is None else Path(sketch),
+                    summary.get("privacy", {}).get("delta"),
+                )
+    finally:
+        if target is not hub:
+            target.close()
+    logger.info("published %d adapters of %s", len(published), root)
+    return published
+
+
+def _publish_client(
+    root: Path,
+    hub: HubStore | HubClient,
+    cid: str,
+    info: Mapping[str, Any],
+    kinds: list[str],
+    last_round: int,
+    keys_dir: str | Path,
+    staging: Path,
+    sketch: Path | None,
+    run_delta: Any,
+) -> list[Manifest]:
+    dirs = {
+        "shared": root / "rounds" / str(last_round) / str(info["base_model"]) / str(info["task"]),
+        "personalized": root / "personalized" / cid,
+    }
+    epsilon, delta = _privacy(info, run_delta)
+    out = []
+    for kind in kinds:
+        source = dirs[kind]
+        if not (source / ADAPTER_CONFIG).is_file():
+            logger.warning("no %s adapter for %s at %s; skipped", kind, cid, source)
+            continue
+        draft = Manifest(
+            name=adapter_name(cid, kind),
+            base_model=str(info["base_model"]),
+            rank=_rank(source),
+            task=str(info["task"]),
+            owner=cid,
+            label_names=_label_names(source),
+            round=last_round,
+            kind=kind,
+            metrics=_metrics(info, kind),
+            epsilon=epsilon,
+            delta=delta,
+        )
+        stage = staging / f"{cid}-{kind}"
+        stage.mkdir()
+        staged = _stage(source, sketch, stage)
+        out.append(hub.publish(staged, draft, client_key(keys_dir, cid)))
+        shutil.rmtree(stage, ignore_errors=True)
+    if sketch is None:
+        logger.info("run has no sketch for %s; its adapters are published without one", cid)
+    return out

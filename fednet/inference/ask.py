@@ -1,0 +1,337 @@
+"""Asking the network: route a query, call peers (or run locally), combine.
+
+:class:`Network` keeps the hub connection, the candidates, the router and the
+peer connections between queries; :func:`ask` is the one-shot form. In local
+mode the chosen adapters are pulled from the hub and run in this process, so
+the query never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from fednet.errors import PeerError
+from fednet.hub.client import HubClient, open_hub
+from fednet.hub.store import HubStore
+from fednet.inference.combine import Answer, create_combiner
+from fednet.inference.config import AskConfig
+from fednet.inference.engine import AdapterEngine
+from fednet.inference.transport import LocalBackend, PeerClient, PeerReply
+from fednet.routing import (
+    Candidate,
+    Embedder,
+    Outcome,
+    Router,
+    Scored,
+    candidates_from_hub,
+    create_router,
+)
+
+__all__ = ["FrozenEncoder", "Network", "ask", "check_query"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_query(text: object, *, max_chars: int) -> str:
+    """Return ``text`` if it is a non-empty query of at most ``max_chars`` characters.
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a string.
+    ValueError
+        If it is empty (or only whitespace) or too long.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"query must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("query is empty")
+    if len(text) > max_chars:
+        raise ValueError(
+            f"query has {len(text)} characters; the maximum is {max_chars} (`hub.max-query-chars`)"
+        )
+    return text
+
+
+class FrozenEncoder:
+    """The router's embedder: frozen base encoders, each loaded on first use.
+
+    Parameters
+    ----------
+    max_length : int
+        Tokens per text.
+    """
+
+    def __init__(self, *, max_length: int = 64) -> None:
+        self.max_length = max_length
+        self._models: dict[str, torch.nn.Module] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, base_model: str, texts: Sequence[str]) -> torch.Tensor:
+        from fednet.models import create_base_model, load_tokenizer, mean_pool
+
+        with self._lock:
+            if base_model not in self._models:
+                self._models[base_model] = create_base_model(base_model)
+            model = self._models[base_model]
+        batch = load_tokenizer(base_model)(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            hidden = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            pooled = mean_pool(hidden, batch["attention_mask"])
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class Network:
+    """A client of the network of peers (or, in local mode, of the hub alone).
+
+    Parameters
+    ----------
+    hub : HubStore, HubClient, str or Path
+        The hub; a string is a URL or a store directory.
+    config : AskConfig, optional
+        Router, combiner, limits and timeouts.
+    local : bool
+        Pull adapters and run them in-process instead of calling peers.
+    token : str, optional
+        Read token of a URL hub.
+    cache_dir : str or Path, optional
+        Where local mode caches adapters.
+    router : Router, optional
+        A ready router (e.g. a learned one restored from ``state_dict``).
+    embedder : Embedder, optional
+        Query embeddings for the router (default: frozen base encoders,
+        shared with the local engines in local mode).
+    costs : mapping, optional
+        Cost per query by peer id.
+    """
+
+    def __init__(
+        self,
+        hub: HubStore | HubClient | str | Path,
+        *,
+        config: AskConfig | None = None,
+        local: bool = False,
+        token: str | None = None,
+        cache_dir: str | Path | None = None,
+        router: Router | None = None,
+        embedder: Embedder | None = None,
+        costs: Mapping[str, float] | None = None,
+    ) -> None:
+        self.config = config or AskConfig()
+        self._owns_hub = isinstance(hub, str | Path)
+        self.hub = (
+            open_hub(hub, token=token, timeout=self.config.hub_timeout_s)
+            if isinstance(hub, str | Path)
+            else hub
+        )
+        self.local = local
+        self.cache_dir = cache_dir
+        self.costs = dict(costs or {})
+        self._engines: dict[str, AdapterEngine] = {}
+        self._clients: dict[str, PeerClient] = {}
+        self._down: dict[str, float] = {}
+        self._lock = threading.RLock()
+        if embedder is None:
+            embedder = (
+                self._engine_embed if local else FrozenEncoder(max_length=self.config.max_length)
+            )
+        self.embedder = embedder
+        self.router = router or create_router(config=self.config.router, embedder=embedder)
+        self.candidates: list[Candidate] | None = None
+        self._refreshed = 0.0
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def engine(self, base_model: str) -> AdapterEngine:
+        """The in-process engine of ``base_model`` (local mode), built on first use."""
+        with self._lock:
+            if base_model not in self._engines:
+                cache = None if self.cache_dir is None else Path(self.cache_dir) / base_model
+                self._engines[base_model] = AdapterEngine(
+                    base_model,
+                    source=self.hub,
+                    cache_dir=cache,
+                    max_length=self.config.max_length,
+                )
+            return self._engines[base_model]
+
+    def _engine_embed(self, base_model: str, texts: Sequence[str]) -> torch.Tensor:
+        return self.engine(base_model).embed(texts)
+
+    def _client(self, endpoint: str) -> PeerClient:
+        with self._lock:
+            if endpoint not in self._clients:
+                self._clients[endpoint] = PeerClient(endpoint, timeout=self.config.peer_timeout_s)
+            return self._clients[endpoint]
+
+    def refresh(self) -> list[Candidate]:
+        """Re-read manifests, sketches and live peers from the hub."""
+        self.candidates = candidates_from_hub(self.hub, local=self.local, costs=self.costs)
+        self._refreshed = time.monotonic()
+        logger.info(
+            "%d candidates (%s mode)", len(self.candidates), "local" if self.local else "peer"
+        )
+        return self.candidates
+
+    def _call(self, candidate: Candidate, text: str) -> PeerReply:
+        if self.local:
+            backend = LocalBackend(self.engine(candidate.base_model))
+            return backend.classify(text, candidate.adapter)
+        if candidate.endpoint is None:
+            raise PeerError(f"candidate {candidate.key} has no endpoint")
+        return self._client(candidate.endpoint).classify(
+            text, candidate.adapter, timeout=self.config.peer_timeout_s
+        )
+
+    def _observed_call(self, text: str) -> Callable[[Scored], PeerReply]:
+        """A call that reports every outcome to the router and benches failed peers."""
+
+        def call(scored: Scored) -> PeerReply:
+            candidate = scored.candidate
+            try:
+                reply = self._call(candidate, text)
+            except Exception:
+                with self._lock:
+                    self._down[candidate.key] = time.monotonic() + self.config.peer_cooldown_s
+                    self.router.update(Outcome(query=text, candidate=candidate, failed=True))
+                raise
+            with self._lock:
+                self.router.update(
+                    Outcome(
+                        query=text,
+                        candidate=candidate,
+                        confidence=reply.confidence,
+                        latency_s=reply.latency_s,
+                    )
+                )
+            return reply
+
+        return call
+
+    # -- asking -----------------------------------------------------------------------
+
+    def ask(
+        self,
+        text: str,
+        *,
+        mode: str | None = None,
+        k: int | None = None,
+        candidates: Sequence[Candidate] | None = None,
+    ) -> Answer:
+        """Route ``text``, ask the chosen candidates and combine their answers.
+
+        A candidate whose call fails is left out of routing for
+        ``config.peer_cooldown_s`` seconds; the hub is asked for candidates
+        again when they are older than ``config.candidates_ttl_s``.
+
+        Parameters
+        ----------
+        text : str
+            The query.
+        mode : str, optional
+            ``cascade`` or ``ensemble`` (default ``config.mode``).
+        k : int, optional
+            Candidates to route to (default ``config.router.top_k``).
+        candidates : sequence of Candidate, optional
+            Route among these instead of the hub's.
+
+        Raises
+        ------
+        ValueError
+            If the query is empty or too long, or there is no candidate.
+        HubError
+            If the hub is unreachable.
+        PeerError
+            If every routed candidate failed.
+        """
+        check_query(text, max_chars=self.config.max_query_chars)
+        started = time.perf_counter()
+        now = time.monotonic()
+        if candidates is None:
+            stale = now - self._refreshed > self.config.candidates_ttl_s
+            candidates = self.refresh() if self.candidates is None or stale else self.candidates
+        usable = [c for c in candidates if self._down.get(c.key, 0.0) <= now]
+        if not usable and candidates:
+            logger.warning("every candidate failed recently; trying them all again")
+            usable = list(candidates)
+        decision = self.router.route(text, usable, k=k)
+        combiner = create_combiner(
+            mode or self.config.mode, confidence_threshold=self.config.confidence_threshold
+        )
+        answer = combiner.combine(text, decision, self._observed_call(text))
+        return dataclasses.replace(answer, latency_s=time.perf_counter() - started)
+
+    def feedback(self, answer: Answer, *, true_label: str, true_task: str | None = None) -> None:
+        """Tell the router which label (of which task) was right for ``answer``'s query.
+
+        Every asked candidate learns whether its label was right. Every other
+        ranked candidate that could not have been right (another task, or no
+        such label) learns that too, without being asked.
+        """
+        asked = {f"{c.peer_id}/{c.adapter}": c for c in answer.calls}
+        with self._lock:
+            for scored in answer.decision.ranked:
+                candidate = scored.candidate
+                call = asked.get(candidate.key)
+                possible = true_label in candidate.label_names and (
+                    true_task is None or candidate.task == true_task
+                )
+                if call is not None and not call.ok:
+                    continue  # failures were reported when they happened
+                if call is not None:
+                    correct = possible and call.label == true_label
+                elif not possible:
+                    correct = False
+                else:
+                    continue
+                self.router.update(
+                    Outcome(
+                        query=answer.query,
+                        candidate=candidate,
+                        correct=correct,
+                        confidence=None if call is None else call.confidence,
+                    )
+                )
+
+    def close(self) -> None:
+        """Close peer connections (and the hub, if this network opened it)."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        if self._owns_hub:
+            self.hub.close()
+
+    def __enter__(self) -> Network:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ask(
+    text: str,
+    *,
+    hub: HubStore | HubClient | str | Path,
+    local: bool = False,
+    mode: str | None = None,
+    config: AskConfig | None = None,
+    token: str | None = None,
+) -> Answer:
+    """Ask the network once; see :meth:`Network.ask`."""
+    with Network(hub, config=config, local=local, token=token) as network:
+        return network.ask(text, mode=mode)

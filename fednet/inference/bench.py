@@ -1,0 +1,372 @@
+"""Routing benchmark: how well, how fast and how cheaply the network answers.
+
+A mixed stream of queries from the test splits of the run's data sets (never
+seen in training) is answered in several ways by real peers (one
+:class:`~fednet.inference.server.PeerServer` per client, on loopback, in this
+process so that one CPU clock covers router, client and peers):
+
+- ``router_cascade`` (a): the learned router's top-1, cascading to its second
+  choice when the answer's confidence is under the threshold;
+- ``broadcast_ensemble`` (b): every peer answers with its own (personalised)
+  adapter, combined by a confidence-weighted vote;
+- ``oracle`` (d): the adapter trained on the query's own data set (so with
+  its label set) that reports the best accuracy: routing with the data set
+  known;
+- ``oracle_label_aware``: the personalised adapter of the client whose sketch
+  counts the query's true label most often. This oracle knows the answer and
+  routes to the client skewed towards it, a bound no label-blind router meets.
+
+Before (a) the learned router warms up on a disjoint stream of test queries
+with feedback (the true label). Each way reports accuracy, p50 and p95
+latency, CPU-seconds per 1,000 queries, calls per query and the router's
+share of the end-to-end latency. The benchmark also times an adapter hot-swap
+on a peer: already attached, attached from the disk cache, and fetched from
+the hub. A client without a sketch in the run gets a stand-in, released the way
+a client would: a DP sketch at the preset's ``privacy.sketch-epsilon``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fednet.hub.client import HubClient, open_hub
+from fednet.hub.publish import find_sketch, publish_run
+from fednet.hub.store import HubStore
+from fednet.inference.ask import Network
+from fednet.inference.combine import Answer
+from fednet.inference.config import AskConfig, PeerConfig
+from fednet.inference.server import PeerServer, owned_adapters
+from fednet.routing import Candidate, LearnedRouter, PriorRouter, RouterConfig
+
+__all__ = ["BenchQuery", "query_stream", "stand_in_sketches", "run_routing_bench"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchQuery:
+    """A test-split text with its data set and true label."""
+
+    text: str
+    dataset: str
+    label: str
+
+
+def query_stream(
+    datasets: Sequence[str],
+    *,
+    seed: int,
+    test_fraction: float,
+    per_dataset: int,
+    skip: int = 0,
+    max_chars: int = 2000,
+) -> list[BenchQuery]:
+    """``per_dataset`` test queries of each data set (after ``skip``), shuffled together.
+
+    Texts are cut to ``max_chars`` characters, the longest query a network accepts.
+    """
+    from fednet.data import load_splits
+
+    out: list[BenchQuery] = []
+    for name in datasets:
+        test = load_splits(name, seed=seed, test_fraction=test_fraction)["test"]
+        names = test.features["label"].names
+        order = list(range(len(test)))
+        random.Random(f"{seed}-{name}").shuffle(order)
+        rows = test.select(order[skip : skip + per_dataset])
+        out += [
+            BenchQuery(t[:max_chars], name, names[y])
+            for t, y in zip(rows["text"], rows["label"], strict=True)
+        ]
+    random.Random(seed + skip).shuffle(out)
+    return out
+
+
+def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]:
+    """Release a DP sketch for every client of the run that has none."""
+    from safetensors.torch import save_file
+
+    from fednet.federation.client import load_client_data
+    from fednet.inference.ask import FrozenEncoder
+    from fednet.privacy import build_sketch, sketch_noise_multiplier
+
+    privacy = cfg.privacy
+    z = sketch_noise_multiplier(epsilon=privacy.sketch_epsilon, delta=privacy.delta)
+    encoder = FrozenEncoder(max_length=cfg.max_length)
+    out: dict[str, Path] = {}
+    for client in cfg.clients:
+        path = out_dir / f"{client.id}.safetensors"
+        if find_sketch(run_dir, client.id) is not None:
+            continue
+        if path.is_file():  # released by an earlier benchmark of this run
+            out[client.id] = path
+            continue
+        data = load_client_data(cfg, client)
+        rows = list(range(len(data.train_texts)))
+        random.Random(client.id).shuffle(rows)
+        rows = rows[: privacy.sketch_examples]
+        texts = [data.train_texts[i] for i in rows]
+        embeddings = torch.cat(
+            [encoder(client.base_model, texts[i : i + 64]) for i in range(0, len(texts), 64)]
+        )
+        sketch = build_sketch(
+            embeddings,
+            torch.tensor([data.train_labels[i] for i in rows]),
+            num_labels=len(data.label_names),
+            clip=privacy.sketch_clip,
+            noise_multiplier=z,
+            delta=privacy.delta,
+            label_names=data.label_names,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_file(sketch.to_tensors(), str(path))
+        out[client.id] = path
+        logger.info("stand-in sketch for %s: epsilon %.2f", client.id, sketch.epsilon)
+    return out
+
+
+def _measure(queries: Sequence[BenchQuery], ask: Callable[[BenchQuery], Answer]) -> dict[str, Any]:
+    latencies, routers, calls, hits = [], [], [], []
+    per_dataset: dict[str, list[bool]] = {}
+    cpu, wall = time.process_time(), time.perf_counter()
+    for q in queries:
+        answer = ask(q)
+        ok = answer.task == q.dataset and answer.label == q.label
+        hits.append(ok)
+        per_dataset.setdefault(q.dataset, []).append(ok)
+        latencies.append(answer.latency_s)
+        routers.append(answer.router_s)
+        calls.append(len(answer.calls))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "queries": len(queries),
+        "accuracy": float(np.mean(hits)),
+        "accuracy_by_dataset": {k: float(np.mean(v)) for k, v in sorted(per_dataset.items())},
+        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "latency_p95_ms": float(np.percentile(latencies, 95) * 1000),
+        "cpu_s_per_1000": cpu / len(queries) * 1000,
+        "wall_s": wall,
+        "calls_per_query": float(np.mean(calls)),
+        "router_ms_mean": float(np.mean(routers) * 1000),
+        "router_share_of_latency": float(np.sum(routers) / np.sum(latencies)),
+    }
+
+
+def _oracle(candidates: Sequence[Candidate], q: BenchQuery, *, label_aware: bool) -> Candidate:
+    """The query's own data set's adapter with the best reported accuracy.
+
+    With ``label_aware``, the personalised adapter of the client whose sketch
+    counts the query's true label most often: an oracle that also knows the
+    answer, and so routes to the client skewed towards it.
+    """
+    own = [c for c in candidates if c.task == q.dataset]
+    if not label_aware:
+        return max(own, key=lambda c: (c.accuracy or 0.0, c.kind == "personalized", c.key))
+    own = [c for c in own if c.kind == "personalized"] or own
+
+    def support(c: Candidate) -> tuple[float, float]:
+        count = 0.0
+        if c.sketch is not None and q.label in c.sketch.label_names:
+            count = float(c.sketch.counts[c.sketch.label_names.index(q.label)])
+        return count, c.accuracy or 0.0
+
+    return max(own, key=support)
+
+
+def _hot_swap(server: PeerServer, names: Sequence[str], repeats: int = 3) -> dict[str, Any]:
+    engine = server.engine
+    if engine is None:
+        raise RuntimeError("the peer is not started")
+    times: dict[str, list[float]] = {"memory": [], "disk": [], "hub": []}
+    for _ in range(repeats):
+        for name in names:
+            engine.unload(name)
+            shutil.rmtree(engine.cache_dir / name, ignore_errors=True)
+            engine.ensure(name)  # fetched from the hub
+            times[engine.last_load[0]].append(engine.last_load[1])
+            engine.ensure(name)  # already attached
+            times[engine.last_load[0]].append(engine.last_load[1])
+            engine.unload(name)
+            engine.ensure(name)  # attached again from the disk cache
+            times[engine.last_load[0]].append(engine.last_load[1])
+    return {
+        f"{source}_ms_median": statistics.median(values) * 1000
+        for source, values in times.items()
+        if values
+    } | {"peer": server.peer_id, "adapters": list(names), "repeats": repeats}
+
+
+def run_routing_bench(
+    run_dir: str | Path,
+    hub: HubStore | HubClient | str | Path | None,
+    out_path: str | Path,
+    *,
+    queries_per_dataset: int = 200,
+    warmup_per_dataset: int = 200,
+    threshold: float = 0.8,
+    sketch_gate: float = 0.7,
+    keys_dir: str | Path | None = None,
+    token: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the routing benchmark on a finished run and write its figures as JSON.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Output of ``fednet simulate`` (its preset is read from ``summary.json``).
+    hub : HubStore, HubClient, str, Path or None
+        Hub to publish the run to and serve from; ``None`` makes one under
+        ``<out_path>.work/``.
+    out_path : str or Path
+        The JSON file to write.
+    queries_per_dataset, warmup_per_dataset : int
+        Evaluated and warm-up queries drawn from each data set's test split.
+    threshold : float
+        Cascade confidence threshold of (a).
+    sketch_gate : float
+        ``router.sketch-gate`` of the learned router.
+    keys_dir : str or Path, optional
+        Owner keys for publishing (default ``<out_path>.work/keys``).
+    token : str, optional
+        Write token when ``hub`` is a URL.
+    seed : int
+        Seed of the query streams.
+
+    Returns
+    -------
+    dict
+        What was written.
+    """
+    from fednet.config import load_preset
+
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    cfg = load_preset(summary["preset"])
+    work = out_path.with_name(out_path.name + ".work")
+    if hub is None:
+        hub = work / "hub"
+    store = open_hub(hub, token=token) if isinstance(hub, str | Path) else hub
+    sketches = stand_in_sketches(run_dir, cfg, work / "sketches")
+    if not store.list():
+        publish_run(run_dir, store, keys_dir=keys_dir or work / "keys", sketches=sketches)
+    datasets = sorted({c.dataset for c in cfg.clients})
+    stream = dict(
+        seed=cfg.seed + seed, test_fraction=cfg.test_fraction, max_chars=cfg.hub.max_query_chars
+    )
+    warmup = query_stream(datasets, per_dataset=warmup_per_dataset, **stream)  # type: ignore[arg-type]
+    queries = query_stream(
+        datasets,
+        per_dataset=queries_per_dataset,
+        skip=warmup_per_dataset,
+        **stream,  # type: ignore[arg-type]
+    )
+    peers = [
+        PeerServer(
+            store,
+            peer_id=c.id,
+            adapters=owned_adapters(store, c.id),
+            config=PeerConfig(max_length=cfg.max_length),
+            cache_dir=work / "cache" / c.id,
+        )
+        for c in cfg.clients
+    ]
+    try:
+        for peer in peers:
+            peer.start()
+        ask_cfg = AskConfig(
+            router=RouterConfig(name="learned", top_k=2, sketch_gate=sketch_gate),
+            confidence_threshold=threshold,
+            max_length=cfg.max_length,
+            peer_timeout_s=30.0,
+            candidates_ttl_s=24 * 3600.0,  # the peers do not change during the benchmark
+        )
+        with (
+            Network(store, config=ask_cfg) as net,
+            Network(
+                store, config=ask_cfg, router=PriorRouter(RouterConfig(name="prior"))
+            ) as oracle_net,
+        ):
+            for q in warmup:
+                net.feedback(net.ask(q.text), true_label=q.label, true_task=q.dataset)
+            modes, embed_rate = _answer_modes(net, oracle_net, peers, queries)
+        hot_swap = _hot_swap(peers[0], [c.id + "-shared" for c in cfg.clients[1:3]])
+    finally:
+        for peer in peers:
+            peer.stop()
+        if isinstance(hub, str | Path):
+            store.close()
+    a, b, d = modes["router_cascade"], modes["broadcast_ensemble"], modes["oracle"]
+    report = {
+        "run_dir": str(run_dir),
+        "preset": summary["preset"],
+        "datasets": datasets,
+        "warmup_queries": len(warmup),
+        "peers": [p.peer_id for p in peers],
+        "threshold": threshold,
+        "router": {"name": "learned", "sketch_gate": sketch_gate, "embed_rate": embed_rate},
+        "stand_in_sketches": sorted(sketches),
+        "modes": modes,
+        "targets": {
+            "a_minus_d_accuracy_points": (a["accuracy"] - d["accuracy"]) * 100,
+            "a_within_1_point_of_d": a["accuracy"] >= d["accuracy"] - 0.01,
+            "a_cpu_over_b_cpu": a["cpu_s_per_1000"] / b["cpu_s_per_1000"],
+            "a_cpu_at_most_third_of_b": a["cpu_s_per_1000"] <= b["cpu_s_per_1000"] / 3,
+            "router_share_at_most_15_percent": a["router_share_of_latency"] <= 0.15,
+        },
+        "hot_swap": hot_swap,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+        },
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    logger.info("routing benchmark written to %s", out_path)
+    return report
+
+
+def _answer_modes(
+    net: Network, oracle_net: Network, peers: Sequence[PeerServer], queries: list[BenchQuery]
+) -> tuple[dict[str, dict[str, Any]], float]:
+    """Answer ``queries`` every way; return the figures and the router's embed rate."""
+    candidates = net.refresh()
+    own = {p.peer_id: p.adapters[0] for p in peers}
+    broadcast = [c for c in candidates if own.get(c.peer_id) == c.adapter]
+    router = net.router
+    if isinstance(router, LearnedRouter):
+        router.embedded = router.estimated = 0
+
+    def oracle(label_aware: bool) -> Callable[[BenchQuery], Answer]:
+        return lambda q: oracle_net.ask(
+            q.text, k=1, candidates=[_oracle(candidates, q, label_aware=label_aware)]
+        )
+
+    modes = {
+        "router_cascade": _measure(queries, lambda q: net.ask(q.text)),
+        "broadcast_ensemble": _measure(
+            queries,
+            lambda q: net.ask(q.text, mode="ensemble", k=len(broadcast), candidates=broadcast),
+        ),
+        "oracle": _measure(queries, oracle(False)),
+        "oracle_label_aware": _measure(queries, oracle(True)),
+    }
+    rate = router.embed_rate if isinstance(router, LearnedRouter) else 1.0
+    return modes, rate

@@ -1,0 +1,85 @@
+"""The routing benchmark on a small fake run: it runs end to end and writes its figures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fednet.inference.bench import query_stream, run_routing_bench
+
+pytestmark = pytest.mark.integration
+
+PRESET = """
+[federation]
+name = "bench-test"
+base-model = "tiny-bert"
+rounds = 2
+seed = 3
+max-length = 32
+
+[[clients]]
+id = "news-0"
+dataset = "bbc-news"
+
+[[clients]]
+id = "spam-0"
+dataset = "sms-spam"
+num-partitions = 2
+partition = 0
+
+[[clients]]
+id = "spam-1"
+dataset = "sms-spam"
+num-partitions = 2
+partition = 1
+
+[[clients]]
+id = "tweets-0"
+dataset = "tweets-sentiment"
+"""
+
+
+def test_query_stream_is_mixed_disjoint_and_seeded() -> None:
+    warm = query_stream(["sms-spam", "bbc-news"], seed=1, test_fraction=0.2, per_dataset=5)
+    rest = query_stream(["sms-spam", "bbc-news"], seed=1, test_fraction=0.2, per_dataset=5, skip=5)
+    assert len(warm) == len(rest) == 10
+    assert {q.dataset for q in warm} == {"sms-spam", "bbc-news"}
+    assert not {q.text for q in warm} & {q.text for q in rest}
+    again = query_stream(["sms-spam", "bbc-news"], seed=1, test_fraction=0.2, per_dataset=5)
+    assert warm == again
+
+
+def test_bench_writes_every_figure(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (tmp_path / "preset.toml").write_text(PRESET)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["preset"] = str(tmp_path / "preset.toml")
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "bench" / "routing.json"
+    report = run_routing_bench(run, None, out, queries_per_dataset=4, warmup_per_dataset=4)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert report["peers"] == ["news-0", "spam-0", "spam-1", "tweets-0"]
+    modes = report["modes"]
+    assert set(modes) == {"router_cascade", "broadcast_ensemble", "oracle", "oracle_label_aware"}
+    for figures in modes.values():
+        assert figures["queries"] == 12
+        assert 0.0 <= figures["accuracy"] <= 1.0
+        assert 0 < figures["latency_p50_ms"] <= figures["latency_p95_ms"]
+        assert figures["cpu_s_per_1000"] > 0
+    assert modes["broadcast_ensemble"]["calls_per_query"] == 4.0
+    assert modes["oracle"]["calls_per_query"] == 1.0
+    assert modes["oracle"]["router_share_of_latency"] < 0.05  # no embedding, one candidate
+    assert 0.0 <= report["router"]["embed_rate"] <= 1.0
+    assert 1.0 <= modes["router_cascade"]["calls_per_query"] <= 2.0
+    assert 0 < modes["router_cascade"]["router_share_of_latency"] < 1
+    swap = report["hot_swap"]
+    assert swap["memory_ms_median"] < swap["hub_ms_median"]
+    assert set(report["targets"]) >= {
+        "a_within_1_point_of_d",
+        "a_cpu_at_most_third_of_b",
+        "router_share_at_most_15_percent",
+    }

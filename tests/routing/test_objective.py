@@ -1,0 +1,119 @@
+"""The accuracy / latency / cost objective, with utilities computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from fednet.routing import Estimate, Objective, RouterConfig
+
+from .conftest import make_candidate
+
+
+def two() -> tuple[list, list[Estimate]]:  # type: ignore[type-arg]
+    accurate = make_candidate("spam", adapter="slow-accurate", latency_s=0.5, cost=2.0)
+    fast = make_candidate("news", adapter="fast-cheap", latency_s=0.05, cost=1.0)
+    return [accurate, fast], [Estimate(0.9), Estimate(0.8)]
+
+
+def test_accuracy_only_picks_the_accurate_one() -> None:
+    cands, est = two()
+    decision = Objective(RouterConfig()).select(
+        Objective(RouterConfig()).score(cands, est), k=1, router="t"
+    )
+    assert decision.best.candidate.adapter == "slow-accurate"
+    assert decision.best.utility == pytest.approx(0.9)
+
+
+def test_latency_weight_flips_the_choice() -> None:
+    # u = p - 0.5 * latency: 0.9 - 0.25 = 0.65 vs 0.8 - 0.025 = 0.775
+    objective = Objective(RouterConfig(latency_weight=0.5))
+    cands, est = two()
+    scored = objective.score(cands, est)
+    assert [s.utility for s in scored] == pytest.approx([0.65, 0.775])
+    assert objective.select(scored, k=2, router="t").best.candidate.adapter == "fast-cheap"
+
+
+def test_cost_weight_flips_the_choice() -> None:
+    # u = p - 0.2 * cost: 0.9 - 0.4 = 0.5 vs 0.8 - 0.2 = 0.6
+    objective = Objective(RouterConfig(cost_weight=0.2))
+    cands, est = two()
+    scored = objective.score(cands, est)
+    assert [s.utility for s in scored] == pytest.approx([0.5, 0.6])
+    assert objective.select(scored, k=1, router="t").best.candidate.adapter == "fast-cheap"
+
+
+def test_small_latency_weight_keeps_the_accurate_one() -> None:
+    # 0.9 - 0.1 * 0.5 = 0.85 > 0.8 - 0.1 * 0.05 = 0.795
+    objective = Objective(RouterConfig(latency_weight=0.1))
+    cands, est = two()
+    decision = objective.select(objective.score(cands, est), k=1, router="t")
+    assert decision.best.candidate.adapter == "slow-accurate"
+    assert decision.best.utility == pytest.approx(0.85)
+
+
+def test_latency_budget_drops_slow_candidates() -> None:
+    objective = Objective(RouterConfig(latency_budget_s=0.1))
+    cands, est = two()
+    decision = objective.select(objective.score(cands, est), k=2, router="t")
+    assert [s.candidate.adapter for s in decision.chosen] == ["fast-cheap"]
+    assert [s.within_budget for s in decision.ranked] == [True, False]
+    assert decision.notes == ()
+
+
+def test_budget_nobody_meets_keeps_the_fastest_and_says_so() -> None:
+    objective = Objective(RouterConfig(latency_budget_s=0.01))
+    cands, est = two()
+    decision = objective.select(objective.score(cands, est), k=2, router="t")
+    assert [s.candidate.adapter for s in decision.chosen] == ["fast-cheap"]
+    assert "latency budget" in decision.notes[0]
+
+
+def test_measured_latency_overrides_and_default_fills_in() -> None:
+    objective = Objective(RouterConfig(latency_weight=1.0, default_latency_s=0.2))
+    cands = [make_candidate("spam"), make_candidate("news")]
+    scored = objective.score(cands, [Estimate(0.5), Estimate(0.5)], latencies={cands[0].key: 0.1})
+    assert [s.latency_s for s in scored] == pytest.approx([0.1, 0.2])
+    assert [s.utility for s in scored] == pytest.approx([0.4, 0.3])
+
+
+def test_top_k_order_and_explanation() -> None:
+    objective = Objective(RouterConfig())
+    cands = [make_candidate(d) for d in ("spam", "news", "tweets")]
+    decision = objective.select(
+        objective.score(cands, [Estimate(0.2), Estimate(0.7), Estimate(0.5)]), k=2, router="t"
+    )
+    assert [s.candidate.task for s in decision.chosen] == ["news", "tweets"]
+    explained = decision.to_dict()
+    assert explained["chosen"] == ["news-peer/news-adapter", "tweets-peer/tweets-adapter"]
+    assert [s["accuracy"] for s in explained["scores"]] == [0.7, 0.5, 0.2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_k": 0}, "`router.top-k` must be >= 1, got 0"),
+        ({"latency_weight": -1.0}, "`router.latency-weight` must be finite and >= 0, got -1.0"),
+        ({"latency_budget_s": 0.0}, "`router.latency-budget-s` must be finite and > 0, got 0.0"),
+        ({"default_accuracy": 1.5}, "`router.default-accuracy` must be in [0, 1], got 1.5"),
+        ({"feature_bits": 30}, "`router.feature-bits` must be <= 24, got 30"),
+        ({"latency_decay": 0.0}, "`router.latency-decay` must be in (0, 1], got 0.0"),
+        ({"name": ""}, "`router.name` must be a non-empty string"),
+    ],
+)
+def test_config_names_the_bad_key(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        RouterConfig(**kwargs)
+
+
+def test_config_rejects_wrong_types() -> None:
+    with pytest.raises(TypeError, match="`router.top-k` must be an int"):
+        RouterConfig(top_k=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`router.confidence-feedback` must be a bool"):
+        RouterConfig(confidence_feedback="yes")  # type: ignore[arg-type]
+
+
+def test_select_rejects_nothing_to_choose() -> None:
+    with pytest.raises(ValueError, match="no candidates"):
+        Objective(RouterConfig()).select([], k=1, router="t")
+    with pytest.raises(ValueError, match="`k` must be an int >= 1"):
+        Objective(RouterConfig()).select([], k=0, router="t")
