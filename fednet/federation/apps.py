@@ -142,6 +142,7 @@ def make_client_app(
         from fednet.errors import BudgetExhaustedError
         from fednet.federation.private import PrivateRound
 
+        started = time.perf_counter()
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
@@ -169,6 +170,7 @@ def make_client_app(
             metrics.update(rt.evaluate())
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
+        metrics["wall-s"] = time.perf_counter() - started  # the client's own time this round
         content = RecordDict(
             {
                 P.LORA: ArrayRecord(res.lora),
@@ -182,10 +184,13 @@ def make_client_app(
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
+        started = time.perf_counter()
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
+        metrics = rt.evaluate()
+        metrics["wall-s"] = time.perf_counter() - started
         return Message(
-            RecordDict({P.METRICS: MetricRecord(rt.evaluate())}),
+            RecordDict({P.METRICS: MetricRecord(metrics)}),
             reply_to=msg,
         )
 

@@ -6,8 +6,8 @@ After every completed round the server writes ``<run-dir>/checkpoint/``:
   head per task, as :class:`~fednet.strategies.GlobalState` keys) and the
   torch and numpy RNG states;
 - ``round-<r>.json``: the round number, the strategy's state (its sampler's
-  RNG, anything its ``state_dict()`` returns, privacy ledgers), the run
-  history and Python's RNG state;
+  RNG, its noise generators, anything its ``state_dict()`` returns, privacy
+  ledgers, refusals), the run history and Python's RNG state;
 - ``latest.json``: names the two files above and the SHA-256 of each.
 
 ``latest.json`` is replaced last (``os.replace``), after both files are on
@@ -113,28 +113,48 @@ def _chain(strategy: Any) -> list[Any]:
     while obj is not None and id(obj) not in seen and len(out) < 8:
         seen.add(id(obj))
         out.append(obj)
-        obj = getattr(obj, "strategy", None)
+        obj = _own(obj, "strategy")
     return out
 
 
+def _own(obj: Any, name: str) -> Any:
+    """``obj.name`` if ``obj`` itself defines it (not forwarded to a wrapped strategy)."""
+    if name in getattr(obj, "__dict__", {}):
+        return obj.__dict__[name]
+    attr = getattr(type(obj), name, None)
+    return getattr(obj, name) if isinstance(attr, property) or callable(attr) else None
+
+
 def strategy_state(strategy: Any) -> dict[str, Any]:
-    """JSON-safe state of ``strategy`` and the strategies it wraps."""
+    """JSON-safe state of ``strategy`` and the strategies it wraps.
+
+    Per layer: its ``random.Random`` sampler (``rng``), every ``torch.Generator``
+    attribute (noise), ``state_dict()`` if defined, its ``ledgers`` and the
+    ``refusals`` it recorded.
+    """
     layers = []
     for obj in _chain(strategy):
         layer: dict[str, Any] = {"class": type(obj).__name__}
-        rng = getattr(obj, "rng", None)
+        rng = _own(obj, "rng")
         if isinstance(rng, random.Random):
             version, internal, gauss_next = rng.getstate()
             layer["rng"] = [version, list(internal), gauss_next]
-        if callable(getattr(obj, "state_dict", None)):
+        own = getattr(obj, "__dict__", {})
+        gens = {k: v for k, v in own.items() if isinstance(v, torch.Generator)}
+        if gens:
+            layer["generators"] = {k: g.get_state().tolist() for k, g in gens.items()}
+        if callable(_own(obj, "state_dict")):
             layer["state"] = obj.state_dict()
-        ledgers = getattr(obj, "ledgers", None)
+        ledgers = _own(obj, "ledgers")
         if isinstance(ledgers, dict):
             layer["ledgers"] = {
                 str(k): v.state_dict()
                 for k, v in ledgers.items()
                 if callable(getattr(v, "state_dict", None))
             }
+        refusals = _own(obj, "refusals")
+        if isinstance(refusals, dict):
+            layer["refusals"] = {str(k): str(v) for k, v in refusals.items()}
         layers.append(layer)
     return {"layers": layers}
 
@@ -154,17 +174,25 @@ def restore_strategy(strategy: Any, state: dict[str, Any]) -> None:
             f"the checkpoint was written by strategy {want}, but the preset builds {have}"
         )
     for obj, layer in zip(chain, layers, strict=True):
-        if "rng" in layer and isinstance(getattr(obj, "rng", None), random.Random):
+        rng = _own(obj, "rng")
+        if "rng" in layer and isinstance(rng, random.Random):
             version, internal, gauss_next = layer["rng"]
-            obj.rng.setstate((version, tuple(internal), gauss_next))
-        if "state" in layer and callable(getattr(obj, "load_state_dict", None)):
+            rng.setstate((version, tuple(internal), gauss_next))
+        for name, saved in layer.get("generators", {}).items():
+            gen = getattr(obj, "__dict__", {}).get(name)
+            if isinstance(gen, torch.Generator):
+                gen.set_state(torch.tensor(saved, dtype=torch.uint8))
+        if "state" in layer and callable(_own(obj, "load_state_dict")):
             obj.load_state_dict(layer["state"])
-        ledgers = getattr(obj, "ledgers", None)
+        ledgers = _own(obj, "ledgers")
         for key, saved in layer.get("ledgers", {}).items():
             if isinstance(ledgers, dict) and key in ledgers:
                 ledgers[key].load_state_dict(saved)
             else:
                 logger.warning("checkpoint holds a ledger for %s that the strategy lacks", key)
+        refusals = _own(obj, "refusals")
+        if isinstance(refusals, dict):
+            refusals.update(layer.get("refusals", {}))
 
 
 # -- files ---------------------------------------------------------------------

@@ -53,6 +53,7 @@ METRIC_KEYS = frozenset(
         "train-loss",
         "steps",
         "compute-s",
+        "wall-s",
         "accuracy",
         "loss",
         "epsilon",

@@ -1,0 +1,398 @@
+"""Child processes that never outlive the command that started them.
+
+``flower-server`` and ``flower-client`` each start Flower processes
+(``flower-superlink``, ``flower-supernode``, the ``flwr`` CLI). Those start
+more processes of their own (SuperExec, one ``flwr-serverapp`` per run, one
+``flwr-clientapp`` per message), some in sessions of their own. Three layers
+keep the tree clean:
+
+- every child runs in its own process group, and on Linux asks the kernel to
+  send it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so even a
+  SIGKILL of the fednet command takes the child down;
+- :meth:`Supervisor.stop` terminates a child's whole group, waits, kills
+  what is left, then kills any descendant that escaped into another session;
+- :class:`Supervisor` turns SIGTERM and SIGHUP into :class:`Shutdown`, so
+  ``with Supervisor() as sup: ...`` cleans up on Ctrl-C, ``kill`` and errors;
+- every child's environment carries a marker of its supervisor, which all
+  its descendants inherit, and a small reaper process (Linux) outlives the
+  supervisor just long enough to end every marked process. This catches what
+  escapes both the group and the death signal: after a SIGKILL of
+  ``flower-server``, Flower's ``flwr-serverapp`` keeps retrying a SuperLink
+  that is gone for minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO
+
+__all__ = ["Child", "Shutdown", "Supervisor", "descendants", "pids_alive", "watch_output"]
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Shutdown(KeyboardInterrupt):
+    """Raised in the main thread when the command receives SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()  # loaded in the parent: nothing may be loaded between fork and exec
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _children_map() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return out
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces and parentheses: split after the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            out.setdefault(int(fields[1]), []).append(int(entry.name))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    tree = _children_map()
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in tree.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def pids_alive(pids: Sequence[int]) -> list[int]:
+    """The ids in ``pids`` that still name a running (non-zombie) process."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+            if state[state.rfind(")") + 2 :].split()[0] in ("Z", "X"):
+                continue
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                continue
+        alive.append(pid)
+    return alive
+
+
+@dataclass
+class Child:
+    """One supervised child process.
+
+    Parameters
+    ----------
+    name : str
+        Short name for messages (``superlink``, ``supernode``).
+    proc : subprocess.Popen
+        The process; it leads its own process group.
+    log_path : Path or None
+        File receiving its output, when not piped.
+    """
+
+    name: str
+    proc: subprocess.Popen[str]
+    log_path: Path | None = None
+    _known: set[int] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        """Exit status, or None while it runs; remembers descendants seen so far."""
+        rc = self.proc.poll()
+        if rc is None:
+            self._known.update(descendants(self.pid))
+        return rc
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of its log file ('' when none)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts children and guarantees that they and their descendants end.
+
+    Use as a context manager in the main thread; on exit (normal, exception,
+    Ctrl-C or SIGTERM) every child is stopped, newest first.
+    """
+
+    def __init__(self, *, grace_s: float = 8.0) -> None:
+        self.grace_s = grace_s
+        self.children: list[Child] = []
+        self.marker = f"{_MARKER_PREFIX}{uuid.uuid4().hex}"
+        self._old: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self._reaper: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> Supervisor:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                self._old[sig] = signal.signal(sig, self._on_signal)
+        self._reaper = _start_reaper(self.marker, grace_s=min(self.grace_s, 5.0))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # a second SIGTERM during clean-up must not abort it
+        for sig in self._old:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            self.stop_all()
+            if self._reaper is not None:  # a last sweep for anything that escaped
+                self._reaper.send_signal(signal.SIGTERM)
+                try:
+                    self._reaper.wait(timeout=2 * self.grace_s + 5)
+                except subprocess.TimeoutExpired:
+                    self._reaper.kill()
+        finally:
+            for sig, old in self._old.items():
+                signal.signal(sig, old)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise Shutdown(signum)
+
+    # -- children --------------------------------------------------------------
+    def spawn(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        log_path: Path | None = None,
+        pipe: bool = False,
+    ) -> Child:
+        """Start ``cmd`` in its own process group.
+
+        Output goes to ``log_path`` (appended), to a pipe (``pipe=True``, read
+        ``child.proc.stdout``), or to this process's stderr.
+        """
+        out: int | IO[str] | None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            out = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+        elif pipe:
+            out = subprocess.PIPE
+        else:
+            out = sys.stderr
+        try:
+            proc = subprocess.Popen(
+                list(cmd),
+                env={**(os.environ if env is None else env), self.marker: "1"},
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            if log_path is not None and not isinstance(out, int) and out is not None:
+                out.close()
+        child = Child(name, proc, log_path)
+        with self._lock:
+            self.children.append(child)
+        logger.debug("started %s (pid %s): %s", name, proc.pid, " ".join(cmd))
+        return child
+
+    def run(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        timeout: float = 120.0,
+    ) -> tuple[int, str]:
+        """Run ``cmd`` to completion as a supervised child; return (status, output)."""
+        child = self.spawn(name, cmd, env=env, cwd=cwd, pipe=True)
+        try:
+            out, _ = child.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(child)
+            return 124, f"{name} did not finish within {timeout:.0f}s"
+        finally:
+            self._forget(child)
+        return child.proc.returncode, out or ""
+
+    def _forget(self, child: Child) -> None:
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+
+    def stop(self, child: Child, *, sig: int = signal.SIGTERM) -> int | None:
+        """Stop ``child``, its process group and every descendant; return its status."""
+        known = set(child._known) | set(descendants(child.pid))
+        if child.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, sig)
+            try:
+                child.proc.wait(timeout=self.grace_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop within %.0fs; killing it", child.name, self.grace_s)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)  # stragglers left in the group
+        _reap(known, grace_s=min(self.grace_s, 5.0))
+        if child.proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                child.proc.stdout.close()
+        self._forget(child)
+        return child.proc.returncode
+
+    def stop_all(self) -> None:
+        """Stop every child, newest first."""
+        with self._lock:
+            children = list(reversed(self.children))
+        for child in children:
+            try:
+                self.stop(child)
+            except Exception as e:  # noqa: BLE001 - keep stopping the others
+                logger.warning("could not stop %s (pid %s): %s", child.name, child.pid, e)
+
+
+_MARKER_PREFIX = "FEDNET_SUPERVISED_"
+
+_REAPER = """
+import os, signal, sys, time
+entry, parent, grace = sys.argv[1].encode() + b"=1", int(sys.argv[2]), float(sys.argv[3])
+me = os.getpid()
+def marked():
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != me:
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    if entry in f.read().split(b"\\0"):
+                        out.append(int(name))
+            except OSError:
+                pass
+    return out
+def sweep(*_):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = marked()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        end = time.time() + grace
+        while pids and time.time() < end:
+            time.sleep(0.1)
+            pids = [p for p in marked() if p in pids]
+        if not pids:
+            break
+    os._exit(0)
+signal.signal(signal.SIGTERM, sweep)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while os.getppid() == parent:
+    time.sleep(0.5)
+sweep()
+"""
+
+
+def _start_reaper(marker: str, *, grace_s: float) -> subprocess.Popen[bytes] | None:
+    """A process that ends every process carrying ``marker`` once this one is gone."""
+    if not Path("/proc/self/environ").exists():
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_MARKER_PREFIX)}
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", _REAPER, marker, str(os.getpid()), str(grace_s)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _reap(pids: set[int], *, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL, descendants that escaped their group (new sessions)."""
+    alive = pids_alive(sorted(pids))
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = pids_alive(alive)
+    for pid in alive:
+        logger.debug("killing leftover process %s", pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def watch_output(child: Child, on_line: Callable[[str], None]) -> Iterator[threading.Thread]:
+    """Call ``on_line`` for every line ``child`` writes to its pipe, in a thread."""
+
+    def pump() -> None:
+        assert child.proc.stdout is not None
+        with contextlib.suppress(ValueError, OSError):
+            for line in child.proc.stdout:
+                on_line(line.rstrip("\n"))
+
+    t = threading.Thread(target=pump, name=f"{child.name}-output", daemon=True)
+    t.start()
+    try:
+        yield t
+    finally:
+        t.join(timeout=2)

@@ -1,0 +1,126 @@
+"""Supervised children end with their parent: on stop, on SIGTERM, even on SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from fednet.deploy.procs import Supervisor, descendants, pids_alive
+
+GRANDCHILD = (
+    "import subprocess, time\n"
+    "p = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+    "print(p.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _gone(pids, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pids_alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pids_alive(pids)
+
+
+def test_stop_ends_descendants_in_other_sessions():
+    with Supervisor(grace_s=3) as sup:
+        child = sup.spawn("parent", [sys.executable, "-c", GRANDCHILD], pipe=True)
+        grandchild = int(child.proc.stdout.readline())
+        assert grandchild in descendants(child.pid)
+        sup.stop(child)
+        assert _gone([child.pid, grandchild])
+        assert sup.children == []
+
+
+def _helper() -> subprocess.Popen[str]:
+    code = textwrap.dedent(
+        """
+        import sys, time
+        from fednet.deploy.procs import Shutdown, Supervisor
+        try:
+            with Supervisor(grace_s=3) as sup:
+                child = sup.spawn("sleep", ["sleep", "60"])
+                print(child.pid, flush=True)
+                time.sleep(60)
+        except Shutdown as e:
+            sys.exit(128 + e.signum)
+        """
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_children_die_when_the_command_is_killed():
+    helper = _helper()
+    try:
+        child = int(helper.stdout.readline())
+        os.kill(helper.pid, signal.SIGKILL)  # no Python clean-up runs
+        helper.wait(timeout=10)
+        assert _gone([child]), "the child outlived a SIGKILLed parent"
+    finally:
+        if pids_alive([helper.pid]):
+            os.killpg(helper.pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_children_and_exits():
+    helper = _helper()
+    try:
+        child = int(helper.stdout.readline())
+        helper.send_signal(signal.SIGTERM)
+        assert helper.wait(timeout=20) == 128 + signal.SIGTERM
+        assert not pids_alive([child])
+    finally:
+        if pids_alive([helper.pid]):
+            os.killpg(helper.pid, signal.SIGKILL)
+
+
+def test_run_returns_status_and_output():
+    with Supervisor() as sup:
+        rc, out = sup.run("echo", [sys.executable, "-c", "print('hi'); raise SystemExit(3)"])
+    assert (rc, out.strip()) == (3, "hi")
+
+
+DAEMON = (
+    "import os, sys\n"
+    "if os.fork():\n"
+    "    os._exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork():\n"
+    "    os._exit(0)\n"
+    "print(os.getpid(), flush=True)\n"
+    "os.execvp('sleep', ['sleep', '60'])\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux")
+def test_a_daemonised_descendant_ends_after_the_command_is_killed():
+    code = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        from fednet.deploy.procs import Supervisor
+        with Supervisor(grace_s=2) as sup:
+            child = sup.spawn("daemon", [sys.executable, "-c", {DAEMON!r}], pipe=True)
+            print(child.proc.stdout.readline().strip(), flush=True)
+            time.sleep(60)
+        """
+    )
+    helper = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        daemon = int(helper.stdout.readline())
+        assert daemon not in descendants(helper.pid)  # escaped the tree and the group
+        os.kill(helper.pid, signal.SIGKILL)
+        helper.wait(timeout=10)
+        assert _gone([daemon], timeout=15), "the daemonised process outlived its supervisor"
+    finally:
+        if pids_alive([helper.pid]):
+            os.killpg(helper.pid, signal.SIGKILL)
