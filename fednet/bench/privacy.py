@@ -113,7 +113,7 @@ def run_privacy_bench(
         label = "inf" if math.isinf(eps) else f"{eps:g}"
         logger.info("privacy bench: epsilon %s", label)
         t0 = time.time()
-        run_dir = out_dir / "runs" / f"eps-{label}"
+        run_dir = out_dir.parent / f"{out_dir.name}-work" / f"eps-{label}"
         summary = simulate(cfg, run_dir)
         clients = summary["clients"]
         rows.append(

@@ -105,7 +105,9 @@ class PrivacyConfig:
             object.__setattr__(self, name, value)
 
         if isinstance(self.sketch_examples, bool) or self.sketch_examples < 1:
-            raise ValueError(f"{_key('sketch_examples')} must be >= 1, got {self.sketch_examples!r}")
+            raise ValueError(
+                f"{_key('sketch_examples')} must be >= 1, got {self.sketch_examples!r}"
+            )
         if self.update_mode not in UPDATE_MODES:
             raise ValueError(
                 f"{_key('update_mode')} must be one of {', '.join(UPDATE_MODES)}; "

@@ -70,9 +70,16 @@ def test_central_dp_runs_and_reports_epsilon(tmp_path):
 def test_dpsgd_trains_every_round(tmp_path):
     base = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(
-        base, rounds=2, personalize_steps=1,
-        privacy=PrivacyConfig(enabled=True, epsilon_budget=20.0, dpsgd=True,
-                              dpsgd_noise_multiplier=1.0, sketch_epsilon=1.0),
+        base,
+        rounds=2,
+        personalize_steps=1,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=20.0,
+            dpsgd=True,
+            dpsgd_noise_multiplier=1.0,
+            sketch_epsilon=1.0,
+        ),
     )
     summary = simulate(cfg, tmp_path / "run")
     for cid, c in summary["clients"].items():
