@@ -41,3 +41,64 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# --- joint inference: a hub, peers serving its adapters, and queries -------------
+# Publish a finished run first: $(BIN)/fednet hub push runs/<id> --hub $(HUB_URL)
+HUB_ROOT  ?= hub
+HUB_PORT  ?= 8080
+HUB_URL   ?= http://127.0.0.1:$(HUB_PORT)
+HUB_TOKEN ?= $(or $(FEDNET_HUB_TOKEN),dev-token)
+
+.PHONY: hub peer ask
+
+hub: install  ## serve the adapter hub in HUB_ROOT on HUB_PORT (OpenAPI at /docs)
+	FEDNET_HUB_TOKEN=$(HUB_TOKEN) $(BIN)/fednet hub serve --root $(HUB_ROOT) --port $(HUB_PORT)
+
+peer: install  ## serve a client's adapters: make peer ID=spam-0 [PORT=9001]
+	@test -n "$(ID)" || { echo "usage: make peer ID=<client-id> [PORT=<port>]"; exit 2; }
+	FEDNET_HUB_TOKEN=$(HUB_TOKEN) $(BIN)/fednet peer serve --hub $(HUB_URL) --client $(ID) \
+		$(if $(PORT),--port $(PORT))
+
+ask: install  ## ask the network: make ask Q="free entry to win a prize" [LOCAL=1]
+	@test -n "$(Q)" || { echo 'usage: make ask Q="<query>" [LOCAL=1]'; exit 2; }
+	$(BIN)/fednet ask "$(Q)" --hub $(HUB_URL) $(if $(LOCAL),--local)
+
+# --- deployment: flower-server and flower-client on Flower's SuperLink and SuperNodes ---
+# Two machines: on the server `make certs HOSTS=<server-ip>` then `make server`; copy
+# certs/ca.crt and certs/nodes/<id>.key to each client and run `make client ID=<id>
+# SERVER=<server-ip>:9092` there. See docs/deployment.md.
+CERTS          ?= certs
+HOSTS          ?=
+SERVER_ADDRESS ?= 0.0.0.0:9092
+SERVER         ?= 127.0.0.1:9092
+
+.PHONY: certs server client deploy-demo
+
+certs: install  ## CA, server certificate (localhost + HOSTS) and a key per client of CONFIG
+	$(BIN)/python -m fednet.deploy.certs --out $(CERTS) --config $(CONFIG) \
+		$(foreach h,$(HOSTS),--host $(h))
+
+server: install  ## flower-server on SERVER_ADDRESS with TLS and client keys [RUN_DIR=... RESUME=1]
+	$(BIN)/flower-server --config $(CONFIG) --address $(SERVER_ADDRESS) --certs $(CERTS) \
+		$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(RESUME),--resume)
+
+client: install  ## one client: make client ID=spam-0 (or ID=0, the first) [SERVER=host:9092]
+	@test -n "$(ID)" || { echo "usage: make client ID=<client-id or index> [SERVER=host:port]"; exit 2; }
+	$(BIN)/flower-client --server $(SERVER) --client $(ID) --config $(CONFIG) --certs $(CERTS)
+
+deploy-demo: install  ## server + every client of DEMO_CONFIG on loopback, then clean up
+	$(BIN)/python -m fednet.deploy.demo --config $(or $(DEMO_CONFIG),configs/deploy-tiny.toml)
+
+# --- the network benchmark: fednet against one big model -------------------------------
+# Trains every row on CONFIG (default: the default preset), answers one held-out query
+# stream, runs the routing and privacy sections, and writes BENCH_OUT/<time>.json, .md
+# and the plots (the runs and hubs go to BENCH_OUT/<time>-work/).
+BENCH_OUT ?= bench/results
+
+.PHONY: bench-quick
+
+bench: install  ## the full comparison on CONFIG: BENCH_OUT/<time>.{json,md} and plots
+	$(BIN)/fednet bench --config $(CONFIG) --out $(BENCH_OUT)
+
+bench-quick: install  ## the same on tiny-bert with few steps and queries (about 2 min)
+	$(BIN)/fednet bench --quick --out $(BENCH_OUT)

@@ -186,12 +186,8 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
 
 
 def _push(args: argparse.Namespace, hub) -> int:
-    import json
-
-    from safetensors import safe_open
-
-    from fednet.hub import Manifest, load_private_key
-    from fednet.hub.publish import publish_run
+    from fednet.hub import load_private_key
+    from fednet.hub.publish import publish_adapter_dir, publish_run
 
     path = Path(args.path)
     if (path / "summary.json").is_file():
@@ -201,22 +197,17 @@ def _push(args: argparse.Namespace, hub) -> int:
     missing = [o for o in ("name", "owner", "key") if not getattr(args, o)]
     if missing:
         raise FednetError(f"pushing an adapter directory needs --{', --'.join(missing)}")
-    with safe_open(str(path / "head.safetensors"), "pt") as f:
-        head = f.metadata() or {}
-    with safe_open(str(path / "adapter_model.safetensors"), "pt") as f:
-        meta = f.metadata() or {}
-    config = json.loads((path / "adapter_config.json").read_text())
-    draft = Manifest(
+    stored = publish_adapter_dir(
+        path,
+        hub,
         name=args.name,
         owner=args.owner,
+        key=load_private_key(args.key),
         kind=args.kind,
         round=args.round,
-        base_model=args.base_model or meta.get("fednet.base_model") or head.get("base_model", ""),
-        task=args.task or head.get("task", ""),
-        rank=int(config["r"]),
-        label_names=tuple(json.loads(head.get("label_names", "[]"))),
+        task=args.task,
+        base_model=args.base_model,
     )
-    stored = hub.publish(path, draft, load_private_key(args.key))
     print(f"published {stored.ref}")
     return 0
 
@@ -387,6 +378,106 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for call in answer.calls:
         status = f"{call.label} {call.confidence:.3f}" if call.ok else f"failed: {call.error}"
         print(f"  {call.peer_id}/{call.adapter}: {status} ({call.latency_s * 1000:.0f} ms)")
+    return 0
+
+
+@register_command("bench")
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark the network against one big model: figures, plots, targets"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="TOML preset (default configs/default.toml, or tiny with --quick)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny-bert, short rounds, few queries: a smoke run of every stage",
+    )
+    p.add_argument("--out", default="bench/results", help="directory of the report and plots")
+    p.add_argument("--queries", type=int, default=None, help="measured queries per data set")
+    p.add_argument("--warmup", type=int, default=None, help="router warm-up queries per data set")
+    p.add_argument(
+        "--clients-at-once",
+        type=int,
+        default=None,
+        help="clients each simulation runs concurrently (default: one per core)",
+    )
+    p.add_argument(
+        "--sections",
+        default=None,
+        help="comma-separated extra sections: routing, privacy, or none "
+        "(default: routing,privacy; routing with --quick)",
+    )
+    p.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous <time>-work directory: reuse its trained runs and centralized model",
+    )
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark with a progress bar; print the table and the targets."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from fednet.bench import BenchConfig, run_bench
+    from fednet.bench.markdown import human_bytes
+    from fednet.bench.runner import STAGES
+
+    options: dict[str, object] = {"out_dir": args.out, "clients_at_once": args.clients_at_once}
+    if args.clients_at_once is not None and args.clients_at_once < 1:
+        raise FednetError(f"`--clients-at-once` must be >= 1, got {args.clients_at_once}")
+    if args.sections is not None:
+        chosen = {s.strip() for s in args.sections.split(",") if s.strip()} - {"none"}
+        unknown = sorted(chosen - {"routing", "privacy"})
+        if unknown:
+            raise FednetError(
+                f"`--sections`: unknown section(s) {', '.join(unknown)}; valid: routing, privacy"
+            )
+        options["routing_section"] = "routing" in chosen
+        options["privacy_section"] = "privacy" in chosen
+    if args.config:
+        options["preset"] = args.config
+    if args.queries is not None:
+        options["queries_per_dataset"] = args.queries
+    if args.warmup is not None:
+        options["warmup_per_dataset"] = args.warmup
+    if args.reuse is not None:
+        if not Path(args.reuse).is_dir():
+            raise FednetError(f"`--reuse` {args.reuse!r} is not a directory")
+        options["reuse"] = args.reuse
+    config = BenchConfig.quick_mode(**options) if args.quick else BenchConfig(**options)  # type: ignore[arg-type]
+    # On a terminal a bar; elsewhere the stage log lines are the progress display.
+    with (
+        tqdm(
+            total=len(STAGES), unit="stage", file=sys.stderr, disable=not sys.stderr.isatty()
+        ) as bar,
+        logging_redirect_tqdm(loggers=[logging.getLogger("fednet")]),
+    ):
+
+        def progress(stage: str, index: int, total: int) -> None:
+            bar.n = index
+            bar.set_description(stage)
+            bar.refresh()
+
+        report = run_bench(config, progress=progress)
+        bar.n = len(STAGES)
+        bar.set_description("done")
+    for row in report["rows"]:
+        print(
+            f"{row['name']:<56} accuracy {row['accuracy']:.3f}  "
+            f"p50 {row['latency_p50_ms']:7.1f} ms  "
+            f"{row['cpu_s_per_1000']:7.1f} CPU-s/1k  "
+            f"shared {human_bytes(row['bytes_shared_per_client'])}"
+        )
+    for t in report["targets"]:
+        print(f"{'met' if t['met'] else 'NOT MET':<8} {t['target']}")
+    print(f"report: {report['paths']['markdown']}")
+    print(f"json:   {report['paths']['json']}")
     return 0
 
 

@@ -233,7 +233,7 @@ class FedLoRA(FednetStrategy):
                 / total
             )
         for p, _, _, m in accepted:
-            for k in ("train-loss", "compute-s", "epsilon"):
+            for k in ("train-loss", "compute-s", "wall-s", "epsilon"):
                 if k in m:
                     out[f"{p.client_id}/{k}"] = float(m[k])
         return MetricRecord(out)  # type: ignore[arg-type]
@@ -242,6 +242,7 @@ class FedLoRA(FednetStrategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         rows = []
+        walls: dict[str, float] = {}
         for r in self.valid_replies(replies, "evaluate"):
             p = self.profile_of(r)
             m = r.content.metric_records.get(P.METRICS)
@@ -249,6 +250,8 @@ class FedLoRA(FednetStrategy):
                 continue
             acc, loss, n = (float(m[k]) for k in ("accuracy", "loss", "num-examples"))  # type: ignore[arg-type]
             rows.append((p, acc, loss, n))
+            if "wall-s" in m:
+                walls[p.client_id] = float(m["wall-s"])  # type: ignore[arg-type]
         if not rows:
             return None
         n = sum(w for *_, w in rows)
@@ -260,4 +263,6 @@ class FedLoRA(FednetStrategy):
         for p, a, lo, _ in rows:
             out[f"{p.client_id}/accuracy"] = a
             out[f"{p.client_id}/loss"] = lo
+        for cid, wall in walls.items():
+            out[f"{cid}/eval-wall-s"] = wall
         return MetricRecord(out)  # type: ignore[arg-type]
