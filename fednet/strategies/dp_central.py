@@ -26,11 +26,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from fednet.errors import UpdateRejectedError
-from fednet.federation import protocol as P
 from fednet.lora import pad_rank, truncate_rank
 from fednet.strategies.base import FednetStrategy
-from fednet.strategies.fedlora import FedLoRA, validate_update
+from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.state import GlobalState
 
 __all__ = ["CentralDP"]
@@ -101,24 +99,7 @@ class CentralDP(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         inner = self.strategy
         state: GlobalState = inner._state_for_round
-        accepted = []
-        for r in inner.valid_replies(replies, "train"):
-            p = inner.profile_of(r)
-            assert p is not None
-            inner.bytes_up[p.client_id] = inner.bytes_up.get(p.client_id, 0) + P.record_nbytes(
-                r.content
-            )
-            try:
-                lora, head = validate_update(r.content, p, state)
-            except UpdateRejectedError as e:
-                logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
-                continue
-            if P.SKETCH in r.content.array_records:
-                inner.sketches[p.client_id] = r.content.array_records[
-                    P.SKETCH
-                ].to_torch_state_dict()
-            metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))
-            accepted.append((p, lora, head, metrics))
+        accepted = inner.accept(server_round, replies)
         if not inner.enough(len(accepted)):
             return None, inner._train_metrics(accepted)
         return self.noisy_aggregate(state, accepted).to_arrayrecord(), inner._train_metrics(

@@ -163,12 +163,15 @@ class FedLoRA(FednetStrategy):
         return self._messages(server_round, arrays, config, profiles, MessageType.EVALUATE)
 
     # -- aggregation -----------------------------------------------------------
-    def aggregate_train(
+    def accept(
         self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
+    ) -> list[tuple[ClientProfile, dict, dict, dict]]:
+        """Validated (profile, lora, head, metrics) updates of a training round.
+
+        Counts the bytes each client sent, keeps released sketches and logs every
+        rejected update with its reasons.
+        """
         accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
-        state = self._state_for_round
         for r in self.valid_replies(replies, "train"):
             p = self.profile_of(r)
             assert p is not None
@@ -176,7 +179,7 @@ class FedLoRA(FednetStrategy):
                 r.content
             )
             try:
-                lora, head = validate_update(r.content, p, state)
+                lora, head = validate_update(r.content, p, self._state_for_round)
             except UpdateRejectedError as e:
                 logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
                 continue
@@ -192,6 +195,12 @@ class FedLoRA(FednetStrategy):
                 metrics.get("compute-s", math.nan),
             )
             accepted.append((p, lora, head, metrics))
+        return accepted
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        accepted = self.accept(server_round, replies)
         if not self.enough(len(accepted)):
             logger.warning(
                 "round %s: %d valid updates, need %d; global state unchanged",
@@ -200,7 +209,7 @@ class FedLoRA(FednetStrategy):
                 max(1, self.min_clients),
             )
             return None, self._train_metrics(accepted)
-        new = self.aggregate(state, accepted)
+        new = self.aggregate(self._state_for_round, accepted)
         return new.to_arrayrecord(), self._train_metrics(accepted)
 
     def aggregate(

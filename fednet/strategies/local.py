@@ -7,9 +7,8 @@ from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from fednet.errors import UpdateRejectedError
 from fednet.federation import protocol as P
-from fednet.strategies.fedlora import FedLoRA, validate_update
+from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState
 
@@ -44,18 +43,7 @@ class LocalOnly(FedLoRA):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        accepted = []
-        for r in self.valid_replies(replies, "train"):
-            p = self.profile_of(r)
-            assert p is not None
-            self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
-                r.content
-            )
-            try:
-                lora, head = validate_update(r.content, p, self._state_for_round)
-            except UpdateRejectedError as e:
-                logger.warning("rejected update of %s: %s", p.client_id, e)
-                continue
+        accepted = self.accept(server_round, replies)
+        for p, lora, head, _ in accepted:
             self.own[p.client_id] = GlobalState(lora={p.base_model: lora}, heads={p.task: head})
-            accepted.append((p, lora, head, dict(r.content.metric_records.get(P.METRICS, {}))))
         return None, self._train_metrics(accepted)
