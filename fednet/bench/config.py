@@ -80,9 +80,9 @@ class BenchConfig:
     seed : int
         Seed of the query streams (added to the preset's seed).
     reuse : str or None
-        A previous ``<timestamp>-work`` directory: its finished runs and
-        centralized model are used instead of training them again (the same
-        preset and overrides must be given).
+        A previous ``<timestamp>-work`` directory: its finished runs,
+        centralized model and sections are used instead of running them again
+        (the same preset and overrides must be given).
     """
 
     preset: str = "configs/default.toml"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fednet.bench.answering import (
+    label_counts,
     measure,
     network,
     oracle_candidate,
@@ -54,7 +55,8 @@ def answer_local(
     work: Path,
     threshold: float,
 ) -> dict[str, Any]:
-    """Row 1: each query to the local-only adapter of a client of its data set."""
+    """Row 1: each query to the local-only adapter of the client an oracle picks."""
+    counts = label_counts(cfg)
     with HubStore(work / "hubs" / "local") as store:
         publish_run(run_dir, store, keys_dir=work / "keys", kinds=("personalized",))
         adapters = {c.id: [adapter_name(c.id, "personalized")] for c in cfg.clients}
@@ -79,7 +81,9 @@ def answer_local(
             row, _ = measure(
                 "local-only",
                 streams.measured,
-                lambda q: net.ask(q.text, k=1, candidates=[oracle_candidate(candidates, q, tasks)]),
+                lambda q: net.ask(
+                    q.text, k=1, candidates=[oracle_candidate(candidates, q, tasks, counts)]
+                ),
                 tasks,
             )
     return row
@@ -158,10 +162,11 @@ def answer_fednet(
     learned router first learns from the warm-up stream (with true labels),
     then answers the measured stream as a cascade; the broadcast ensemble asks
     every peer's personalised adapter; the oracle asks the personalised
-    adapter of a client of the query's data set.
+    adapter of the client an oracle picks (as for row 1).
     """
     from fednet.inference import owned_adapters
 
+    counts = label_counts(cfg)
     with HubStore(work / "hubs" / "fednet") as store:
         publish_run(run_dir, store, keys_dir=work / "keys")
         adapters = {c.id: owned_adapters(store, c.id) for c in cfg.clients}
@@ -208,7 +213,7 @@ def answer_fednet(
                 "oracle",
                 streams.measured,
                 lambda q: oracle_net.ask(
-                    q.text, k=1, candidates=[oracle_candidate(candidates, q, tasks)]
+                    q.text, k=1, candidates=[oracle_candidate(candidates, q, tasks, counts)]
                 ),
                 tasks,
             )

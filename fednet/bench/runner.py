@@ -122,9 +122,20 @@ def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def _reused(config: BenchConfig, path: Path) -> dict[str, Any] | None:
+    if config.reuse and path.is_file():
+        logger.info("reusing %s", path)
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    return None
+
+
 def _routing_section(config: BenchConfig, run_dir: Path, work: Path) -> dict[str, Any]:
     from fednet.inference.bench import run_routing_bench
 
+    done = _reused(config, work / "routing" / "routing.json")
+    if done is not None:
+        return done
+    shutil.rmtree(work / "routing", ignore_errors=True)
     return run_routing_bench(
         run_dir,
         None,
@@ -138,6 +149,10 @@ def _routing_section(config: BenchConfig, run_dir: Path, work: Path) -> dict[str
 def _privacy_section(config: BenchConfig, work: Path) -> dict[str, Any]:
     from fednet.bench.privacy import run_privacy_bench
 
+    done = _reused(config, work / "privacy" / "privacy.json")
+    if done is not None:
+        return done
+    shutil.rmtree(work / "privacy", ignore_errors=True)
     return run_privacy_bench(work / "privacy", quick=config.quick)
 
 
@@ -181,8 +196,8 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
     stamp = _stamp(out)
     work = Path(config.reuse) if config.reuse else out / f"{stamp}-work"
     if config.reuse:
-        # Trained runs are kept; hubs, peer caches and sections are rebuilt.
-        for stale in ("hubs", "cache", "routing", "privacy"):
+        # Trained runs and finished sections are kept; hubs and peer caches are rebuilt.
+        for stale in ("hubs", "cache"):
             shutil.rmtree(work / stale, ignore_errors=True)
     machine = _machine()
     cfg: FederationConfig = bench_federation(config)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from fednet.bench import BenchConfig
-from fednet.bench.answering import router_confusion
+from fednet.bench.answering import oracle_candidate, router_confusion
 from fednet.bench.markdown import human_bytes
 from fednet.bench.queries import BenchQuery, is_correct, query_streams, task_of_dataset
 from fednet.bench.report import check_report, evaluate_targets, non_finite
@@ -155,6 +155,28 @@ def test_answers_are_right_only_for_the_query_task_and_label(tiny):
     assert not is_correct("bbc-news", "spam", q, tasks)
     assert is_correct(UNION_TASK, "sms-spam:spam", q, tasks)
     assert not is_correct(UNION_TASK, "bbc-news:spam", q, tasks)
+
+
+def test_oracle_picks_the_client_with_most_examples_of_the_true_label():
+    def cand(owner, task, kind="personalized", accuracy=0.5):
+        return SimpleNamespace(owner=owner, task=task, kind=kind, metrics={}, accuracy=accuracy)
+
+    candidates = [
+        cand("n0", "news"),
+        cand("n1", "news", accuracy=0.9),
+        cand("s0", "spam"),
+        cand("n1", "news", kind="shared", accuracy=1.0),
+    ]
+    counts = {"n0": {"sport": 40, "tech": 1}, "n1": {"sport": 3, "tech": 50}, "s0": {"ham": 9}}
+    tasks = {"bbc": "news", "sms": "spam"}
+    pick = oracle_candidate(candidates, BenchQuery("t", "bbc", "sport"), tasks, counts)
+    assert pick is candidates[0]
+    pick = oracle_candidate(candidates, BenchQuery("t", "bbc", "tech"), tasks, counts)
+    assert pick is candidates[1]  # personalised, not the shared adapter
+    pick = oracle_candidate(candidates, BenchQuery("t", "bbc", "politics"), tasks, counts)
+    assert pick is candidates[1]  # nobody holds the label: best reported accuracy
+    with pytest.raises(ValueError, match="no candidate serves task None"):
+        oracle_candidate(candidates, BenchQuery("t", "tweets", "x"), tasks, counts)
 
 
 def test_router_confusion_counts_first_choices():
