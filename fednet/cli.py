@@ -414,7 +414,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reuse",
         default=None,
-        help="a previous <time>-work directory: reuse its trained runs and centralized model",
+        help="a previous <time>-work directory: reuse its runs, centralized model and sections",
     )
     p.set_defaults(func=cmd_bench)
 

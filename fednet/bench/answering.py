@@ -122,9 +122,10 @@ def oracle_candidate(
     """The personalised adapter of the client best placed for the query.
 
     The oracle knows the query's data set and true label: among the clients
-    of the query's task it takes the one with the most training examples of
-    that label (then the best reported accuracy). Every oracle row of the
-    benchmark uses this rule, so they differ only in the adapters.
+    of the query's task it takes the one whose training data holds the largest
+    share of that label (a model leans to the labels it saw most; ties go to
+    the best reported accuracy). Every oracle row of the benchmark uses this
+    rule, so they differ only in the adapters.
 
     Raises
     ------
@@ -137,8 +138,10 @@ def oracle_candidate(
     if not own:
         raise ValueError(f"no candidate serves task {task!r} of data set {query.dataset!r}")
 
-    def support(c: Candidate) -> tuple[int, float]:
-        return counts.get(c.owner, {}).get(query.label, 0), c.accuracy or 0.0
+    def support(c: Candidate) -> tuple[float, float]:
+        own_counts = counts.get(c.owner, {})
+        share = own_counts.get(query.label, 0) / max(1, sum(own_counts.values()))
+        return share, c.accuracy or 0.0
 
     return max(own, key=support)
 

@@ -234,8 +234,8 @@ def _method(report: Mapping[str, Any]) -> list[str]:
         "CPU-seconds cover the asking client and its peers.",
         "- local-only: the preset under the `local` strategy (a Flower simulation); each "
         "query goes to the personalised adapter of the client an oracle picks: the client "
-        "of the query's data set with the most training examples of the query's true label "
-        "(row 6 uses the same rule on the fednet adapters).",
+        "of the query's data set whose training data holds the largest share of the query's "
+        "true label (row 6 uses the same rule on the fednet adapters).",
         f"- The local-only and generalist runs evaluate each round on at most "
         f"{report['config']['baseline_eval_examples']} held-out texts per client and build "
         f"their (unused) DP sketches from {report['config']['baseline_sketch_examples']} "
@@ -272,12 +272,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         + ").",
         f"Machine: {m['cpus']} CPUs, torch {m['torch']} with {m['torch_threads']} threads; "
         f"load average {m['load_average_at_start'][0]:.1f} at the start, "
-        f"{m['load_average_at_end'][0]:.1f} at the end. Total wall time "
-        f"{report['wall_s'] / 60:.1f} min"
+        f"{m['load_average_at_end'][0]:.1f} at the end. "
         + (
-            f" (the trained runs were reused from `{report['config']['reuse']}`)."
-            if report["config"].get("reuse")
-            else "."
+            f"The stages took {report['stages_s'] / 60:.1f} min in all; those marked reused "
+            f"below were run by an earlier invocation in `{report['config']['reuse']}` and "
+            f"show its recorded times (this invocation: {report['wall_s'] / 60:.1f} min)."
+            if report.get("reused_stages")
+            else f"Total wall time {report['wall_s'] / 60:.1f} min."
         ),
         "",
     ]
@@ -290,5 +291,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += _privacy(report["sections"].get("privacy_bench", {"skipped": "absent"}))
     lines += _method(report)
     lines += ["## Stage timings", ""]
-    lines += _table(["stage", "wall"], [[k, f"{v:.0f} s"] for k, v in report["timings"].items()])
+    reused = set(report.get("reused_stages", []))
+    lines += _table(
+        ["stage", "wall", ""],
+        [[k, f"{v:.0f} s", "reused" if k in reused else ""] for k, v in report["timings"].items()],
+    )
     return "\n".join(lines) + "\n"

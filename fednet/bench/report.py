@@ -96,6 +96,7 @@ def evaluate_targets(
     communication: Mapping[str, Any],
     overhead: Mapping[str, Any],
     ranks: Mapping[str, int],
+    confusion: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Each of the issue's targets with its value, whether it is met, and why."""
     routed, general = _row(rows, "routed"), _row(rows, "generalist")
@@ -112,7 +113,8 @@ def evaluate_targets(
             2.0,
             points >= 2.0,
             f"routed {routed['accuracy']:.1%} vs generalist {general['accuracy']:.1%}: "
-            f"{points:+.1f} points. By data set, routed {_by(routed)}; generalist {_by(general)}.",
+            f"{points:+.1f} points. By data set, routed {_by(routed)}; generalist {_by(general)}."
+            + _fedavg_weights(general),
         )
     )
 
@@ -158,7 +160,14 @@ def evaluate_targets(
             share >= 0.97,
             f"routed over the shared and personalised adapters {routed['accuracy']:.1%} vs "
             f"centralized {central['accuracy']:.1%} ({share:.1%}); with oracle routing "
-            f"{oracle['accuracy']:.1%} ({oracle_share:.1%}).",
+            f"{oracle['accuracy']:.1%} ({oracle_share:.1%})."
+            + (
+                f" The router's first choice serves the query's data set for "
+                f"{confusion['first_choice_on_own_dataset']:.1%} of queries, so most of the "
+                "gap to the oracle comes from which of that data set's adapters answers."
+                if confusion
+                else ""
+            ),
         )
     )
 
@@ -205,6 +214,17 @@ def evaluate_targets(
         )
     )
     return out
+
+
+def _fedavg_weights(row: Mapping[str, Any]) -> str:
+    weights = row.get("fedavg_weight_by_dataset")
+    if not weights:
+        return ""
+    shares = ", ".join(f"{d} {w:.0%}" for d, w in weights.items())
+    return (
+        f" FedAvg weights each client by its training examples ({shares}), so the one union "
+        "head leans to the data set with the most examples."
+    )
 
 
 def _by(row: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from fednet.bench.config import BenchConfig
 from fednet.bench.queries import query_streams, task_of_dataset
 from fednet.bench.report import ROWS, SCHEMA, evaluate_targets
 from fednet.bench.runs import bench_federation, simulate_variant, train_centralized, variant
+from fednet.bench.sections import privacy_section, reused_json, routing_section, run_section
 from fednet.config import FederationConfig
 
 __all__ = ["STAGES", "Progress", "run_bench"]
@@ -48,9 +49,23 @@ STAGES = (
 
 
 class _Stages:
-    def __init__(self, progress: Progress | None) -> None:
+    """Announces, logs and times stages; keeps the times in ``record`` (JSON).
+
+    A stage marked reused keeps the time recorded by the run that did it.
+    """
+
+    def __init__(self, progress: Progress | None, record: Path, *, reuse: bool) -> None:
         self.progress = progress
+        self.record = record
+        self.recorded: dict[str, float] = {}
+        if reuse and record.is_file():
+            self.recorded = dict(json.loads(record.read_text(encoding="utf-8")))
         self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def mark_reused(self, name: str) -> None:
+        """The current stage's work was done by an earlier run."""
+        self.reused.append(name)
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -62,7 +77,14 @@ class _Stages:
         try:
             yield
         finally:
-            self.timings[name] = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            if name in self.reused and name in self.recorded:
+                elapsed = self.recorded[name]
+            self.timings[name] = elapsed
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.record.write_text(
+                json.dumps({**self.recorded, **self.timings}, indent=2), encoding="utf-8"
+            )
 
 
 def _stamp(out: Path) -> str:
@@ -109,51 +131,6 @@ def _machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "load_average_at_start": list(os.getloadavg()),
     }
-
-
-def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    try:
-        return run()
-    except ImportError as e:
-        logger.info("%s section skipped: %s", name, e)
-        return {"skipped": f"module not installed: {e}"}
-    except Exception as e:  # a failed section must not discard the rest of the bench
-        logger.exception("%s section failed", name)
-        return {"error": f"{type(e).__name__}: {e}"}
-
-
-def _reused(config: BenchConfig, path: Path) -> dict[str, Any] | None:
-    if config.reuse and path.is_file():
-        logger.info("reusing %s", path)
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    return None
-
-
-def _routing_section(config: BenchConfig, run_dir: Path, work: Path) -> dict[str, Any]:
-    from fednet.inference.bench import run_routing_bench
-
-    done = _reused(config, work / "routing" / "routing.json")
-    if done is not None:
-        return done
-    shutil.rmtree(work / "routing", ignore_errors=True)
-    return run_routing_bench(
-        run_dir,
-        None,
-        work / "routing" / "routing.json",
-        queries_per_dataset=config.routing_queries_per_dataset,
-        warmup_per_dataset=config.routing_warmup_per_dataset,
-        keys_dir=work / "keys",
-    )
-
-
-def _privacy_section(config: BenchConfig, work: Path) -> dict[str, Any]:
-    from fednet.bench.privacy import run_privacy_bench
-
-    done = _reused(config, work / "privacy" / "privacy.json")
-    if done is not None:
-        return done
-    shutil.rmtree(work / "privacy", ignore_errors=True)
-    return run_privacy_bench(work / "privacy", quick=config.quick)
 
 
 def _runs(
@@ -208,7 +185,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
         seed=config.seed,
     )
     tasks = task_of_dataset(cfg)
-    stage = _Stages(progress)
+    stage = _Stages(progress, work / "timings.json", reuse=bool(config.reuse))
     lanes = config.clients_at_once or max(1, min(os.cpu_count() or 1, len(cfg.clients)))
     run_dirs = {name: work / "runs" / name for name in ("fednet", "local", "generalist")}
     summaries: dict[str, dict[str, Any]] = {}
@@ -230,6 +207,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
             done = run_dirs[name] / "summary.json"
             if config.reuse and done.is_file():
                 logger.info("reusing %s", run_dirs[name])
+                stage.mark_reused(title)
                 summaries[name] = json.loads(done.read_text(encoding="utf-8"))
             else:
                 shutil.rmtree(run_dirs[name], ignore_errors=True)
@@ -240,6 +218,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
         done = work / "centralized.json"
         if config.reuse and done.is_file():
             logger.info("reusing %s", work / "centralized")
+            stage.mark_reused("train centralized")
             central = json.loads(done.read_text(encoding="utf-8"))
         else:
             central = train_centralized(cfg, work / "centralized")
@@ -274,18 +253,31 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
         )
         rows.update(fed_rows)
     sections: dict[str, Any] = {}
-    with stage("routing section"):
-        sections["routing_bench"] = (
-            _section("routing", lambda: _routing_section(config, run_dirs["fednet"], work))
-            if config.routing_section
-            else {"skipped": "turned off"}
-        )
-    with stage("privacy section"):
-        sections["privacy_bench"] = (
-            _section("privacy", lambda: _privacy_section(config, work))
-            if config.privacy_section
-            else {"skipped": "turned off"}
-        )
+    for title, key, enabled, path, run in (
+        (
+            "routing section",
+            "routing_bench",
+            config.routing_section,
+            work / "routing" / "routing.json",
+            lambda: routing_section(config, run_dirs["fednet"], work),
+        ),
+        (
+            "privacy section",
+            "privacy_bench",
+            config.privacy_section,
+            work / "privacy" / "privacy.json",
+            lambda: privacy_section(config, work),
+        ),
+    ):
+        with stage(title):
+            previous = reused_json(config, path) if enabled else None
+            if not enabled:
+                sections[key] = {"skipped": "turned off"}
+            elif previous is not None:
+                stage.mark_reused(title)
+                sections[key] = previous
+            else:
+                sections[key] = run_section(title.split()[0], run)
 
     fed, gen = summaries["fednet"], summaries["generalist"]
     columns = {
@@ -302,6 +294,12 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
         "generalist": _columns(_shared(gen), runstats.client_epsilons(gen), _privacy_note(gen)),
     }
     fed_columns = _columns(_shared(fed), runstats.client_epsilons(fed), _privacy_note(fed))
+    examples: dict[str, float] = {}
+    for c in cfg.clients:
+        examples[c.dataset] = examples.get(c.dataset, 0) + gen["clients"][c.id]["num_examples"]
+    rows["generalist"]["fedavg_weight_by_dataset"] = {
+        d: n / sum(examples.values()) for d, n in examples.items()
+    }
     report_rows = []
     for key, title in ROWS:
         report_rows.append(
@@ -320,6 +318,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
         communication=communication,
         overhead=overhead["fednet"],
         ranks={c.id: c.lora_rank for c in cfg.clients},
+        confusion=confusion,
     )
     with stage("plots and report"):
         plots = write_plots(
@@ -372,7 +371,9 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
             "plots": plots,
             "sections": sections,
             "timings": dict(stage.timings),
+            "reused_stages": list(stage.reused),
             "wall_s": 0.0,
+            "stages_s": sum(stage.timings.values()),
         }
         report["wall_s"] = time.perf_counter() - started
         json_path, md_path = out / f"{stamp}.json", out / f"{stamp}.md"

@@ -157,7 +157,7 @@ def test_answers_are_right_only_for_the_query_task_and_label(tiny):
     assert not is_correct(UNION_TASK, "bbc-news:spam", q, tasks)
 
 
-def test_oracle_picks_the_client_with_most_examples_of_the_true_label():
+def test_oracle_picks_the_client_richest_in_the_true_label():
     def cand(owner, task, kind="personalized", accuracy=0.5):
         return SimpleNamespace(owner=owner, task=task, kind=kind, metrics={}, accuracy=accuracy)
 
@@ -167,7 +167,8 @@ def test_oracle_picks_the_client_with_most_examples_of_the_true_label():
         cand("s0", "spam"),
         cand("n1", "news", kind="shared", accuracy=1.0),
     ]
-    counts = {"n0": {"sport": 40, "tech": 1}, "n1": {"sport": 3, "tech": 50}, "s0": {"ham": 9}}
+    # n1 holds more sport texts than n0, but sport is a larger share of n0's data
+    counts = {"n0": {"sport": 40, "tech": 10}, "n1": {"sport": 60, "tech": 540}, "s0": {"ham": 9}}
     tasks = {"bbc": "news", "sms": "spam"}
     pick = oracle_candidate(candidates, BenchQuery("t", "bbc", "sport"), tasks, counts)
     assert pick is candidates[0]
