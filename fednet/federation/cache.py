@@ -19,10 +19,10 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from fednet.atomic import write_atomic
 
 if TYPE_CHECKING:
     from fednet.config import ClientConfig, FederationConfig
@@ -86,16 +86,8 @@ def _read(path: Path) -> ClientData | None:
 
 
 def _write(path: Path, data: ClientData) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: list(v) for k, v in dataclasses.asdict(data).items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp creates it 0600
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))  # created 0600, like the split it caches
     for old in path.parent.glob("data-*.json"):
         if old != path:
             old.unlink(missing_ok=True)

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
+from fednet.atomic import write_atomic
 from fednet.errors import ConfigError
 
 __all__ = [
@@ -197,16 +197,7 @@ def restore_strategy(strategy: Any, state: dict[str, Any]) -> None:
 
 # -- files ---------------------------------------------------------------------
 def _fsync_write(path: Path, data: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from fednet.atomic import write_atomic
 from fednet.config import FederationConfig
 from fednet.strategies.base import RoundOutcome
 from fednet.strategies.profile import ClientProfile
@@ -28,13 +28,9 @@ logger = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`fednet.atomic.write_atomic`)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=float)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def base_model_nbytes(base_model: str) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from fednet.atomic import write_atomic as _write_atomic
 from fednet.errors import IntegrityError
 from fednet.hub.keys import Ed25519PrivateKey, sign_manifest
 from fednet.hub.manifest import Manifest, check_filename
@@ -168,23 +169,7 @@ def check_files(manifest: Manifest, files: Mapping[str, bytes]) -> None:
         raise IntegrityError(f"adapter {manifest.ref}: " + "; ".join(problems))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory.
-
-    The temporary file is flushed and fsynced, then renamed over ``path``, so
-    readers see either the old file or the complete new one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+write_atomic = _write_atomic  # one implementation, in fednet.atomic
 
 
 def write_files_atomically(dest_dir: str | Path, files: Mapping[str, bytes]) -> None:
