@@ -206,6 +206,7 @@ UNION_TASK = "union"
 """Task key shared by every client when ``federation.label-space = "union"``."""
 
 LABEL_SPACES = ("task", "union")
+WIRE_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,10 @@ class FederationConfig:
     ``"union"`` maps every data set's labels into one union label space
     (``<data set>:<label>``), and every client trains the one shared head of
     task :data:`UNION_TASK`: a single generalist model for the whole federation.
+
+    ``wire_dtype`` (``federation.wire-dtype``) is the dtype of the LoRA factors
+    and heads in every message, both ways: ``"float32"`` (default) or
+    ``"float16"``, which halves the bytes. Training and aggregation stay float32.
     """
 
     clients: tuple[ClientConfig, ...]
@@ -229,6 +234,7 @@ class FederationConfig:
     eval_examples: int = 256
     personalize_steps: int = 0
     label_space: str = "task"
+    wire_dtype: str = "float32"
     lora: LoraDefaults = field(default_factory=LoraDefaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -257,6 +263,12 @@ class FederationConfig:
             "federation.label-space",
             "'task' or 'union'",
             self.label_space,
+        )
+        _check(
+            self.wire_dtype in WIRE_DTYPES,
+            "federation.wire-dtype",
+            " or ".join(repr(d) for d in WIRE_DTYPES),
+            self.wire_dtype,
         )
         ids = [c.id for c in self.clients]
         dupes = sorted({i for i in ids if ids.count(i) > 1})

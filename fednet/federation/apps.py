@@ -103,7 +103,8 @@ def _load_incoming(rt: Any, content: RecordDict) -> None:
     lora = content.array_records.get(P.LORA)
     head = content.array_records.get(P.HEAD)
     rt.load_global(
-        lora.to_torch_state_dict() if lora else None, head.to_torch_state_dict() if head else None
+        {k: v.float() for k, v in lora.to_torch_state_dict().items()} if lora else None,
+        {k: v.float() for k, v in head.to_torch_state_dict().items()} if head else None,
     )
 
 
@@ -146,6 +147,8 @@ def make_client_app(
         rt = _runtime(msg, context, cfg)
         _load_incoming(rt, msg.content)
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
+        wire = str(conf.get(P.WIRE_DTYPE_KEY, "float32"))
+        P.wire_dtype(wire)  # an unknown dtype fails before any data is touched
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         personal = bool(conf.get("personalize", 0))
         steps = int(conf.get("steps", rt.client.local_steps))
@@ -173,8 +176,8 @@ def make_client_app(
         metrics["wall-s"] = time.perf_counter() - started  # the client's own time this round
         content = RecordDict(
             {
-                P.LORA: ArrayRecord(res.lora),
-                P.HEAD: ArrayRecord(res.head),
+                P.LORA: P.to_wire(res.lora, wire),
+                P.HEAD: P.to_wire(res.head, wire),
                 P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
             }
         )

@@ -5,6 +5,13 @@ client's outgoing records: only LoRA factors, head tensors, DP sketch tensors,
 scalar metrics and the client's public profile may leave. :func:`allowlist_mod`
 applies it to every reply of a ClientApp, so nothing else leaves even if the
 training code misbehaves.
+
+LoRA factors and heads travel in the federation's wire dtype
+(``federation.wire-dtype``): ``float32``, or ``float16`` for half the bytes.
+The server names it in every message's config (:data:`WIRE_DTYPE_KEY`); the
+client replies in it, and the server rejects a reply in any other dtype.
+Both sides compute in float32: :func:`to_wire` casts down, :func:`from_wire` up.
+Casting after local DP noise is post-processing, so it costs no privacy.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import re
 from typing import Any
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fednet.errors import UpdateRejectedError
@@ -33,6 +41,11 @@ __all__ = [
     "check_reply",
     "allowlist_mod",
     "record_nbytes",
+    "WIRE_DTYPES",
+    "WIRE_DTYPE_KEY",
+    "wire_dtype",
+    "to_wire",
+    "from_wire",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +58,9 @@ METRICS = "metrics"
 CONFIG = "config"
 PROFILE = "profile"
 STATUS = "status"
+
+WIRE_DTYPE_KEY = "wire-dtype"
+WIRE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 
 HEAD_KEYS = frozenset({"head.weight", "head.bias"})
 METRIC_KEYS = frozenset(
@@ -145,3 +161,36 @@ def record_nbytes(content: RecordDict) -> int:
         if isinstance(record, ArrayRecord):
             total += sum(len(a.data) for a in record.values())
     return total
+
+
+def wire_dtype(name: object) -> torch.dtype:
+    """The torch dtype of wire-dtype ``name``; a clear error for anything else."""
+    if not isinstance(name, str) or name not in WIRE_DTYPES:
+        valid = ", ".join(repr(k) for k in WIRE_DTYPES)
+        raise ValueError(f"`{WIRE_DTYPE_KEY}` must be one of {valid}, got {name!r}")
+    return WIRE_DTYPES[name]
+
+
+def to_wire(state: dict[str, torch.Tensor], dtype: str) -> ArrayRecord:
+    """``state`` as an ArrayRecord, floating tensors cast to wire dtype ``dtype``."""
+    target = wire_dtype(dtype)
+    return ArrayRecord(
+        {k: v.detach().to(target) if v.is_floating_point() else v for k, v in state.items()}
+    )
+
+
+def from_wire(
+    record: ArrayRecord, dtype: str, *, where: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Float32 tensors of ``record``, and a problem for each not in wire dtype ``dtype``.
+
+    ``where`` names the record in the problems (``"lora"``, ``"head"``).
+    """
+    expected = wire_dtype(dtype)
+    state = record.to_torch_state_dict()
+    problems = [
+        f"array `{where}/{k}` is {str(v.dtype).removeprefix('torch.')}, expected {dtype}"
+        for k, v in state.items()
+        if v.dtype != expected
+    ]
+    return {k: v.to(torch.float32) for k, v in state.items()}, problems

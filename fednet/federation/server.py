@@ -30,6 +30,7 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         fraction_train=cfg.strategy.fraction_train,
         min_clients=cfg.strategy.min_clients,
         seed=cfg.seed,
+        wire_dtype=cfg.wire_dtype,
     )
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.strategies.dp_central import CentralDP
@@ -84,7 +85,6 @@ def personalize(
 ) -> dict[str, dict[str, float]]:
     """Each client fine-tunes a copy of the shared adapter; keep every copy."""
     from fednet.models import save_adapter
-    from fednet.strategies.fedlora import validate_update
 
     strategy = getattr(strategy, "strategy", strategy)  # unwrap privacy wrappers
     if cfg.personalize_steps <= 0 or not isinstance(strategy, FedLoRA):
@@ -95,8 +95,8 @@ def personalize(
         if p.node_id not in live:
             continue
         content = strategy.payload(state, p)
-        content[P.CONFIG] = ConfigRecord(
-            {"personalize": 1, "steps": cfg.personalize_steps, "server-round": cfg.rounds + 1}
+        content[P.CONFIG] = strategy.message_config(
+            cfg.rounds + 1, ConfigRecord({"personalize": 1, "steps": cfg.personalize_steps})
         )
         msgs.append(
             Message(
@@ -114,7 +114,7 @@ def personalize(
         assert profile is not None
         p = profile
         try:
-            lora, head = validate_update(r.content, p, state)
+            lora, head = strategy.validate(r.content, p, state)
         except UpdateRejectedError as e:
             logger.warning("personalised update of %s rejected: %s", p.client_id, e)
             continue

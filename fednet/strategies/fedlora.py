@@ -23,12 +23,17 @@ logger = logging.getLogger(__name__)
 
 
 def validate_update(
-    content: RecordDict, profile: ClientProfile, state: GlobalState
+    content: RecordDict,
+    profile: ClientProfile,
+    state: GlobalState,
+    *,
+    wire_dtype: str = "float32",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Check a training reply against the allowlist and the client's profile.
 
-    Returns the LoRA and head tensors; raises :class:`UpdateRejectedError` listing
-    every problem (wrong keys, ranks or shapes, non-finite values).
+    Returns the LoRA and head tensors in float32; raises
+    :class:`UpdateRejectedError` listing every problem (wrong keys, ranks,
+    shapes or wire dtype, non-finite values).
     """
     problems: list[str] = []
     try:
@@ -37,8 +42,9 @@ def validate_update(
         problems += e.problems
     if P.LORA not in content.array_records or P.HEAD not in content.array_records:
         raise UpdateRejectedError(problems + ["reply lacks the `lora` or `head` record"])
-    lora = content.array_records[P.LORA].to_torch_state_dict()
-    head = content.array_records[P.HEAD].to_torch_state_dict()
+    lora, bad_lora = P.from_wire(content.array_records[P.LORA], wire_dtype, where=P.LORA)
+    head, bad_head = P.from_wire(content.array_records[P.HEAD], wire_dtype, where=P.HEAD)
+    problems += bad_lora + bad_head
     ref = state.lora.get(profile.base_model)
     if ref is None:
         problems.append(f"no global LoRA for base model {profile.base_model!r}")
@@ -78,6 +84,9 @@ class FedLoRA(FednetStrategy):
     ----------
     rank_aggregation : str
         ``"rank-wise"`` (default) or ``"zero-pad"``.
+    wire_dtype : str
+        Dtype of the LoRA factors and heads on the wire, both ways:
+        ``"float32"`` (default) or ``"float16"`` (see :mod:`fednet.federation.protocol`).
     fraction_train, min_clients, seed
         See :class:`~fednet.strategies.base.FednetStrategy`.
     """
@@ -89,13 +98,16 @@ class FedLoRA(FednetStrategy):
         fraction_train: float = 1.0,
         min_clients: int = 0,
         seed: int = 0,
+        wire_dtype: str = "float32",
     ) -> None:
         super().__init__(fraction_train=fraction_train, min_clients=min_clients, seed=seed)
         if rank_aggregation not in ("rank-wise", "zero-pad"):
             raise ValueError(
                 f"`rank-aggregation` must be 'rank-wise' or 'zero-pad', got {rank_aggregation!r}"
             )
+        P.wire_dtype(wire_dtype)
         self.rank_aggregation = rank_aggregation
+        self.wire_dtype = wire_dtype
         self._state_for_round = GlobalState()
         self.sketches: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -105,10 +117,26 @@ class FedLoRA(FednetStrategy):
         lora = truncate_rank(state.lora[profile.base_model], profile.rank)
         return RecordDict(
             {
-                P.LORA: ArrayRecord(lora),
-                P.HEAD: ArrayRecord(state.heads[profile.task]),
+                P.LORA: P.to_wire(lora, self.wire_dtype),
+                P.HEAD: P.to_wire(state.heads[profile.task], self.wire_dtype),
             }
         )
+
+    def message_config(self, server_round: int, config: ConfigRecord | None = None) -> ConfigRecord:
+        """``config`` plus the round and the wire dtype every message carries."""
+        return ConfigRecord(
+            {
+                **dict(config or ConfigRecord()),
+                "server-round": server_round,
+                P.WIRE_DTYPE_KEY: self.wire_dtype,
+            }
+        )
+
+    def validate(
+        self, content: RecordDict, profile: ClientProfile, state: GlobalState
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """:func:`validate_update` in this strategy's wire dtype."""
+        return validate_update(content, profile, state, wire_dtype=self.wire_dtype)
 
     def _messages(
         self,
@@ -130,8 +158,7 @@ class FedLoRA(FednetStrategy):
                 )
                 continue
             content = self.payload(state, p)
-            cfg = ConfigRecord({**dict(config), "server-round": server_round})
-            content[P.CONFIG] = cfg
+            content[P.CONFIG] = self.message_config(server_round, config)
             self.bytes_down[p.client_id] = self.bytes_down.get(p.client_id, 0) + P.record_nbytes(
                 content
             )
@@ -179,7 +206,7 @@ class FedLoRA(FednetStrategy):
                 r.content
             )
             try:
-                lora, head = validate_update(r.content, p, self._state_for_round)
+                lora, head = self.validate(r.content, p, self._state_for_round)
             except UpdateRejectedError as e:
                 logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
                 continue

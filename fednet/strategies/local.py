@@ -35,8 +35,8 @@ class LocalOnly(FedLoRA):
             return super().payload(state, profile)
         return RecordDict(
             {
-                P.LORA: ArrayRecord(own.lora[profile.base_model]),
-                P.HEAD: ArrayRecord(own.heads[profile.task]),
+                P.LORA: P.to_wire(own.lora[profile.base_model], self.wire_dtype),
+                P.HEAD: P.to_wire(own.heads[profile.task], self.wire_dtype),
             }
         )
 

@@ -373,3 +373,8 @@ def test_human_bytes():
         "5.0 MiB",
         "-",
     ]
+
+
+def test_unknown_wire_dtype_names_the_key(tiny):
+    with pytest.raises(ValueError, match="`federation.wire-dtype` must be 'float32' or 'float16'"):
+        tiny.with_overrides(wire_dtype="bfloat16")

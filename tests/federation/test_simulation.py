@@ -138,3 +138,21 @@ def test_local_only_strategy_runs(tmp_path):
     summary = simulate(cfg, tmp_path / "local")
     assert summary["strategy"] == "local"
     assert all(c["accuracy"] is not None for c in summary["clients"].values())
+
+
+def test_float16_wire_halves_what_every_client_sends(run, tmp_path):
+    cfg, _, full, _ = run
+    cfg = dataclasses.replace(cfg, rounds=1, personalize_steps=0, wire_dtype="float16")
+    cfg = dataclasses.replace(cfg, hub=HubConfig())
+    wire = tmp_path / "wire"
+    wire.mkdir()
+    summary = simulate(cfg, tmp_path / "half", mods=(WireRecorder(wire),))
+    replies = [e for e in load_wire(wire) if "lora" in e["records"]]
+    assert len(replies) == len(cfg.clients)
+    for entry in replies:
+        for name in ("lora", "head"):
+            assert {a.dtype for a in entry["records"][name][1].values()} == {np.dtype("float16")}
+    for cid, c in summary["clients"].items():
+        assert c["accuracy"] is not None
+        # the same LoRA and head in half the bytes; the sketch stays float32
+        assert c["bytes_up_total"] < 0.6 * full["clients"][cid]["bytes_up_per_round"] + 4096

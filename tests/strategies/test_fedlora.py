@@ -130,3 +130,46 @@ def test_registry_lists_valid_names():
         create_strategy("fedprox-lora")
     with pytest.raises(ValueError, match="rank-aggregation"):
         create_strategy("fedlora", rank_aggregation="svd-ish")
+
+
+def test_float16_wire_sends_half_precision_and_aggregates_in_float32():
+    s = FedLoRA(wire_dtype="float16")
+    p = profile(1, "x", "t1", 2, 30)
+    s.profiles = {1: p}
+    state = GlobalState(
+        lora={"tiny": {A: torch.full((2, 2), 0.1), B: torch.zeros(2, 2)}}, heads={"t1": head(0)}
+    )
+    out = s.payload(state, p)
+    assert {a.dtype for rec in (out[P.LORA], out[P.HEAD]) for a in rec.values()} == {"float16"}
+    assert s.message_config(3)[P.WIRE_DTYPE_KEY] == "float16"
+
+    s._state_for_round = state
+    half = {A: torch.full((2, 2), 1.0, dtype=torch.float16), B: torch.ones(2, 2).half()}
+    half_head = {k: v.half() for k, v in head(3).items()}
+    arrays, metrics = s.aggregate_train(1, [reply(1, half, half_head)])
+    assert metrics["clients"] == 1
+    new = GlobalState.from_arrayrecord(arrays)
+    assert new.lora["tiny"][A].dtype == torch.float32
+    assert torch.equal(new.heads["t1"]["head.bias"], torch.full((2,), 3.0))
+    full = FedLoRA().payload(state, p)  # float32
+    values = 4 + 4 + 4 + 2
+    assert P.record_nbytes(full) - P.record_nbytes(out) == values * (4 - 2)
+
+
+def test_reply_in_another_wire_dtype_is_rejected_by_name(caplog):
+    s = FedLoRA(wire_dtype="float16")
+    s.profiles = {1: profile(1, "x", "t1", 2, 30)}
+    s._state_for_round = GlobalState(
+        lora={"tiny": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}}, heads={"t1": head(0)}
+    )
+    half_head = {k: v.half() for k, v in head(1).items()}
+    arrays, metrics = s.aggregate_train(
+        1, [reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, half_head)]
+    )
+    assert arrays is None and metrics["clients"] == 0
+    assert f"array `lora/{A}` is float32, expected float16" in caplog.text
+
+
+def test_unknown_wire_dtype_is_refused():
+    with pytest.raises(ValueError, match="`wire-dtype` must be one of 'float32', 'float16'"):
+        FedLoRA(wire_dtype="int8")
