@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from fednet.config import UNION_TASK, FederationConfig
 from fednet.hub.manifest import Manifest
 from fednet.hub.publish import adapter_name, client_key, publish_run
 from fednet.hub.store import HubStore
+from fednet.inference import Network
 from fednet.inference.combine import Answer
 from fednet.routing import Candidate
 
@@ -46,6 +48,27 @@ def _pick(candidates: list[Candidate], adapter: str) -> Candidate:
     raise ValueError(f"no live peer serves {adapter!r}; candidates: {[c.key for c in candidates]}")
 
 
+@contextmanager
+def _asking(
+    store: HubStore,
+    adapters: Mapping[str, Sequence[str]],
+    cfg: FederationConfig,
+    streams: QueryStreams,
+    *,
+    cache_root: Path,
+    threshold: float,
+    routers: Sequence[tuple[str, int]] = (("prior", 1),),
+) -> Iterator[list[Network]]:
+    """Peers serving ``adapters`` and one network client per ``(router, top_k)``."""
+    limits = {"max_length": cfg.max_length, "max_chars": streams.max_chars}
+    with ExitStack() as stack:
+        stack.enter_context(serving(store, adapters, cache_root=cache_root, **limits))
+        yield [
+            stack.enter_context(network(store, router=r, top_k=k, threshold=threshold, **limits))
+            for r, k in routers
+        ]
+
+
 def answer_local(
     cfg: FederationConfig,
     run_dir: Path,
@@ -60,23 +83,9 @@ def answer_local(
     with HubStore(work / "hubs" / "local") as store:
         publish_run(run_dir, store, keys_dir=work / "keys", kinds=("personalized",))
         adapters = {c.id: [adapter_name(c.id, "personalized")] for c in cfg.clients}
-        with (
-            serving(
-                store,
-                adapters,
-                cache_root=work / "cache" / "local",
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ),
-            network(
-                store,
-                router="prior",
-                top_k=1,
-                threshold=threshold,
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ) as net,
-        ):
+        with _asking(
+            store, adapters, cfg, streams, cache_root=work / "cache" / "local", threshold=threshold
+        ) as (net,):
             candidates = net.refresh()
             row, _ = measure(
                 "local-only",
@@ -117,23 +126,9 @@ def answer_union(
         )
         store.publish(centralized["adapter_dir"], draft, client_key(work / "keys", CENTRALIZED))
         adapters = {"generalist": [general], CENTRALIZED: [CENTRALIZED]}
-        with (
-            serving(
-                store,
-                adapters,
-                cache_root=work / "cache" / "union",
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ),
-            network(
-                store,
-                router="prior",
-                top_k=1,
-                threshold=threshold,
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ) as net,
-        ):
+        with _asking(
+            store, adapters, cfg, streams, cache_root=work / "cache" / "union", threshold=threshold
+        ) as (net,):
             candidates = net.refresh()
             out: dict[str, dict[str, Any]] = {}
             for key, name in ((CENTRALIZED, CENTRALIZED), ("generalist", general)):
@@ -170,31 +165,15 @@ def answer_fednet(
     with HubStore(work / "hubs" / "fednet") as store:
         publish_run(run_dir, store, keys_dir=work / "keys")
         adapters = {c.id: owned_adapters(store, c.id) for c in cfg.clients}
-        with (
-            serving(
-                store,
-                adapters,
-                cache_root=work / "cache" / "fednet",
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ),
-            network(
-                store,
-                router="learned",
-                top_k=top_k,
-                threshold=threshold,
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ) as net,
-            network(
-                store,
-                router="prior",
-                top_k=1,
-                threshold=threshold,
-                max_length=cfg.max_length,
-                max_chars=streams.max_chars,
-            ) as oracle_net,
-        ):
+        with _asking(
+            store,
+            adapters,
+            cfg,
+            streams,
+            cache_root=work / "cache" / "fednet",
+            threshold=threshold,
+            routers=(("learned", top_k), ("prior", 1)),
+        ) as (net, oracle_net):
             candidates = net.refresh()
             own = [c for c in candidates if c.adapter == adapter_name(c.peer_id, "personalized")]
             logger.info("router warm-up on %d queries", len(streams.warmup))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from fednet.deploy import flower as F
 from fednet.deploy.net import free_port, parse_address, probe_server
-from fednet.deploy.procs import Shutdown, Supervisor, watch_output
+from fednet.deploy.procs import Supervisor, run_command, watch_output
 from fednet.errors import ConfigError, FednetError
 
 if TYPE_CHECKING:
@@ -341,20 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(PROG, args.verbose)
-    try:
-        return run_client(args)
-    except ClientStopError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return e.status
-    except Shutdown as e:
-        print(f"{PROG}: stopped by {e}; every process it started has ended", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every process it started has ended", file=sys.stderr)
-        return 130
-    except (FednetError, ValueError, TypeError, FileNotFoundError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(PROG, lambda: run_client(args))
 
 
 if __name__ == "__main__":

@@ -396,3 +396,30 @@ def watch_output(child: Child, on_line: Callable[[str], None]) -> Iterator[threa
         yield t
     finally:
         t.join(timeout=2)
+
+
+def run_command(prog: str, body: Callable[[], int], *, other_error_status: int = 2) -> int:
+    """Run a command's ``body`` and turn how it ends into an exit status.
+
+    A signal or Ctrl-C is reported as such (every child has ended by then); a
+    bad input (config, value, type or missing file) prints one line and gives
+    2; an error with a ``status`` attribute gives that status; any other
+    :class:`~fednet.errors.FednetError` gives ``other_error_status``.
+    """
+    from fednet.errors import ConfigError, FednetError
+
+    try:
+        return body()
+    except Shutdown as e:
+        print(f"{prog}: stopped by {e}; every process it started has ended", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; every process it started has ended", file=sys.stderr)
+        return 130
+    except (FednetError, ValueError, TypeError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        status = getattr(e, "status", None)
+        if isinstance(status, int):
+            return status
+        bad_input = ConfigError | ValueError | TypeError | FileNotFoundError
+        return 2 if isinstance(e, bad_input) else other_error_status

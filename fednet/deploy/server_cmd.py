@@ -26,7 +26,7 @@ from typing import Any
 
 from fednet.deploy import flower as F
 from fednet.deploy.net import connect_host, join_address, parse_address, port_in_use, probe_server
-from fednet.deploy.procs import Child, Shutdown, Supervisor
+from fednet.deploy.procs import Child, Supervisor, run_command
 from fednet.errors import ConfigError, FednetError
 
 __all__ = ["main", "build_parser", "serve"]
@@ -328,17 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(PROG, args.verbose)
-    try:
-        return serve(args)
-    except Shutdown as e:
-        print(f"{PROG}: stopped by {e}; every process it started has ended", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every process it started has ended", file=sys.stderr)
-        return 130
-    except (FednetError, ValueError, TypeError, FileNotFoundError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ConfigError | ValueError | TypeError | FileNotFoundError) else 1
+    return run_command(PROG, lambda: serve(args), other_error_status=1)
 
 
 if __name__ == "__main__":
