@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import uvicorn
-from fastapi import FastAPI
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
 from fednet.hub import HubClient, HubStore, Manifest, create_app, generate_private_key
 from fednet.hub.keys import Ed25519PrivateKey
+
+from ..loopback import serving as running
 
 WRITE_TOKEN = "write-secret"
 READ_TOKEN = "read-secret"
@@ -92,28 +88,6 @@ def make_draft() -> Callable[..., Manifest]:
 def store(tmp_path: Path) -> Iterator[HubStore]:
     with HubStore(tmp_path / "hub") as hub:
         yield hub
-
-
-@contextmanager
-def running(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ from fednet.hub.publish import publish_run
 from fednet.inference import AskConfig, Network, PeerConfig, PeerServer, owned_adapters
 from fednet.routing import LearnedRouter, RouterConfig, create_router
 
-from .conftest import TOKEN, break_signature, free_port, serving
+from ..loopback import serving
+from .conftest import TOKEN, break_signature, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from fastapi.responses import PlainTextResponse
 from fednet.errors import PeerError
 from fednet.inference import AskConfig, PeerClient, PeerConfig, check_query, parse_reply
 
-from .conftest import free_port, serving
+from ..loopback import serving
+from .conftest import free_port
 
 GOOD: dict[str, Any] = {
     "peer_id": "p",
