@@ -90,10 +90,15 @@ class StrategyConfig:
         within ``round_timeout`` (0 means one).
     round_timeout : float
         Seconds to wait for replies in one round.
+    lora_grouping : str
+        Which clients average their LoRA factors together: ``"base-model"``
+        (every client of a base model) or ``"task"`` (every client of a base
+        model and task). Heads are always averaged per task.
     """
 
     name: str = "fedlora"
     rank_aggregation: str = "rank-wise"
+    lora_grouping: str = "base-model"
     fraction_train: float = 1.0
     min_clients: int = 0
     round_timeout: float = 3600.0
@@ -113,6 +118,12 @@ class StrategyConfig:
         )
         _check(self.min_clients >= 0, "strategy.min-clients", ">= 0", self.min_clients)
         _check(self.round_timeout > 0, "strategy.round-timeout", "> 0", self.round_timeout)
+        _check(
+            self.lora_grouping in ("base-model", "task"),
+            "strategy.lora-grouping",
+            "'base-model' or 'task'",
+            self.lora_grouping,
+        )
 
 
 @dataclass(frozen=True)

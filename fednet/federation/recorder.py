@@ -63,13 +63,14 @@ class RunRecorder:
 
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
-            if p.base_model not in state.lora or p.task not in state.heads:
+            group = p.lora_group(self.cfg.strategy.lora_grouping)
+            if group not in state.lora or p.task not in state.heads:
                 continue
-            rank = state.rank_of(p.base_model)
+            rank = state.rank_of(group)
             written.append(
                 save_adapter(
                     out / p.base_model / p.task,
-                    lora_state=state.lora[p.base_model],
+                    lora_state=state.lora[group],
                     base_model=p.base_model,
                     rank=rank,
                     lora_alpha=self.cfg.lora_alpha(rank),

@@ -31,6 +31,7 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         min_clients=cfg.strategy.min_clients,
         seed=cfg.seed,
         wire_dtype=cfg.wire_dtype,
+        lora_grouping=cfg.strategy.lora_grouping,
     )
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.strategies.dp_central import CentralDP
@@ -45,7 +46,8 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
 
 
 def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> GlobalState:
-    """Seeded initial LoRA per base model (at its largest rank) and head per task."""
+    """Seeded initial LoRA per LoRA group (at its largest rank) and head per task."""
+    from fednet.lora import truncate_rank
     from fednet.models import build_classifier, init_head
 
     state = GlobalState()
@@ -57,6 +59,7 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
                 f"{list(tasks[p.task])} vs {list(p.label_names)} ({p.client_id})"
             )
     hidden: dict[str, int] = {}
+    grouping = cfg.strategy.lora_grouping
     for base in sorted({p.base_model for p in profiles.values()}):
         rank = max(p.rank for p in profiles.values() if p.base_model == base)
         model = build_classifier(
@@ -68,8 +71,15 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
             num_labels=2,
             seed=cfg.seed,
         )
-        state.lora[base] = model.lora_state()
         hidden[base] = int(model.head.in_features)
+        # every group of a base model starts from the same seeded factors, at its largest rank
+        groups: dict[str, int] = {}
+        for p in profiles.values():
+            if p.base_model == base:
+                key = p.lora_group(grouping)
+                groups[key] = max(groups.get(key, 0), p.rank)
+        for key, top in sorted(groups.items()):
+            state.lora[key] = truncate_rank(model.lora_state(), top)
     for task, names in sorted(tasks.items()):
         base = next(p.base_model for p in profiles.values() if p.task == task)
         state.heads[task] = init_head(hidden[base], len(names), seed=cfg.seed)

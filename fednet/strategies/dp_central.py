@@ -119,7 +119,7 @@ class CentralDP(Strategy):
         new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
         deltas: dict[str, tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
         for p, lora, head, _ in accepted:
-            ref_lora = truncate_rank(state.lora[p.base_model], p.rank)
+            ref_lora = truncate_rank(state.lora[self.strategy.group_of(p)], p.rank)
             d = {
                 **{f"l:{k}": lora[k] - ref_lora[k] for k in lora},
                 **{f"h:{k}": head[k] - state.heads[p.task][k] for k in head},
@@ -133,11 +133,12 @@ class CentralDP(Strategy):
                 {k[2:]: v for k, v in clipped.items() if k[0] == "l"},
                 {k[2:]: v for k, v in clipped.items() if k[0] == "h"},
             )
-        for base in {p.base_model for p, _, _ in deltas.values()}:
-            group = [(p, dl) for p, dl, _ in deltas.values() if p.base_model == base]
-            rank = state.rank_of(base)
+        group_of = self.strategy.group_of
+        for key in {group_of(p) for p, _, _ in deltas.values()}:
+            group = [(p, dl) for p, dl, _ in deltas.values() if group_of(p) == key]
+            rank = state.rank_of(key)
             mean = self._noisy_mean([pad_rank(dl, rank) for _, dl in group])
-            new.lora[base] = {k: state.lora[base][k] + mean[k] for k in mean}
+            new.lora[key] = {k: state.lora[key][k] + mean[k] for k in mean}
         for task in {p.task for p, _, _ in deltas.values()}:
             heads = [dh for p, _, dh in deltas.values() if p.task == task]
             mean = self._noisy_mean(heads)

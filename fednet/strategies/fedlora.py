@@ -15,7 +15,7 @@ from fednet.federation import protocol as P
 from fednet.lora import LoraUpdate, aggregate_lora, truncate_rank, weighted_mean
 from fednet.strategies.base import FednetStrategy
 from fednet.strategies.profile import ClientProfile
-from fednet.strategies.state import GlobalState
+from fednet.strategies.state import GlobalState, lora_group
 
 __all__ = ["FedLoRA", "validate_update"]
 
@@ -28,6 +28,7 @@ def validate_update(
     state: GlobalState,
     *,
     wire_dtype: str = "float32",
+    lora_grouping: str = "base-model",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Check a training reply against the allowlist and the client's profile.
 
@@ -45,9 +46,10 @@ def validate_update(
     lora, bad_lora = P.from_wire(content.array_records[P.LORA], wire_dtype, where=P.LORA)
     head, bad_head = P.from_wire(content.array_records[P.HEAD], wire_dtype, where=P.HEAD)
     problems += bad_lora + bad_head
-    ref = state.lora.get(profile.base_model)
+    group = profile.lora_group(lora_grouping)
+    ref = state.lora.get(group)
     if ref is None:
-        problems.append(f"no global LoRA for base model {profile.base_model!r}")
+        problems.append(f"no global LoRA for group {group!r}")
     else:
         if set(lora) != set(ref):
             problems.append("LoRA keys differ from the group's adapter")
@@ -75,15 +77,20 @@ class FedLoRA(FednetStrategy):
     separate averaging of the A and B factors, and HetLoRA (Cho et al.,
     https://arxiv.org/abs/2401.06432) truncation for clients of smaller rank.
 
-    LoRA factors are averaged over all clients that share a base model, weighted
-    by their number of training examples; heads over all clients of a task. The
-    shared adapter keeps the group's largest rank. See
+    LoRA factors are averaged over the clients of a LoRA group, weighted by
+    their number of training examples; heads over all clients of a task. A
+    group is every client of a base model, or with ``lora_grouping="task"``
+    every client of a base model and task, so unrelated tasks do not pull one
+    adapter apart. The shared adapter keeps the group's largest rank. See
     :mod:`fednet.lora.aggregate` for ``rank_aggregation``.
 
     Parameters
     ----------
     rank_aggregation : str
         ``"rank-wise"`` (default) or ``"zero-pad"``.
+    lora_grouping : str
+        ``"base-model"`` (default) or ``"task"``: which clients average their
+        LoRA factors together (see :mod:`fednet.strategies.state`).
     wire_dtype : str
         Dtype of the LoRA factors and heads on the wire, both ways:
         ``"float32"`` (default) or ``"float16"`` (see :mod:`fednet.federation.protocol`).
@@ -99,8 +106,11 @@ class FedLoRA(FednetStrategy):
         min_clients: int = 0,
         seed: int = 0,
         wire_dtype: str = "float32",
+        lora_grouping: str = "base-model",
     ) -> None:
         super().__init__(fraction_train=fraction_train, min_clients=min_clients, seed=seed)
+        lora_group("", "", lora_grouping)  # names the valid groupings if it is not one
+        self.lora_grouping = lora_grouping
         if rank_aggregation not in ("rank-wise", "zero-pad"):
             raise ValueError(
                 f"`rank-aggregation` must be 'rank-wise' or 'zero-pad', got {rank_aggregation!r}"
@@ -114,13 +124,17 @@ class FedLoRA(FednetStrategy):
     # -- what each client receives --------------------------------------------
     def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
         """The group's LoRA truncated to the client's rank, and its task's head."""
-        lora = truncate_rank(state.lora[profile.base_model], profile.rank)
+        lora = truncate_rank(state.lora[self.group_of(profile)], profile.rank)
         return RecordDict(
             {
                 P.LORA: P.to_wire(lora, self.wire_dtype),
                 P.HEAD: P.to_wire(state.heads[profile.task], self.wire_dtype),
             }
         )
+
+    def group_of(self, profile: ClientProfile) -> str:
+        """Key of ``profile``'s LoRA group in the global state."""
+        return profile.lora_group(self.lora_grouping)
 
     def message_config(self, server_round: int, config: ConfigRecord | None = None) -> ConfigRecord:
         """``config`` plus the round and the wire dtype every message carries."""
@@ -136,7 +150,9 @@ class FedLoRA(FednetStrategy):
         self, content: RecordDict, profile: ClientProfile, state: GlobalState
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """:func:`validate_update` in this strategy's wire dtype."""
-        return validate_update(content, profile, state, wire_dtype=self.wire_dtype)
+        return validate_update(
+            content, profile, state, wire_dtype=self.wire_dtype, lora_grouping=self.lora_grouping
+        )
 
     def _messages(
         self,
@@ -149,11 +165,11 @@ class FedLoRA(FednetStrategy):
         state = GlobalState.from_arrayrecord(arrays)
         msgs = []
         for p in profiles:
-            if p.base_model not in state.lora or p.task not in state.heads:
+            if self.group_of(p) not in state.lora or p.task not in state.heads:
                 logger.warning(
-                    "no global state for %s (base %s, task %s); skipped",
+                    "no global state for %s (LoRA group %s, task %s); skipped",
                     p.client_id,
-                    p.base_model,
+                    self.group_of(p),
                     p.task,
                 )
                 continue
@@ -244,12 +260,12 @@ class FedLoRA(FednetStrategy):
     ) -> GlobalState:
         """New global state from accepted (profile, lora, head, metrics) updates."""
         new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
-        for base in {p.base_model for p, *_ in accepted}:
-            group = [(p, lora) for p, lora, _, _ in accepted if p.base_model == base]
-            new.lora[base] = aggregate_lora(
+        for key in {self.group_of(p) for p, *_ in accepted}:
+            group = [(p, lora) for p, lora, _, _ in accepted if self.group_of(p) == key]
+            new.lora[key] = aggregate_lora(
                 [LoraUpdate(lora, p.num_examples) for p, lora in group],
-                rank=state.rank_of(base),
-                previous=state.lora[base],
+                rank=state.rank_of(key),
+                previous=state.lora[key],
                 method=self.rank_aggregation,
             )
         for task in {p.task for p, *_ in accepted}:

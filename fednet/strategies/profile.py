@@ -25,6 +25,12 @@ class ClientProfile:
     lora_alpha: float
     num_examples: int
 
+    def lora_group(self, grouping: str) -> str:
+        """Key of this client's LoRA group under ``grouping`` (see :mod:`.state`)."""
+        from fednet.strategies.state import lora_group
+
+        return lora_group(self.base_model, self.task, grouping)
+
     @classmethod
     def from_record(cls, node_id: int, record: ConfigRecord) -> ClientProfile:
         """Parse a ``profile`` ConfigRecord, naming any missing or bad field."""

@@ -1,7 +1,11 @@
-"""The global state a fednet strategy keeps: one LoRA per base model, one head per task.
+"""The global state a fednet strategy keeps: one LoRA per group, one head per task.
 
-It travels inside Flower as one ``ArrayRecord`` whose keys are namespaced
-``lora/<base-model>/<peft key>`` and ``head/<task>/<head key>``.
+A LoRA group is the set of clients that average their LoRA factors together
+(``strategy.lora-grouping``): every client of a base model (``"base-model"``,
+key ``<base-model>``), or every client of a base model and task (``"task"``,
+key ``<base-model>:<task>``). The state travels inside Flower as one
+``ArrayRecord`` whose keys are namespaced ``lora/<group>/<peft key>`` and
+``head/<task>/<head key>``.
 """
 
 from __future__ import annotations
@@ -11,12 +15,25 @@ from dataclasses import dataclass, field
 import torch
 from flwr.app import ArrayRecord
 
-__all__ = ["GlobalState"]
+__all__ = ["GlobalState", "LORA_GROUPINGS", "lora_group"]
+
+LORA_GROUPINGS = ("base-model", "task")
+
+
+def lora_group(base_model: str, task: str, grouping: str) -> str:
+    """Key of the LoRA group of a client of ``base_model`` and ``task``."""
+    if grouping == "base-model":
+        return base_model
+    if grouping == "task":
+        return f"{base_model}:{task}"
+    raise ValueError(
+        f"`lora-grouping` must be one of {', '.join(map(repr, LORA_GROUPINGS))}, got {grouping!r}"
+    )
 
 
 @dataclass
 class GlobalState:
-    """LoRA factors per base-model group and head tensors per task."""
+    """LoRA factors per group (see :func:`lora_group`) and head tensors per task."""
 
     lora: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     heads: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -38,6 +55,6 @@ class GlobalState:
             target.setdefault(group, {})[name] = tensor
         return out
 
-    def rank_of(self, base: str) -> int:
-        a = next(v for k, v in self.lora[base].items() if k.endswith("lora_A.weight"))
+    def rank_of(self, group: str) -> int:
+        a = next(v for k, v in self.lora[group].items() if k.endswith("lora_A.weight"))
         return int(a.shape[0])

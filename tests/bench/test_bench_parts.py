@@ -378,3 +378,10 @@ def test_human_bytes():
 def test_unknown_wire_dtype_names_the_key(tiny):
     with pytest.raises(ValueError, match="`federation.wire-dtype` must be 'float32' or 'float16'"):
         tiny.with_overrides(wire_dtype="bfloat16")
+
+
+def test_unknown_lora_grouping_names_the_key(tiny):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="`strategy.lora-grouping` must be 'base-model' or 'task'"):
+        tiny.with_overrides(strategy=dataclasses.replace(tiny.strategy, lora_grouping="client"))

@@ -140,10 +140,17 @@ def test_local_only_strategy_runs(tmp_path):
     assert all(c["accuracy"] is not None for c in summary["clients"].values())
 
 
-def test_float16_wire_halves_what_every_client_sends(run, tmp_path):
+def test_float16_wire_and_task_groups(run, tmp_path):
+    """Half-precision LoRA on the wire, and one LoRA per task instead of one in all."""
     cfg, _, full, _ = run
-    cfg = dataclasses.replace(cfg, rounds=1, personalize_steps=0, wire_dtype="float16")
-    cfg = dataclasses.replace(cfg, hub=HubConfig())
+    cfg = dataclasses.replace(
+        cfg,
+        rounds=1,
+        personalize_steps=0,
+        wire_dtype="float16",
+        hub=HubConfig(),
+        strategy=dataclasses.replace(cfg.strategy, lora_grouping="task"),
+    )
     wire = tmp_path / "wire"
     wire.mkdir()
     summary = simulate(cfg, tmp_path / "half", mods=(WireRecorder(wire),))
@@ -156,3 +163,11 @@ def test_float16_wire_halves_what_every_client_sends(run, tmp_path):
         assert c["accuracy"] is not None
         # the same LoRA and head in half the bytes; the sketch stays float32
         assert c["bytes_up_total"] < 0.6 * full["clients"][cid]["bytes_up_per_round"] + 4096
+    # each task's round adapter holds its own clients' average: tasks no longer share factors
+    adapters = {
+        t: load_adapter(tmp_path / "half" / "rounds" / "1" / "tiny-bert" / t).lora_state
+        for t in {c.task for c in cfg.clients}
+    }
+    first, *others = adapters.values()
+    key = next(iter(first))
+    assert all(not torch.equal(first[key], other[key]) for other in others)

@@ -173,3 +173,34 @@ def test_reply_in_another_wire_dtype_is_rejected_by_name(caplog):
 def test_unknown_wire_dtype_is_refused():
     with pytest.raises(ValueError, match="`wire-dtype` must be one of 'float32', 'float16'"):
         FedLoRA(wire_dtype="int8")
+
+
+def test_task_grouping_averages_lora_only_within_a_task():
+    s = FedLoRA(rank_aggregation="rank-wise", lora_grouping="task")
+    s.profiles = {
+        1: profile(1, "x", "t1", 2, 30),
+        2: profile(2, "y", "t1", 2, 10),
+        3: profile(3, "z", "t2", 2, 20),
+    }
+    zeros = {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}
+    s._state_for_round = GlobalState(
+        lora={"tiny:t1": dict(zeros), "tiny:t2": dict(zeros)},
+        heads={"t1": head(0), "t2": head(0)},
+    )
+    replies = [
+        reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, head(1)),
+        reply(2, {A: torch.full((2, 2), 5.0), B: torch.full((2, 2), 5.0)}, head(5)),
+        reply(3, {A: torch.full((2, 2), 9.0), B: torch.full((2, 2), 9.0)}, head(9)),
+    ]
+    arrays, _ = s.aggregate_train(1, replies)
+    state = GlobalState.from_arrayrecord(arrays)
+    assert torch.allclose(state.lora["tiny:t1"][A], torch.full((2, 2), 2.0))  # (30*1 + 10*5)/40
+    assert torch.allclose(state.lora["tiny:t2"][B], torch.full((2, 2), 9.0))  # z's own
+    out = s.payload(state, s.profiles[3])
+    sent = out[P.LORA].to_torch_state_dict()
+    assert torch.allclose(sent[A], torch.full((2, 2), 9.0))
+
+
+def test_unknown_lora_grouping_is_refused():
+    with pytest.raises(ValueError, match="`lora-grouping` must be one of 'base-model', 'task'"):
+        FedLoRA(lora_grouping="client")
