@@ -88,14 +88,23 @@ def _config(context: Context, cfg: FederationConfig | None) -> FederationConfig:
     return from_run_config(run_config)
 
 
-def _runtime(msg: Message, context: Context, cfg: FederationConfig | None) -> Any:
+def _runtime(
+    msg: Message, context: Context, cfg: FederationConfig | None, cache_dir: str | Path | None
+) -> Any:
+    """The client's runtime, with its prepared data cached where the node keeps state.
+
+    In deployment every message is a fresh process, so the split is cached in
+    the node's ``state-dir``; a simulation passes a ``cache_dir`` of its own,
+    since each worker process may serve every client.
+    """
+    from fednet.federation.cache import use_cache_dir
     from fednet.federation.client import get_runtime, resolve_client
 
     conf = _config(context, cfg)
-    if "state-dir" in context.node_config:  # deployment: one process per message
-        from fednet.federation.cache import use_cache_dir
-
+    if "state-dir" in context.node_config:
         use_cache_dir(str(context.node_config["state-dir"]))
+    elif cache_dir is not None:
+        use_cache_dir(cache_dir)
     return get_runtime(conf, resolve_client(conf, dict(context.node_config)))
 
 
@@ -124,18 +133,19 @@ def make_client_app(
     cfg: FederationConfig | None = None,
     mods: Sequence[Any] = (),
     state_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> ClientApp:
     """A ClientApp whose every reply passes the wire allowlist.
 
     ``mods`` run outside the allowlist (they see what actually leaves).
-    ``state_dir`` holds each client's privacy ledger (node config ``state-dir``
-    takes precedence).
+    ``state_dir`` holds each client's privacy ledger and ``cache_dir`` its
+    prepared data (node config ``state-dir`` takes precedence for both).
     """
     app = ClientApp(mods=[*mods, P.allowlist_mod])
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        rt = _runtime(msg, context, cfg)
+        rt = _runtime(msg, context, cfg, cache_dir)
         return Message(RecordDict({P.PROFILE: ConfigRecord(rt.profile())}), reply_to=msg)
 
     @app.train()
@@ -144,7 +154,7 @@ def make_client_app(
         from fednet.federation.private import PrivateRound
 
         started = time.perf_counter()
-        rt = _runtime(msg, context, cfg)
+        rt = _runtime(msg, context, cfg, cache_dir)
         _load_incoming(rt, msg.content)
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
         wire = str(conf.get(P.WIRE_DTYPE_KEY, "float32"))
@@ -188,7 +198,7 @@ def make_client_app(
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         started = time.perf_counter()
-        rt = _runtime(msg, context, cfg)
+        rt = _runtime(msg, context, cfg, cache_dir)
         _load_incoming(rt, msg.content)
         metrics = rt.evaluate()
         metrics["wall-s"] = time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ def simulate(
         Where the run writes its outputs.
     mods : tuple
         Extra ClientApp mods, outside the wire allowlist.
+    num_cpus_per_client : float
+        Cores each client's worker holds; the workers that fit run at once.
     """
     from flwr.simulation import run_simulation
 
@@ -42,15 +45,20 @@ def simulate(
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(run_dir)
-    run_simulation(
-        server_app=make_server_app(cfg, run_dir),
-        client_app=make_client_app(cfg, mods=mods, state_dir=run_dir / "client-state"),
-        num_supernodes=len(cfg.clients),
-        backend_config={
-            "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
-            "init_args": {"logging_level": "ERROR", "log_to_driver": True},
-        },
-    )
+    # Every worker may serve every client: each split is prepared once, kept in a
+    # private directory for the run's length, and removed with it.
+    with tempfile.TemporaryDirectory(prefix="fednet-clients-") as cache:
+        run_simulation(
+            server_app=make_server_app(cfg, run_dir),
+            client_app=make_client_app(
+                cfg, mods=mods, state_dir=run_dir / "client-state", cache_dir=cache
+            ),
+            num_supernodes=len(cfg.clients),
+            backend_config={
+                "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
+                "init_args": {"logging_level": "ERROR", "log_to_driver": True},
+            },
+        )
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         raise RuntimeError(f"the simulation ended without writing {summary_path}; see the log")

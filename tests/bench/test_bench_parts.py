@@ -385,3 +385,12 @@ def test_unknown_lora_grouping_names_the_key(tiny):
 
     with pytest.raises(ValueError, match="`strategy.lora-grouping` must be 'base-model' or 'task'"):
         tiny.with_overrides(strategy=dataclasses.replace(tiny.strategy, lora_grouping="client"))
+
+
+def test_privacy_bench_runs_every_client_at_once(monkeypatch):
+    from fednet.bench import privacy
+
+    monkeypatch.setattr(privacy.os, "cpu_count", lambda: 2)
+    share = privacy._core_share(3)
+    assert share == 0.666 and int(2 / share) == 3  # Ray fits all three on two cores
+    assert privacy._core_share(2) == 1.0 and privacy._core_share(1) == 1.0

@@ -62,3 +62,23 @@ def test_a_damaged_file_is_reloaded(cfg, tmp_path):
     (f,) = (tmp_path / "spam-1" / "cache").glob("data-*.json")
     f.write_text("{not json")
     assert K.cached_client_data(cfg, c) == want
+
+
+def test_a_simulation_worker_caches_in_the_runs_cache_dir_and_a_node_in_its_state_dir(
+    cfg, tmp_path
+):
+    from flwr.app import Context, RecordDict
+
+    from fednet.federation.apps import _runtime
+
+    def context(node_config):
+        return Context(
+            run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={}
+        )
+
+    rt = _runtime(None, context({"partition-id": 0}), cfg, tmp_path / "sim-cache")
+    assert list((tmp_path / "sim-cache" / rt.client.id / "cache").glob("data-*.json"))
+    rt = _runtime(
+        None, context({"client-id": "spam-1", "state-dir": str(tmp_path / "node")}), cfg, None
+    )
+    assert list((tmp_path / "node" / "spam-1" / "cache").glob("data-*.json"))

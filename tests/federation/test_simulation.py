@@ -47,6 +47,7 @@ def test_accuracy_rises_above_chance(run):
 def test_outputs_written(run):
     cfg, run_dir, summary, _ = run
     assert (run_dir / "summary.json").is_file()
+    assert not list(run_dir.rglob("data-*.json"))  # clients' prepared data stays out of the run
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["clients"].keys() == {c.id for c in cfg.clients}
