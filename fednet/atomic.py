@@ -9,17 +9,19 @@ from pathlib import Path
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory.
 
-    The temporary file (created with mode 0600) is flushed and fsynced, then
-    renamed over ``path``, so readers see either the old file or the complete
-    new one, and a crash leaves no partial file behind.
+    The temporary file gets ``mode`` (default 0600, owner only) before anything
+    is written to it, is flushed and fsynced, then renamed over ``path``, so
+    readers see either the old file or the complete new one, and a crash
+    leaves no partial file behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
-import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from fednet.atomic import write_atomic
 from fednet.errors import SignatureError, UntrustedKeyError
 from fednet.hub.manifest import Manifest
 
@@ -55,21 +54,6 @@ def generate_private_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_private_key(
     key: Ed25519PrivateKey, path: str | Path, *, passphrase: bytes | None = None
 ) -> None:
@@ -94,7 +78,7 @@ def save_private_key(
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    _write_private(Path(path), pem, 0o600)
+    write_atomic(path, pem, mode=0o600)
     logger.debug("saved private key to %s", path)
 
 
@@ -104,7 +88,7 @@ def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: str | Path)
     pem = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_private(Path(path), pem, 0o644)
+    write_atomic(path, pem, mode=0o644)
 
 
 def load_private_key(path: str | Path, *, passphrase: bytes | None = None) -> Ed25519PrivateKey:

@@ -14,11 +14,11 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fednet.atomic import write_atomic
 from fednet.errors import BudgetExhaustedError
 from fednet.privacy._checks import check_delta, check_positive
 from fednet.privacy.accountant import (
@@ -244,20 +244,9 @@ class PrivacyLedger:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state as JSON atomically (temporary file, then ``os.replace``)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.state_dict(), indent=2, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        logger.debug("saved ledger of client %s to %s", self.client_id, target)
+        write_atomic(path, text.encode("utf-8"))
+        logger.debug("saved ledger of client %s to %s", self.client_id, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PrivacyLedger:
