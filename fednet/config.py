@@ -45,6 +45,13 @@ def _check(cond: bool, key: str, expected: str, value: Any) -> None:
         raise ValueError(f"`{key}` must be {expected}, got {value!r}")
 
 
+LORA_GROUPINGS = ("base-model", "task")
+"""Values of ``strategy.lora-grouping`` (see :mod:`fednet.strategies.state`)."""
+
+WIRE_DTYPES = ("float32", "float16")
+"""Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
+
+
 @dataclass(frozen=True)
 class LoraDefaults:
     """LoRA settings shared by every client unless a client overrides them.
@@ -119,9 +126,9 @@ class StrategyConfig:
         _check(self.min_clients >= 0, "strategy.min-clients", ">= 0", self.min_clients)
         _check(self.round_timeout > 0, "strategy.round-timeout", "> 0", self.round_timeout)
         _check(
-            self.lora_grouping in ("base-model", "task"),
+            self.lora_grouping in LORA_GROUPINGS,
             "strategy.lora-grouping",
-            "'base-model' or 'task'",
+            " or ".join(repr(g) for g in LORA_GROUPINGS),
             self.lora_grouping,
         )
 
@@ -217,7 +224,6 @@ UNION_TASK = "union"
 """Task key shared by every client when ``federation.label-space = "union"``."""
 
 LABEL_SPACES = ("task", "union")
-WIRE_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
+from fednet import config
 from fednet.errors import UpdateRejectedError
 from fednet.lora.state import is_lora_key
 
@@ -60,7 +61,7 @@ PROFILE = "profile"
 STATUS = "status"
 
 WIRE_DTYPE_KEY = "wire-dtype"
-WIRE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+WIRE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in config.WIRE_DTYPES}
 
 HEAD_KEYS = frozenset({"head.weight", "head.bias"})
 METRIC_KEYS = frozenset(

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from flwr.app import ArrayRecord
 
-__all__ = ["GlobalState", "LORA_GROUPINGS", "lora_group"]
+from fednet.config import LORA_GROUPINGS
 
-LORA_GROUPINGS = ("base-model", "task")
+__all__ = ["GlobalState", "LORA_GROUPINGS", "lora_group"]
 
 
 def lora_group(base_model: str, task: str, grouping: str) -> str:
