@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fednet.checks import check_int
+
 __all__ = ["BenchConfig", "QUICK"]
 
 QUICK = {
@@ -22,13 +24,6 @@ QUICK = {
 """What ``--quick`` changes: tiny-bert, two short rounds, a handful of queries, and no
 privacy section (its four simulations alone take longer than the rest; it has its
 own quick mode, ``python -m fednet.bench.privacy --quick``)."""
-
-
-def _int(key: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`bench.{key}` must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"`bench.{key}` must be >= {minimum}, got {value!r}")
 
 
 def _unit(key: str, value: object) -> None:
@@ -113,20 +108,20 @@ class BenchConfig:
                 raise ValueError(f"`bench.{key}` must be a non-empty string, got {value!r}")
         for key in ("rounds", "local_steps", "eval_examples"):
             if getattr(self, key) is not None:
-                _int(key, getattr(self, key), minimum=1)
+                check_int(f"bench.{key}", getattr(self, key), minimum=1)
         if self.personalize_steps is not None:
-            _int("personalize_steps", self.personalize_steps, minimum=0)
-        _int("queries_per_dataset", self.queries_per_dataset, minimum=1)
-        _int("warmup_per_dataset", self.warmup_per_dataset, minimum=0)
-        _int("top_k", self.top_k, minimum=1)
+            check_int("bench.personalize_steps", self.personalize_steps, minimum=0)
+        check_int("bench.queries_per_dataset", self.queries_per_dataset, minimum=1)
+        check_int("bench.warmup_per_dataset", self.warmup_per_dataset, minimum=0)
+        check_int("bench.top_k", self.top_k, minimum=1)
         _unit("confidence_threshold", self.confidence_threshold)
-        _int("baseline_eval_examples", self.baseline_eval_examples, minimum=1)
-        _int("baseline_sketch_examples", self.baseline_sketch_examples, minimum=1)
+        check_int("bench.baseline_eval_examples", self.baseline_eval_examples, minimum=1)
+        check_int("bench.baseline_sketch_examples", self.baseline_sketch_examples, minimum=1)
         if self.clients_at_once is not None:
-            _int("clients_at_once", self.clients_at_once, minimum=1)
-        _int("routing_queries_per_dataset", self.routing_queries_per_dataset, minimum=1)
-        _int("routing_warmup_per_dataset", self.routing_warmup_per_dataset, minimum=0)
-        _int("seed", self.seed, minimum=0)
+            check_int("bench.clients_at_once", self.clients_at_once, minimum=1)
+        check_int("bench.routing_queries_per_dataset", self.routing_queries_per_dataset, minimum=1)
+        check_int("bench.routing_warmup_per_dataset", self.routing_warmup_per_dataset, minimum=0)
+        check_int("bench.seed", self.seed, minimum=0)
         if self.reuse is not None and (not isinstance(self.reuse, str) or not self.reuse):
             raise ValueError(f"`bench.reuse` must be a directory path, got {self.reuse!r}")
         for key in ("quick", "routing_section", "privacy_section"):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from fednet.checks import check_int
+
 __all__ = [
     "Manifest",
     "VersionSpec",
@@ -103,14 +105,6 @@ def _check_str(key: str, value: object, *, empty: bool = False) -> str:
     return value
 
 
-def _check_int(key: str, value: object, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"`{key}` must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{key}` must be >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_float(key: str, value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"`{key}` must be a number, got {type(value).__name__} {value!r}")
@@ -184,9 +178,9 @@ class Manifest:
         _check_str("base_model", self.base_model)
         _check_str("task", self.task)
         _check_str("kind", self.kind)
-        _check_int("rank", self.rank, minimum=1)
-        _check_int("version", self.version, minimum=0)
-        _check_int("round", self.round, minimum=0)
+        check_int("rank", self.rank, minimum=1)
+        check_int("version", self.version, minimum=0)
+        check_int("round", self.round, minimum=0)
         if not isinstance(self.label_names, tuple | list):
             raise TypeError(f"`label_names` must be a sequence of str, got {self.label_names!r}")
         for i, label in enumerate(self.label_names):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from fednet.checks import check_int
 from fednet.routing.config import RouterConfig
 
 __all__ = ["PeerConfig", "AskConfig", "COMBINER_MODES"]
@@ -19,14 +20,6 @@ def _positive(key: str, value: object) -> float:
     if not 0 < value < math.inf:
         raise ValueError(f"`{key}` must be finite and > 0, got {value!r}")
     return float(value)
-
-
-def _int(key: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{key}` must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{key}` must be >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,16 +60,16 @@ class PeerConfig:
     resolve_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
-        _int("peer.max-length", self.max_length, minimum=8)
-        _int("peer.cache-size", self.cache_size, minimum=1)
+        check_int("peer.max-length", self.max_length, minimum=8)
+        check_int("peer.cache-size", self.cache_size, minimum=1)
         window = self.batch_window_s
         if isinstance(window, bool) or not isinstance(window, int | float):
             raise TypeError(f"`peer.batch-window-s` must be a number, got {window!r}")
         if not 0 <= window <= 1:
             raise ValueError(f"`peer.batch-window-s` must be in [0, 1], got {window!r}")
-        _int("peer.max-batch-texts", self.max_batch_texts, minimum=1)
-        _int("peer.max-texts", self.max_texts, minimum=1)
-        _int("peer.max-query-chars", self.max_query_chars, minimum=1)
+        check_int("peer.max-batch-texts", self.max_batch_texts, minimum=1)
+        check_int("peer.max-texts", self.max_texts, minimum=1)
+        check_int("peer.max-query-chars", self.max_query_chars, minimum=1)
         _positive("peer.request-timeout-s", self.request_timeout_s)
         _positive("peer.heartbeat-s", self.heartbeat_s)
         _positive("peer.resolve-ttl-s", self.resolve_ttl_s)
@@ -130,8 +123,8 @@ class AskConfig:
         if not 0 <= threshold <= 1:
             raise ValueError(f"`ask.confidence-threshold` must be in [0, 1], got {threshold!r}")
         _positive("ask.peer-timeout-s", self.peer_timeout_s)
-        _int("ask.max-query-chars", self.max_query_chars, minimum=1)
-        _int("ask.max-length", self.max_length, minimum=8)
+        check_int("ask.max-query-chars", self.max_query_chars, minimum=1)
+        check_int("ask.max-length", self.max_length, minimum=8)
         _positive("ask.hub-timeout-s", self.hub_timeout_s)
         _positive("ask.candidates-ttl-s", self.candidates_ttl_s)
         cooldown = self.peer_cooldown_s

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fednet.checks import check_int
+
 __all__ = ["RouterConfig"]
 
 
@@ -28,14 +30,6 @@ def _positive(key: str, value: object) -> float:
     if not 0.0 < number < math.inf:
         raise ValueError(f"`router.{key}` must be finite and > 0, got {value!r}")
     return number
-
-
-def _int(key: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`router.{key}` must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"`router.{key}` must be >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +110,7 @@ class RouterConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"`router.name` must be a non-empty string, got {self.name!r}")
-        _int("top-k", self.top_k, minimum=1)
+        check_int("router.top-k", self.top_k, minimum=1)
         _non_negative("accuracy-weight", self.accuracy_weight)
         _non_negative("latency-weight", self.latency_weight)
         _non_negative("cost-weight", self.cost_weight)
@@ -134,7 +128,7 @@ class RouterConfig:
         gate = _number("sketch-gate", self.sketch_gate)
         if not 0.0 <= gate <= 1.0:
             raise ValueError(f"`router.sketch-gate` must be in [0, 1], got {gate!r}")
-        bits = _int("feature-bits", self.feature_bits, minimum=8)
+        bits = check_int("router.feature-bits", self.feature_bits, minimum=8)
         if bits > 24:
             raise ValueError(f"`router.feature-bits` must be <= 24, got {bits!r}")
         if not isinstance(self.confidence_feedback, bool):
