@@ -233,6 +233,7 @@ class PrivateRound:
         from torch.utils.data import DataLoader, TensorDataset
 
         from fednet.privacy import make_private
+        from fednet.privacy.dpsgd import step_empty_batch
 
         rt = self.rt
         enc = rt.tokenizer(
@@ -269,8 +270,8 @@ class PrivateRound:
                     if done >= steps:
                         break
                     dp_opt.zero_grad(set_to_none=True)
-                    if len(y) == 0:  # an empty Poisson batch still counts as a step
-                        dp_opt.step()
+                    if len(y) == 0:  # an empty Poisson batch: a noise-only step, counted
+                        step_empty_batch(dp_opt)
                         done += 1
                         continue
                     loss = loss_fn(module(ids, mask), y)

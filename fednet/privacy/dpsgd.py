@@ -25,13 +25,14 @@ from typing import NamedTuple
 
 import torch
 from opacus import PrivacyEngine
+from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.utils.data import DataLoader
 
 from fednet.privacy._checks import check_non_negative, check_positive
 from fednet.privacy.mechanisms import calibrate_noise_multiplier
 
-__all__ = ["GRAD_SAMPLE_MODES", "PrivateTraining", "make_private"]
+__all__ = ["GRAD_SAMPLE_MODES", "PrivateTraining", "make_private", "step_empty_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,28 @@ def make_private(
         bound,
     )
     return PrivateTraining(private_module, private_optimizer, private_loader, z, sample_rate)
+
+
+def step_empty_batch(optimizer: DPOptimizer) -> None:
+    """Take the DP-SGD step of an empty Poisson batch.
+
+    Poisson sampling draws an empty batch with probability ``(1 - q) ** n``. The
+    accountant assumes such a step still happens: the sum of clipped gradients
+    is zero and the released gradient is the Gaussian noise alone. A model may
+    not run on zero examples (BERT cannot reshape a batch of none), so this
+    hands the optimizer the zero-length per-example gradients opacus's own
+    empty-batch path expects (``DPOptimizer.clip_and_accumulate``), then steps:
+    no example moves the parameters, the noise does (not at all when ``z = 0``),
+    and the optimizer's step hook counts the step for the accountant.
+
+    Parameters
+    ----------
+    optimizer : DPOptimizer
+        The optimizer returned by :func:`make_private`, after ``zero_grad()``.
+    """
+    for p in optimizer.params:
+        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+    optimizer.step()
 
 
 def _resolve_noise_multiplier(

@@ -88,3 +88,32 @@ def test_dpsgd_trains_every_round(tmp_path):
         # two rounds and the personalisation of DP-SGD, and the last round's sketch
         assert ledger["kinds"].count("dpsgd") == 3 and ledger["kinds"].count("sketch") == 1
         assert c["personalized_accuracy"] is not None
+
+
+def test_dpsgd_with_empty_poisson_batches(tmp_path):
+    # batch 1: q = 1/n and a Poisson batch is empty with probability (1 - 1/n)^n ~ 0.37, so
+    # 8 steps on each of 3 clients draw several empty batches (seeded: the same every run)
+    base = load_preset("configs/tiny.toml")
+    clients = tuple(dataclasses.replace(c, batch_size=1, local_steps=8) for c in base.clients)
+    z = 1.0
+    cfg = dataclasses.replace(
+        base,
+        rounds=1,
+        personalize_steps=0,
+        clients=clients,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=50.0,
+            dpsgd=True,
+            dpsgd_noise_multiplier=z,
+            sketch_epsilon=1.0,
+        ),
+    )
+    summary = simulate(cfg, tmp_path / "run")
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=cfg.privacy.delta)
+    for cid, c in summary["clients"].items():
+        assert c["refused"] is None, cid
+        q = 1 / c["num_examples"]
+        want = compute_epsilon([(z, q, 8), (z_sketch, 1.0, 1)], delta=cfg.privacy.delta)
+        assert c["epsilon"] == pytest.approx(want, rel=1e-9), cid
+        assert c["bytes_up_total"] > 0, cid

@@ -234,3 +234,72 @@ def test_make_private_validation(kwargs: dict[str, object], match: str) -> None:
             max_grad_norm=1.0,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+def _poisson_epochs(private, epochs: int) -> tuple[int, int, dict[str, torch.Tensor]]:
+    """Train ``epochs`` passes; return (steps, empty steps, trainable state before the
+    first empty step's update and after it, keyed ``before:``/``after:``)."""
+    from fednet.privacy.dpsgd import step_empty_batch
+
+    module, dp_optimizer, loader = private.module, private.optimizer, private.data_loader
+    steps = empties = 0
+    around: dict[str, torch.Tensor] = {}
+    for _ in range(epochs):
+        for ids, mask, labels in loader:
+            dp_optimizer.zero_grad()
+            if len(labels) == 0:
+                if not around:
+                    around.update({f"before:{n}": t for n, t in _trainable(module).items()})
+                step_empty_batch(dp_optimizer)
+                if len(around) == len(_trainable(module)):
+                    around.update({f"after:{n}": t for n, t in _trainable(module).items()})
+                empties += 1
+            else:
+                nn.functional.cross_entropy(module(ids, mask), labels).backward()
+                dp_optimizer.step()
+            steps += 1
+    return steps, empties, around
+
+
+def test_empty_poisson_batch_is_counted_by_the_accountant() -> None:
+    from opacus.accountants import RDPAccountant
+
+    # 3 examples, batch 1: q = 1/3 and each Poisson batch is empty with probability (2/3)^3
+    model = TinyClassifier()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    private = make_private(
+        model,
+        optimizer,
+        DataLoader(_data(n=3), batch_size=1),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        noise_generator=torch.Generator().manual_seed(0),
+    )
+    accountant = RDPAccountant()
+    private.optimizer.attach_step_hook(
+        accountant.get_optimizer_hook_fn(sample_rate=private.sample_rate)
+    )
+    steps, empties, _ = _poisson_epochs(private, epochs=6)
+    assert steps == 18 and empties > 0
+    want = compute_epsilon([(1.0, 1 / 3, 18)], delta=DELTA)
+    assert accountant.get_epsilon(delta=DELTA) == pytest.approx(want, rel=1e-6)
+
+
+def test_empty_poisson_batch_adds_only_noise() -> None:
+    # without noise, the step of an empty batch leaves every parameter as it was
+    model = TinyClassifier()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    private = make_private(
+        model,
+        optimizer,
+        DataLoader(_data(n=3), batch_size=1),
+        noise_multiplier=0.0,
+        max_grad_norm=1.0,
+        noise_generator=torch.Generator().manual_seed(0),
+    )
+    steps, empties, around = _poisson_epochs(private, epochs=6)
+    assert steps == 18 and empties > 0
+    names = [k.removeprefix("before:") for k in around if k.startswith("before:")]
+    assert names
+    for name in names:
+        assert torch.equal(around[f"before:{name}"], around[f"after:{name}"]), name
