@@ -218,6 +218,10 @@ def serve(args: argparse.Namespace) -> int:
         else (new_run_dir(Path("runs")).resolve())
     )
     _check_run_dir(run_dir, args.resume)
+    if args.resume:
+        from fednet.federation.checkpoint import check_resume
+
+        check_resume(run_dir, cfg)  # a changed preset is refused before anything starts
     certs, keys = _security(args, [c.id for c in cfg.clients])
     if port_in_use(host, port):
         raise ConfigError(

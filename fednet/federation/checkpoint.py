@@ -10,6 +10,12 @@ After every completed round the server writes ``<run-dir>/checkpoint/``:
   ledgers, refusals), the run history and Python's RNG state;
 - ``latest.json``: names the two files above and the SHA-256 of each.
 
+The JSON file's ``meta.preset`` is the preset's fingerprint
+(:func:`preset_fingerprint`): the settings a run cannot change half way (its
+clients, their data, tasks, ranks and base models, the LoRA layout and the
+strategy's aggregation choices). ``--resume`` with a preset that differs is
+refused, naming every setting that changed.
+
 ``latest.json`` is replaced last (``os.replace``), after both files are on
 disk, so a crash at any moment leaves the previous checkpoint whole: a
 resumed run loses at most the round that was in progress.
@@ -51,7 +57,9 @@ __all__ = [
     "capture_rng",
     "restore_rng",
     "resume_from",
+    "check_resume",
     "checkpointing",
+    "preset_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -311,24 +319,129 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     )
 
 
-# -- the server's use ----------------------------------------------------------
-def resume_from(run_dir: Path, cfg: Any, strategy: Any, recorder: Any) -> Checkpoint | None:
-    """Load the last checkpoint of ``run_dir`` into ``strategy``, RNGs and ``recorder``.
+# -- the preset a checkpoint belongs to -----------------------------------------
+_CLIENT_KEYS = (
+    "dataset",
+    "task",
+    "text-column",
+    "label-column",
+    "partition",
+    "num-partitions",
+    "partitioner",
+    "dirichlet-alpha",
+    "lora-rank",
+    "base-model",
+)
 
-    Returns None (and logs a warning) when no round has completed yet, so the
-    run starts from round 1. Raises :class:`~fednet.errors.ConfigError` when the
-    checkpoint belongs to a different federation or strategy.
+
+def preset_fingerprint(cfg: Any) -> dict[str, Any]:
+    """The settings of a :class:`~fednet.config.FederationConfig` that a resumed run
+    must share with its checkpoint, as a flat JSON-safe ``{"key": value}``.
+
+    Keys name preset settings (``lora.alpha-ratio``, ``clients[<id>].lora-rank``),
+    with every client's task and base model resolved. Left out, so a resume may
+    change them: ``rounds``, local steps, batch size, learning rate, lengths,
+    timeouts, privacy budgets and hub settings.
+    """
+    fp: dict[str, Any] = {
+        "federation.name": cfg.name,
+        "federation.seed": cfg.seed,
+        "federation.test-fraction": cfg.test_fraction,
+        "federation.label-space": cfg.label_space,
+        "lora.alpha-ratio": cfg.lora.alpha_ratio,
+        "lora.target-modules": list(cfg.lora.target_modules),
+        "strategy.name": cfg.strategy.name,
+        "strategy.rank-aggregation": cfg.strategy.rank_aggregation,
+        "strategy.lora-grouping": cfg.strategy.lora_grouping,
+        "privacy.enabled": cfg.privacy.enabled,
+        "privacy.dpsgd": cfg.privacy.dpsgd,
+        "privacy.update-mode": cfg.privacy.update_mode,
+        "clients": [c.id for c in cfg.clients],
+    }
+    for c in cfg.clients:
+        for key in _CLIENT_KEYS:
+            fp[f"clients[{c.id}].{key}"] = getattr(c, key.replace("-", "_"))
+    return json.loads(json.dumps(fp))  # tuples as lists, as they come back from the file
+
+
+def _preset_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """One line per setting that differs between ``saved`` and ``now``."""
+    out = []
+    had, has = list(saved.get("clients", [])), list(now.get("clients", []))
+    gone = [c for c in had if c not in has]
+    new = [c for c in has if c not in had]
+    if gone:
+        out.append(f"clients: checkpoint has {', '.join(gone)}, the preset does not")
+    if new:
+        out.append(f"clients: the preset adds {', '.join(new)}")
+    if not gone and not new and had != has:
+        out.append(f"clients: checkpoint order {had}, preset order {has}")
+    dropped = tuple(f"clients[{c}]." for c in gone + new)
+    for key in sorted(set(saved) | set(now)):
+        if key == "clients" or key.startswith(dropped):
+            continue
+        if key not in saved:
+            out.append(f"{key}: not in the checkpoint, preset {now[key]!r}")
+        elif key not in now:
+            out.append(f"{key}: checkpoint {saved[key]!r}, not in the preset")
+        elif saved[key] != now[key]:
+            out.append(f"{key}: checkpoint {saved[key]!r}, preset {now[key]!r}")
+    return out
+
+
+def check_resume(run_dir: Path, cfg: Any) -> Checkpoint | None:
+    """The last checkpoint of ``run_dir`` if ``cfg`` may resume it, None if there is none.
+
+    Raises
+    ------
+    ConfigError
+        When the checkpoint is damaged, or was written under a preset whose
+        fingerprint (:func:`preset_fingerprint`) differs from ``cfg``'s; the
+        message names each changed setting with both values, e.g.
+        ``clients[spam-1].lora-rank: checkpoint 8, preset 16``.
     """
     ckpt = load_checkpoint(run_dir)
     if ckpt is None:
-        logger.warning("resume: no checkpoint in %s yet; starting from round 1", run_dir)
         return None
+    where = str(Path(run_dir) / CHECKPOINT_DIR)
+    saved = ckpt.meta.get("preset")
+    if isinstance(saved, dict):
+        changes = _preset_changes(saved, preset_fingerprint(cfg))
+        if changes:
+            raise ConfigError(
+                f"cannot resume the run in {where!r} with this preset; it differs from "
+                "the preset the run was started with:\n  "
+                + "\n  ".join(changes)
+                + "\nresume with the run's own preset, or start a new run"
+            )
+    else:
+        logger.warning(
+            "resume: the checkpoint in %s holds no preset fingerprint (written by an "
+            "older fednet); only the federation and strategy names are checked",
+            where,
+        )
     for key, mine in (("federation", cfg.name), ("strategy", cfg.strategy.name)):
         if key in ckpt.meta and ckpt.meta[key] != mine:
             raise ConfigError(
                 f"the checkpoint in {str(run_dir)!r} is of {key} "
                 f"{ckpt.meta[key]!r}, but the preset names {mine!r}"
             )
+    return ckpt
+
+
+# -- the server's use ----------------------------------------------------------
+def resume_from(run_dir: Path, cfg: Any, strategy: Any, recorder: Any) -> Checkpoint | None:
+    """Load the last checkpoint of ``run_dir`` into ``strategy``, RNGs and ``recorder``.
+
+    Returns None (and logs a warning) when no round has completed yet, so the
+    run starts from round 1. Raises :class:`~fednet.errors.ConfigError` when the
+    checkpoint belongs to a different federation, strategy or preset
+    (:func:`check_resume`).
+    """
+    ckpt = check_resume(run_dir, cfg)
+    if ckpt is None:
+        logger.warning("resume: no checkpoint in %s yet; starting from round 1", run_dir)
+        return None
     restore_strategy(strategy, ckpt.strategy)
     restore_rng(ckpt.rng.get("meta", {}), ckpt.rng.get("tensors", {}))
     recorder.history = [h for h in ckpt.history if int(h.get("round", 0)) <= ckpt.server_round]
@@ -351,6 +464,7 @@ def checkpointing(
     resumed_from: int = 0,
 ) -> Callable[[Any], None]:
     """A round hook that runs ``hook``, then checkpoints the round."""
+    fingerprint = preset_fingerprint(cfg)
 
     def on_round_end(outcome: Any) -> None:
         hook(outcome)
@@ -365,6 +479,7 @@ def checkpointing(
                 "strategy": cfg.strategy.name,
                 "rounds": cfg.rounds,
                 "resumed_from": resumed_from,
+                "preset": fingerprint,
             },
         )
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -177,3 +180,95 @@ def test_strategy_mismatch_is_refused(tmp_path):
     cfg = load_preset("configs/tiny.toml")
     with pytest.raises(ConfigError, match="FedLoRA"):
         C.restore_strategy(build_strategy(cfg), C.load_checkpoint(tmp_path).strategy)
+
+
+def _checkpoint_of(cfg, run_dir) -> None:
+    hook = C.checkpointing(
+        lambda o: None, run_dir, cfg, build_strategy(cfg), SimpleNamespace(history=[])
+    )
+    hook(SimpleNamespace(server_round=1, arrays=_arrays()))
+
+
+def _with_client(cfg, index, **changes):
+    clients = list(cfg.clients)
+    clients[index] = dataclasses.replace(clients[index], **changes)
+    return dataclasses.replace(cfg, clients=tuple(clients))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: _with_client(c, 1, lora_rank=16),
+            "clients[spam-1].lora-rank: checkpoint 2, preset 16",
+        ),
+        (
+            lambda c: _with_client(c, 2, base_model="tiny-bert-2"),
+            "clients[news-0].base-model: checkpoint 'tiny-bert', preset 'tiny-bert-2'",
+        ),
+        (
+            lambda c: _with_client(c, 0, task="other"),
+            "clients[spam-0].task: checkpoint 'sms-spam', preset 'other'",
+        ),
+        (
+            lambda c: dataclasses.replace(c, clients=c.clients[:2]),
+            "clients: checkpoint has news-0, the preset does not",
+        ),
+        (
+            lambda c: dataclasses.replace(
+                c, clients=(*c.clients, dataclasses.replace(c.clients[0], id="spam-9"))
+            ),
+            "clients: the preset adds spam-9",
+        ),
+        (
+            lambda c: dataclasses.replace(
+                c, strategy=dataclasses.replace(c.strategy, rank_aggregation="zero-pad")
+            ),
+            "strategy.rank-aggregation: checkpoint 'rank-wise', preset 'zero-pad'",
+        ),
+        (
+            lambda c: dataclasses.replace(c, lora=dataclasses.replace(c.lora, alpha_ratio=4.0)),
+            "lora.alpha-ratio: checkpoint 2.0, preset 4.0",
+        ),
+    ],
+)
+def test_resume_refuses_a_changed_preset(tmp_path, change, message):
+    cfg = load_preset("configs/tiny.toml")
+    _checkpoint_of(cfg, tmp_path)
+    changed = change(cfg)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        C.check_resume(tmp_path, changed)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        C.resume_from(tmp_path, changed, build_strategy(cfg), SimpleNamespace(history=[]))
+
+
+def test_resume_accepts_what_may_change(tmp_path):
+    cfg = load_preset("configs/tiny.toml")
+    _checkpoint_of(cfg, tmp_path)
+    longer = _with_client(cfg.with_overrides(rounds=5), 0, learning_rate=0.01, local_steps=3)
+    assert C.check_resume(tmp_path, longer).server_round == 1
+    assert C.load_checkpoint(tmp_path).meta["preset"]["clients[spam-1].lora-rank"] == 2
+
+
+@pytest.mark.integration
+def test_flower_server_refuses_to_resume_a_real_run_with_a_changed_preset(tmp_path, capsys):
+    from fednet.deploy import server_cmd
+    from fednet.deploy.net import free_port
+    from fednet.federation.simulation import simulate
+
+    cfg = load_preset("configs/tiny.toml")
+    run = tmp_path / "run"
+    simulate(cfg.with_overrides(rounds=1, personalize_steps=0), run)
+    before = {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()}
+    text = Path("configs/tiny.toml").read_text(encoding="utf-8")
+    assert text.count("lora-rank = 2") == 1
+    changed = tmp_path / "tiny.toml"
+    changed.write_text(text.replace("lora-rank = 2", "lora-rank = 16"), encoding="utf-8")
+    argv = ["--run-dir", str(run), "--resume", "--insecure"]
+    argv += ["--address", f"127.0.0.1:{free_port()}", "--config", str(changed)]
+    assert server_cmd.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "clients[spam-1].lora-rank: checkpoint 2, preset 16" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()} == before
+    assert not (run / "deploy").exists()
