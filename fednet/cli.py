@@ -257,11 +257,15 @@ def cmd_hub(args: argparse.Namespace) -> int:
                 problems = hub.verify(args.name)
             else:
                 problems = []
+                from fednet.hub.bundle import check_adapter_fits, read_adapter_dir
+
                 with tempfile.TemporaryDirectory() as tmp:
                     for i, name in enumerate(names):
                         try:
-                            hub.fetch(name, "latest", Path(tmp) / str(i))
-                        except FednetError as e:
+                            m = hub.fetch(name, "latest", Path(tmp) / str(i))
+                            files = read_adapter_dir(Path(tmp) / str(i))
+                            check_adapter_fits(files, base_model=m.base_model, where=m.ref)
+                        except (FednetError, ValueError) as e:
                             problems.append(f"{name}: {e}")
             for problem in problems:
                 print(problem)

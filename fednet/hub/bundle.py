@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -32,6 +33,8 @@ __all__ = [
     "prepare_publish",
     "check_files",
     "check_required_files",
+    "check_adapter_fits",
+    "tensor_shapes",
     "write_atomic",
     "write_files_atomically",
 ]
@@ -103,8 +106,9 @@ def prepare_publish(
     Raises
     ------
     ValueError
-        If ``draft.rank`` differs from ``r`` in ``adapter_config.json`` or the
-        config is not JSON.
+        If ``draft.rank`` differs from ``r`` in ``adapter_config.json``, the
+        config is not JSON, or the tensors do not fit ``draft.base_model`` or
+        the config (:func:`check_adapter_fits`).
     """
     if not isinstance(draft, Manifest):
         raise TypeError(f"`draft` must be a Manifest, got {type(draft).__name__}")
@@ -119,6 +123,7 @@ def prepare_publish(
             f"`rank` is {draft.rank} but {ADAPTER_CONFIG} in {str(adapter_dir)!r} "
             f"has r={config_rank}"
         )
+    check_adapter_fits(files, base_model=draft.base_model, where=repr(str(adapter_dir)))
     sketch = draft.sketch
     if sketch is None and SKETCH_FILE in files:
         sketch = SKETCH_FILE
@@ -131,6 +136,75 @@ def prepare_publish(
         signature="",
     )
     return sign_manifest(unsigned, key), files
+
+
+def tensor_shapes(data: bytes, filename: str = ADAPTER_WEIGHTS) -> dict[str, tuple[int, ...]]:
+    """Tensor name to shape, read from a safetensors header without loading the data.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not a safetensors file.
+    """
+    problem = f"{filename} is not a safetensors file"
+    if len(data) < 8:
+        raise ValueError(f"{problem}: {len(data)} bytes")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise ValueError(f"{problem}: its header claims {size} bytes, the file has {len(data)}")
+    try:
+        header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{problem}: {e}") from e
+    if not isinstance(header, dict):
+        raise ValueError(f"{problem}: its header is not a JSON object")
+    out: dict[str, tuple[int, ...]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ValueError(f"{problem}: tensor {name!r} has no valid shape")
+        out[name] = tuple(shape)
+    return out
+
+
+def check_adapter_fits(files: Mapping[str, bytes], *, base_model: str, where: str) -> None:
+    """Check that a PEFT LoRA adapter's tensors fit ``base_model`` and its own config.
+
+    See :func:`fednet.models.adapters.adapter_fit_problems` for what is checked.
+
+    Parameters
+    ----------
+    files : mapping
+        At least ``adapter_config.json`` and ``adapter_model.safetensors``.
+    base_model : str
+        The registered base model the adapter is published for.
+    where : str
+        Names the adapter in the error (a directory or ``name@vN``).
+
+    Raises
+    ------
+    ValueError
+        Naming every problem at once.
+    """
+    from fednet.models.adapters import adapter_fit_problems
+
+    try:
+        config = json.loads(files[ADAPTER_CONFIG])
+        shapes = tensor_shapes(bytes(files[ADAPTER_WEIGHTS]))
+    except (KeyError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"adapter {where} is not a readable PEFT adapter: {e}") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"adapter {where}: {ADAPTER_CONFIG} is not a JSON object")
+    problems = adapter_fit_problems(config, shapes, base_model)
+    if problems:
+        shown = problems[:6] + ([f"... and {len(problems) - 6} more"] if len(problems) > 6 else [])
+        raise ValueError(
+            f"adapter {where} does not fit base model {base_model!r}: " + "; ".join(shown)
+        )
 
 
 def check_required_files(manifest: Manifest) -> None:

@@ -25,6 +25,9 @@ from sqlalchemy import exc as sa_exc
 
 from fednet.errors import IntegrityError, NotFoundError, SignatureError, UntrustedKeyError
 from fednet.hub.bundle import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    check_adapter_fits,
     check_files,
     check_required_files,
     prepare_publish,
@@ -151,7 +154,8 @@ class HubStore:
             Naming each file whose sha256 does not match, or that is missing
             or not listed.
         ValueError
-            If a PEFT file is missing from the manifest.
+            If a PEFT file is missing from the manifest, or the adapter's tensors
+            do not fit its base model or its ``adapter_config.json`` rank.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"`manifest` must be a Manifest, got {type(manifest).__name__}")
@@ -159,6 +163,8 @@ class HubStore:
         self._check_trust(manifest)
         check_required_files(manifest)
         check_files(manifest, files)
+        check_adapter_fits(files, base_model=manifest.base_model, where=manifest.ref)
+        self._check_rank(manifest, files)
         for name, digest in manifest.files.items():
             self._write_blob(digest, bytes(files[name]))
         with self._write_lock:
@@ -173,6 +179,17 @@ class HubStore:
                     logger.debug("version race on %s, retrying", manifest.name)
         logger.info("published %s (owner %s, %d files)", stored.ref, stored.owner, len(files))
         return stored
+
+    @staticmethod
+    def _check_rank(manifest: Manifest, files: Mapping[str, bytes]) -> None:
+        import json
+
+        r = json.loads(files[ADAPTER_CONFIG]).get("r")
+        if r != manifest.rank:
+            raise ValueError(
+                f"adapter {manifest.ref}: the manifest says rank {manifest.rank} but "
+                f"{ADAPTER_CONFIG} has r={r}"
+            )
 
     def _write_blob(self, digest: str, data: bytes) -> None:
         path = self.blob_path(digest)
@@ -380,7 +397,8 @@ class HubStore:
         return manifest
 
     def verify(self, name: str | None = None) -> builtins.list[str]:
-        """Check every signature and blob (of ``name``, or of all adapters).
+        """Check every signature and blob (of ``name``, or of all adapters), and that
+        each adapter's tensors fit its base model and its ``adapter_config.json``.
 
         Returns
         -------
@@ -410,10 +428,17 @@ class HubStore:
                 self._check_trust(manifest)
             except SignatureError as e:
                 problems.append(f"{ref}: {e}")
+            blobs: dict[str, bytes] = {}
             for filename in manifest.files:
                 try:
-                    self._read_blob(manifest, filename)
+                    blobs[filename] = self._read_blob(manifest, filename)
                 except IntegrityError as e:
+                    problems.append(str(e))
+            if ADAPTER_CONFIG in blobs and ADAPTER_WEIGHTS in blobs:
+                try:
+                    check_adapter_fits(blobs, base_model=manifest.base_model, where=ref)
+                    self._check_rank(manifest, blobs)
+                except ValueError as e:
                     problems.append(str(e))
         for problem in problems:
             logger.warning("hub verify: %s", problem)

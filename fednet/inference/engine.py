@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from fednet.errors import IntegrityError, NotFoundError
-from fednet.hub.bundle import HEAD_FILE, sha256_hex
+from fednet.hub.bundle import HEAD_FILE, REQUIRED_FILES, check_adapter_fits, sha256_hex
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.models import create_base_model, load_tokenizer, mean_pool
 
@@ -209,23 +209,33 @@ class AdapterEngine:
         return True
 
     def load_dir(self, directory: str | Path, manifest: Manifest) -> LoadedAdapter:
-        """Attach the adapter in ``directory`` described by ``manifest``."""
-        from peft import PeftModel
+        """Attach the adapter in ``directory`` described by ``manifest``.
 
+        The adapter's tensors are checked against the base model and its own
+        ``adapter_config.json`` first. An adapter that still fails inside peft
+        is removed again, so a failed load leaves the model as it was.
+
+        Raises
+        ------
+        ValueError
+            If the adapter is for another base model, does not fit it, has no
+            usable head, or peft cannot load it; the model is unchanged.
+        """
         self._check_base(manifest)
         directory = Path(directory)
         weight, bias = self._read_head(directory, manifest)
+        try:
+            files = {name: (directory / name).read_bytes() for name in REQUIRED_FILES}
+        except OSError as e:
+            raise ValueError(f"adapter {manifest.ref} cannot be read from {directory}: {e}") from e
+        check_adapter_fits(files, base_model=self.base_model, where=manifest.ref)
         with self._lock:
             if manifest.ref in self._lru:
                 self._lru.move_to_end(manifest.ref)
                 return self._lru[manifest.ref]
             self._counter += 1
             key = f"adapter{self._counter}"
-            if self._model is None:
-                self._model = PeftModel.from_pretrained(self.base, str(directory), adapter_name=key)
-                self._model.eval()
-            else:
-                self._model.load_adapter(str(directory), adapter_name=key)
+            self._attach(directory, key, manifest)
             loaded = LoadedAdapter(manifest=manifest, key=key, weight=weight, bias=bias)
             self._lru[manifest.ref] = loaded
             while len(self._lru) > self.cache_size:
@@ -233,6 +243,26 @@ class AdapterEngine:
                 self._model.delete_adapter(old.key)
                 logger.debug("evicted %s", ref)
             return loaded
+
+    def _attach(self, directory: Path, key: str, manifest: Manifest) -> None:
+        """Load the adapter into the peft model as ``key``; on failure, remove it again."""
+        from peft import PeftModel
+
+        try:
+            if self._model is None:
+                self._model = PeftModel.from_pretrained(self.base, str(directory), adapter_name=key)
+                self._model.eval()
+            else:
+                self._model.load_adapter(str(directory), adapter_name=key)
+        except Exception as e:  # peft and safetensors raise many kinds; none may leave a trace
+            if self._model is None:
+                # peft injected LoRA layers into the base in place: start again from a clean copy
+                self.base = create_base_model(self.base_model)
+                self.base_loads += 1
+            elif key in self._model.peft_config:
+                self._model.delete_adapter(key)
+            logger.warning("adapter %s failed to load and was removed: %s", manifest.ref, e)
+            raise ValueError(f"adapter {manifest.ref} failed to load: {e}") from e
 
     def _read_head(self, directory: Path, manifest: Manifest) -> tuple[torch.Tensor, torch.Tensor]:
         path = directory / HEAD_FILE

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from fednet.models.registry import get_base_model_spec
+from fednet.models.registry import available_base_models, get_base_model_spec, linear_shapes
 
-__all__ = ["save_adapter", "load_adapter", "SavedAdapter", "ADAPTER_FILES", "HEAD_FILE"]
+__all__ = [
+    "save_adapter",
+    "load_adapter",
+    "adapter_fit_problems",
+    "SavedAdapter",
+    "ADAPTER_FILES",
+    "HEAD_FILE",
+]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 HEAD_FILE = "head.safetensors"
@@ -125,3 +133,90 @@ def load_adapter(path: str | Path) -> SavedAdapter:
         target_modules=tuple(sorted(config["target_modules"])),
         base_model=meta.get("fednet.base_model", ""),
     )
+
+
+_LORA_TENSOR = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$"
+)
+
+
+def _pattern_rank(module: str, config: Mapping[str, object], default: int) -> int:
+    """``r`` of ``module``: peft's ``rank_pattern`` (a regex on the module name's end)."""
+    pattern = config.get("rank_pattern") or {}
+    if isinstance(pattern, Mapping):
+        for key, rank in pattern.items():
+            if re.match(rf"(.*\.)?({key})$", module) and isinstance(rank, int):
+                return rank
+    return default
+
+
+def adapter_fit_problems(
+    config: Mapping[str, object],
+    shapes: Mapping[str, Sequence[int]],
+    base_model: str,
+) -> list[str]:
+    """Every way a PEFT LoRA adapter does not fit base model ``base_model``.
+
+    Checks that ``adapter_config.json`` is a LoRA config with an int ``r >= 1``;
+    that the weights hold LoRA tensors; that each targets a linear layer the
+    base model has; and that ``lora_A`` is ``[r, in_features]`` and ``lora_B``
+    ``[out_features, r]`` with that layer's sizes and the config's ``r`` (or its
+    ``rank_pattern`` entry).
+
+    Parameters
+    ----------
+    config : mapping
+        The parsed ``adapter_config.json``.
+    shapes : mapping
+        Tensor name to shape, from ``adapter_model.safetensors``.
+    base_model : str
+        Registered base model the adapter claims to be for.
+
+    Returns
+    -------
+    list[str]
+        One line per problem; empty when the adapter fits.
+    """
+    if base_model not in available_base_models():
+        return [
+            f"base model {base_model!r} is not registered; "
+            f"known: {', '.join(available_base_models())}"
+        ]
+    problems: list[str] = []
+    peft_type = config.get("peft_type", "LORA")
+    if peft_type != "LORA":
+        problems.append(f"adapter_config.json has peft_type {peft_type!r}; only LORA is served")
+    r = config.get("r")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        return [*problems, f"adapter_config.json `r` must be an int >= 1, got {r!r}"]
+    layers = linear_shapes(base_model)
+    found = 0
+    for name, shape in sorted(shapes.items()):
+        m = _LORA_TENSOR.match(name)
+        if m is None:
+            continue
+        found += 1
+        module, part = m["module"], m["part"]
+        shape = tuple(int(d) for d in shape)
+        if module not in layers:
+            problems.append(f"tensor {name} targets {module!r}, which {base_model} does not have")
+            continue
+        rank = _pattern_rank(module, config, r)
+        fan_in, fan_out = layers[module]
+        want = (rank, fan_in) if part == "A" else (fan_out, rank)
+        if shape == want:
+            continue
+        if len(shape) == 2 and shape[0 if part == "A" else 1] != rank:
+            got = shape[0 if part == "A" else 1]
+            problems.append(
+                f"tensor {name} has rank {got} (shape {list(shape)}) but adapter_config.json "
+                f"has r={rank}"
+            )
+        else:
+            problems.append(
+                f"tensor {name} has shape {list(shape)}; {module} of {base_model} "
+                f"({fan_in} -> {fan_out}) at r={rank} needs {list(want)}"
+            )
+    if not found:
+        problems.append("adapter_model.safetensors holds no LoRA tensor (lora_A/lora_B weights)")
+    return problems

@@ -29,6 +29,7 @@ __all__ = [
     "available_base_models",
     "load_tokenizer",
     "minilm_path",
+    "linear_shapes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,26 @@ def create_base_model(name: str) -> nn.Module:
     second client never reads the weights from disk again.
     """
     return copy.deepcopy(_pristine(name))
+
+
+@functools.lru_cache(maxsize=4)
+def linear_shapes(name: str) -> dict[str, tuple[int, int]]:
+    """``(in_features, out_features)`` of every linear layer of base model ``name``.
+
+    Keys are module names as peft sees them under ``base_model.model.`` (e.g.
+    ``encoder.layer.0.attention.self.query``). Covers ``nn.Linear`` and
+    transformers' ``Conv1D`` (weight stored ``[in, out]``). Built once per process.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for module_name, module in _pristine(name).named_modules():
+        weight = getattr(module, "weight", None)
+        if weight is None or getattr(weight, "ndim", 0) != 2:
+            continue
+        if hasattr(module, "in_features") and hasattr(module, "out_features"):
+            out[module_name] = (int(module.in_features), int(module.out_features))
+        elif type(module).__name__ == "Conv1D":
+            out[module_name] = (int(weight.shape[0]), int(weight.shape[1]))
+    return out
 
 
 @functools.lru_cache(maxsize=4)

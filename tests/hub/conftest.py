@@ -22,12 +22,13 @@ READ_TOKEN = "read-secret"
 
 
 def tiny_bert_config() -> BertConfig:
+    """The shape of the registered ``tiny-bert`` base model, which the drafts name."""
     return BertConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=1,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=32,
+        intermediate_size=64,
     )
 
 
@@ -44,9 +45,9 @@ def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 param.normal_()
     out = tmp_path_factory.mktemp("adapter")
     model.save_pretrained(out)
-    save_file({"weight": torch.randn(3, 16), "bias": torch.zeros(3)}, str(out / "head.safetensors"))
+    save_file({"weight": torch.randn(3, 32), "bias": torch.zeros(3)}, str(out / "head.safetensors"))
     save_file(
-        {"centroids": torch.randn(3, 16), "counts": torch.tensor([4.0, 7.5, 1.0])},
+        {"centroids": torch.randn(3, 32), "counts": torch.tensor([4.0, 7.5, 1.0])},
         str(out / "sketch.safetensors"),
     )
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,45 @@ def test_wrong_base_and_bad_arguments(hub_store: HubStore) -> None:
         engine.ensure("spam-0-shared")
     with pytest.raises(NotFoundError, match="no hub"):
         AdapterEngine("tiny-bert").ensure("spam-0-shared")
+
+
+def _broken_copy(hub_store: HubStore, name: str, dest: Path, how: str):  # type: ignore[no-untyped-def]
+    """``name``'s files in ``dest`` with one flaw; returns its manifest."""
+    manifest = hub_store.fetch(name, "latest", dest)
+    weights = dest / "adapter_model.safetensors"
+    if how == "truncated":  # the header is whole, the tensor data cut short: peft fails mid-load
+        weights.write_bytes(weights.read_bytes()[:-64])
+    else:  # "rank": the config claims r=8 over tensors of rank 4
+        config = json.loads((dest / "adapter_config.json").read_text())
+        config["r"] = 8
+        (dest / "adapter_config.json").write_text(json.dumps(config))
+    return manifest
+
+
+def _lora_modules(model: torch.nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules() if n.endswith(("lora_A", "lora_B"))]
+
+
+@pytest.mark.parametrize("how", ["truncated", "rank"])
+def test_a_failed_load_leaves_no_half_loaded_adapter(
+    hub_store: HubStore, tmp_path: Path, how: str
+) -> None:
+    texts = ["win a prize now", "see you at home"]
+    engine = AdapterEngine("tiny-bert", source=hub_store)
+    bad = _broken_copy(hub_store, "spam-1-shared", tmp_path / "bad", how)
+    # the first load fails: the base keeps no LoRA layer
+    with pytest.raises(ValueError, match="spam-1-shared@v1"):
+        engine.load_dir(tmp_path / "bad", bad)
+    assert _lora_modules(engine.base) == [] and engine.loaded == []
+    good = engine.ensure("spam-0-shared")
+    before = engine.classify(texts, good)
+    layers = sorted(_lora_modules(engine._model))  # noqa: SLF001
+    for _ in range(3):  # every later failure is removed again too
+        with pytest.raises(ValueError, match="spam-1-shared@v1"):
+            engine.load_dir(tmp_path / "bad", bad)
+    assert list(engine._model.peft_config) == [good.key]  # noqa: SLF001
+    assert sorted(_lora_modules(engine._model)) == layers  # noqa: SLF001
+    assert engine.loaded == ["spam-0-shared@v1"]
+    torch.testing.assert_close(engine.classify(texts, good), before)
+    fresh = AdapterEngine("tiny-bert", source=hub_store)
+    torch.testing.assert_close(fresh.classify(texts, fresh.ensure("spam-0-shared")), before)
