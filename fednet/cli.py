@@ -103,18 +103,66 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from fednet.federation.simulation import simulate
 
     summary = simulate(cfg, run_dir)
+    print(format_summary(summary, run_dir))
+    return 0 if summary.get("complete", True) else 1
+
+
+def _num(value: float | None) -> str:
+    """A metric for people: four decimals, or ``-`` when there is none."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_summary(summary: dict, run_dir: Path) -> str:
+    """The lines ``fednet simulate`` prints: accuracy per task, and every failed client."""
     final = summary["final"]
-    print(f"run: {run_dir}")
-    print(
-        f"final accuracy: weighted {final.get('accuracy', float('nan')):.4f}, "
-        f"mean of clients {final.get('accuracy-mean', float('nan')):.4f}"
-    )
+    lines = [
+        f"run: {run_dir}",
+        f"final accuracy: weighted {_num(final.get('accuracy'))}, "
+        f"mean of clients {_num(final.get('accuracy-mean'))}",
+    ]
     for task, t in sorted(summary["tasks"].items()):
         pers = t["personalized"]
-        print(
-            f"  {task:<20} shared {t['accuracy']:.4f}"
-            + (f"  personalised {pers:.4f}" if pers is not None else "")
+        lines.append(
+            f"  {task:<20} shared {_num(t['accuracy'])}"
+            + (f"  personalised {_num(pers)}" if pers is not None else "")
         )
+    for who, failures in sorted(summary.get("failed_clients", {}).items()):
+        last = failures[-1]
+        lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")
+    if not summary.get("complete", True):
+        lines.append(
+            f"only {len(summary['clients_finished'])} clients finished, fewer than "
+            f"strategy.min-clients ({summary['min_clients']})"
+        )
+    return "\n".join(lines)
+
+
+@register_command("data")
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="check a data file before a federation reads it")
+    data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    check = data.add_parser(
+        "check", help="rows read, kept and dropped, label counts, duplicates and encoding"
+    )
+    check.add_argument("file", help="a .csv, .tsv, .json, .jsonl or .parquet file")
+    check.add_argument("--text-column", default="text", help="column of the texts")
+    check.add_argument("--label-column", default="label", help="column of the labels")
+    check.add_argument("--encoding", default=None, help="text encoding (default: UTF-8 or BOM)")
+    check.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_data)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """``fednet data check FILE``: print what a client would read from FILE."""
+    from fednet.data.check import check_data_file, format_check
+
+    report = check_data_file(
+        args.file,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        encoding=args.encoding,
+    )
+    print(format_check(report, as_json=args.json))
     return 0
 
 

@@ -10,6 +10,7 @@ This module depends on the standard library only.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import tomllib
@@ -21,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from fednet.errors import ConfigError
+from fednet.names import check_name, is_safe_name, name_from_path
 from fednet.privacy.config import PrivacyConfig
 
 __all__ = [
     "ClientConfig",
+    "DATA_FILE_SUFFIXES",
+    "default_task",
     "FederationConfig",
     "HubConfig",
     "LABEL_SPACES",
@@ -50,6 +54,37 @@ LORA_GROUPINGS = ("base-model", "task")
 
 WIRE_DTYPES = ("float32", "float16")
 """Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
+
+DATA_FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+"""Suffixes of the local data files a client's ``dataset`` may name."""
+
+
+def is_data_file(dataset: str) -> bool:
+    """Whether ``dataset`` names a local file (a data-file suffix or a directory part)."""
+    return (
+        Path(dataset).suffix.lower() in DATA_FILE_SUFFIXES
+        or "/" in dataset
+        or "\\" in dataset
+        or dataset.startswith("~")
+    )
+
+
+def default_task(dataset: str) -> str:
+    """The task of a client that sets none: a catalogue name, or a file's stem.
+
+    ``/home/me/reviews.csv`` gives ``reviews``; a name is always a safe name
+    (:func:`fednet.names.check_name`), never a path.
+    """
+    if is_data_file(dataset) or not is_safe_name(dataset):
+        return name_from_path(dataset, key="task")
+    return dataset
+
+
+def _name(key: str, value: str) -> None:
+    try:
+        check_name(key, value)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -158,13 +193,18 @@ class ClientConfig:
     Parameters
     ----------
     id : str
-        Client id, unique in the federation.
+        Client id, unique in the federation; a safe name (:mod:`fednet.names`).
     dataset : str
         A catalogue name (``bbc-news``, ``sms-spam``, ``tweets-sentiment``) or a path
-        to a CSV, JSON or Parquet file.
+        to a CSV, TSV, JSON, JSON-lines or Parquet file. A relative path that
+        exists is resolved against the working directory.
     task : str
-        Task key; clients with the same task share a classification head.
-        Defaults to ``dataset``.
+        Task key; clients with the same task share a classification head. A
+        safe name (:mod:`fednet.names`); defaults to the catalogue name, or to
+        the stem of a data file (:func:`default_task`).
+    encoding : str
+        Text encoding of a CSV, TSV or JSON file (a Python codec name such as
+        ``"cp1252"``); empty: UTF-8, or what the file's byte-order mark says.
     partition, num_partitions, partitioner, dirichlet_alpha
         Which share of ``dataset`` this client holds.
     lora_rank : int
@@ -180,6 +220,7 @@ class ClientConfig:
     task: str = ""
     text_column: str = "text"
     label_column: str = "label"
+    encoding: str = ""
     partition: int = 0
     num_partitions: int = 1
     partitioner: str = "iid"
@@ -191,8 +232,18 @@ class ClientConfig:
     base_model: str = ""
 
     def __post_init__(self) -> None:
-        _check(bool(self.id), "id", "a non-empty string", self.id)
+        _name("id", self.id)
         _check(bool(self.dataset), "dataset", "a non-empty string", self.dataset)
+        if self.base_model:
+            _name("base-model", self.base_model)
+        if self.encoding:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(
+                    f"`encoding` must be a text encoding such as 'utf-8' or 'cp1252', "
+                    f"got {self.encoding!r}"
+                ) from None
         _check(self.lora_rank >= 1, "lora-rank", ">= 1", self.lora_rank)
         _check(self.local_steps >= 1, "local-steps", ">= 1", self.local_steps)
         _check(self.batch_size >= 1, "batch-size", ">= 1", self.batch_size)
@@ -216,8 +267,14 @@ class ClientConfig:
             self.partitioner,
         )
         _check(self.dirichlet_alpha > 0, "dirichlet-alpha", "> 0", self.dirichlet_alpha)
+        if is_data_file(self.dataset):
+            path = Path(self.dataset).expanduser()
+            if not path.is_absolute() and path.exists():
+                # Simulation workers and later processes may run elsewhere.
+                object.__setattr__(self, "dataset", str(path.resolve()))
         if not self.task:
-            object.__setattr__(self, "task", self.dataset)
+            object.__setattr__(self, "task", default_task(self.dataset))
+        _name("task", self.task)
 
 
 UNION_TASK = "union"
@@ -260,6 +317,7 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         _check(len(self.clients) >= 1, "clients", "at least one client", len(self.clients))
+        _name("federation.base-model", self.base_model)
         _check(self.rounds >= 1, "federation.rounds", ">= 1", self.rounds)
         _check(self.max_length >= 8, "federation.max-length", ">= 8", self.max_length)
         _check(
@@ -295,7 +353,7 @@ class FederationConfig:
             for c in self.clients
         )
         if self.label_space == "union":
-            custom = [c for c in resolved if c.task not in (c.dataset, UNION_TASK)]
+            custom = [c for c in resolved if c.task not in (default_task(c.dataset), UNION_TASK)]
             if custom:
                 raise ValueError(
                     f"`clients[{custom[0].id}].task` must be unset with "

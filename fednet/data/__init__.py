@@ -25,12 +25,13 @@ from fednet.data.catalog import (
 from fednet.data.data_utils import (
     LABEL_COLUMN,
     TEXT_COLUMN,
+    build_text_label_dataset,
     check_text_label_dataset,
     label_ids,
     label_names,
     to_text_label_dataset,
 )
-from fednet.data.local import SUPPORTED_SUFFIXES, load_local_file
+from fednet.data.local import SUPPORTED_SUFFIXES, load_local_file, read_local_file
 from fednet.data.partition import (
     PartitionerFactory,
     available_partitioners,
@@ -39,16 +40,20 @@ from fednet.data.partition import (
     partition_dataset,
     register_partitioner,
 )
-from fednet.data.splits import clear_data_cache, load_splits
+from fednet.data.report import DROP_REASONS, LoadReport
+from fednet.data.splits import clear_data_cache, load_report, load_splits
 
 __all__ = [
+    "DROP_REASONS",
     "LABEL_COLUMN",
+    "LoadReport",
     "SUPPORTED_SUFFIXES",
     "TEXT_COLUMN",
     "DatasetLoader",
     "PartitionerFactory",
     "available_datasets",
     "available_partitioners",
+    "build_text_label_dataset",
     "check_text_label_dataset",
     "clear_catalog_cache",
     "clear_data_cache",
@@ -59,9 +64,11 @@ __all__ = [
     "label_names",
     "load_dataset",
     "load_local_file",
+    "load_report",
     "load_splits",
     "local_split",
     "partition_dataset",
+    "read_local_file",
     "register_dataset",
     "register_partitioner",
     "to_text_label_dataset",

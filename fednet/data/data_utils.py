@@ -17,9 +17,12 @@ import numpy as np
 import numpy.typing as npt
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, Value
 
+from fednet.data.report import LoadReport, duplicate_figures
+
 __all__ = [
     "TEXT_COLUMN",
     "LABEL_COLUMN",
+    "build_text_label_dataset",
     "to_text_label_dataset",
     "check_text_label_dataset",
     "label_names",
@@ -42,12 +45,13 @@ def _is_missing(value: object) -> bool:
 def _normalise_label(value: object, *, row: int) -> str | int:
     """Turn one raw label into a ``str`` or an ``int``.
 
-    Integral floats (``1.0``, as pandas produces for an int column with gaps)
-    become ``int``; bools become ``"False"``/``"True"``; anything else that is
-    not a string or an integer is rejected.
+    Strings are kept exactly as written. Integral floats (``1.0``, as a
+    Parquet int column with gaps holds) become ``int``; bools become
+    ``"False"``/``"True"``; anything else that is not a string or an integer
+    is rejected.
     """
     if isinstance(value, str):
-        return value.strip()
+        return value
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Integral):
@@ -98,23 +102,23 @@ def _build_class_label(
     return ClassLabel(names=[str(v) for v in distinct]), [index_of[v] for v in labels]
 
 
-def to_text_label_dataset(
+def build_text_label_dataset(
     texts: Sequence[object],
     labels: Sequence[object],
     *,
     label_names: Sequence[str] | None = None,
     dataset_name: str | None = None,
-) -> Dataset:
-    """Build the canonical ``text``/``label`` dataset from two parallel columns.
+) -> tuple[Dataset, LoadReport]:
+    """Build the canonical ``text``/``label`` dataset and the report of what was kept.
 
-    Rows whose text is missing or blank, or whose label is missing, are dropped
-    (and counted in a warning), so a stray empty line in a corpus cannot become a
-    training example.
+    Texts and string labels are kept exactly as given (no stripping, no number
+    conversion). A row whose text is missing or blank is dropped as
+    ``"empty-text"``; one whose label is missing or blank as ``"empty-label"``.
 
     Parameters
     ----------
     texts : Sequence[object]
-        Raw texts; each kept one is converted with ``str``.
+        Raw texts; a kept non-string one is converted with ``str``.
     labels : Sequence[object]
         Class names (``str``) or class ids (``int``; integral floats accepted).
     label_names : Sequence[str] or None, optional
@@ -127,8 +131,9 @@ def to_text_label_dataset(
 
     Returns
     -------
-    datasets.Dataset
-        Columns ``text`` (``string``) and ``label`` (``ClassLabel``).
+    tuple[datasets.Dataset, LoadReport]
+        Columns ``text`` (``string``) and ``label`` (``ClassLabel``), and the
+        figures of the build (its ``source`` is ``dataset_name``).
 
     Raises
     ------
@@ -145,32 +150,70 @@ def to_text_label_dataset(
         )
     kept_texts: list[str] = []
     kept_labels: list[str | int] = []
+    dropped = {"empty-text": 0, "empty-label": 0}
     for row, (text, label) in enumerate(zip(texts, labels, strict=True)):
-        if _is_missing(text) or _is_missing(label):
+        if _is_missing(text) or not str(text).strip():
+            dropped["empty-text"] += 1
             continue
-        text_str = str(text)
-        if not text_str.strip():
+        if _is_missing(label):
+            dropped["empty-label"] += 1
             continue
         norm = _normalise_label(label, row=row)
-        if norm == "":
+        if isinstance(norm, str) and not norm.strip():
+            dropped["empty-label"] += 1
             continue
-        kept_texts.append(text_str)
+        kept_texts.append(str(text))
         kept_labels.append(norm)
 
     name = dataset_name or "dataset"
-    dropped = len(texts) - len(kept_texts)
-    if dropped:
-        logger.warning("%s: dropped %d rows with an empty text or label", name, dropped)
     if not kept_texts:
-        raise ValueError(f"{name!r} has no rows with both a non-empty text and a label")
+        raise ValueError(
+            f"{name!r} has no rows with both a non-empty text and a label "
+            f"({len(texts)} rows: {dropped['empty-text']} with an empty text, "
+            f"{dropped['empty-label']} with an empty label)"
+        )
 
     class_label, ids = _build_class_label(kept_labels, label_names)
     features = Features({TEXT_COLUMN: Value("string"), LABEL_COLUMN: class_label})
-    return Dataset.from_dict(
+    ds = Dataset.from_dict(
         {TEXT_COLUMN: kept_texts, LABEL_COLUMN: ids},
         features=features,
         info=DatasetInfo(dataset_name=dataset_name, features=features),
     )
+    dup_rows, dup_texts, conflicting = duplicate_figures(kept_texts, ids)
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(class_label.names))
+    report = LoadReport(
+        source=name,
+        rows_read=len(texts),
+        rows_kept=len(kept_texts),
+        dropped={r: n for r, n in dropped.items() if n},
+        label_counts={class_label.names[i]: int(n) for i, n in enumerate(counts)},
+        duplicate_rows=dup_rows,
+        duplicate_texts=dup_texts,
+        conflicting_texts=conflicting,
+    )
+    return ds, report
+
+
+def to_text_label_dataset(
+    texts: Sequence[object],
+    labels: Sequence[object],
+    *,
+    label_names: Sequence[str] | None = None,
+    dataset_name: str | None = None,
+) -> Dataset:
+    """Build the canonical ``text``/``label`` dataset from two parallel columns.
+
+    As :func:`build_text_label_dataset`; dropped rows are counted, by reason,
+    in a warning, so a stray empty line cannot become a training example and
+    no row disappears unreported.
+    """
+    ds, report = build_text_label_dataset(
+        texts, labels, label_names=label_names, dataset_name=dataset_name
+    )
+    if report.dropped:
+        logger.warning("%s", report.describe())
+    return ds
 
 
 def check_text_label_dataset(ds: object, *, source: str) -> Dataset:

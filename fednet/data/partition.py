@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from fednet.data.data_utils import LABEL_COLUMN, check_fraction, check_seed, label_ids
+from fednet.data.data_utils import (
+    LABEL_COLUMN,
+    TEXT_COLUMN,
+    check_fraction,
+    check_seed,
+    label_ids,
+)
+from fednet.data.grouped import group_split_indices
 
 if TYPE_CHECKING:
     # flwr_datasets pulls in matplotlib; import it only when a partition is built.
@@ -247,9 +254,10 @@ def partition_dataset(
 def local_split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
     """Split a client's partition into its own train and held-out test set.
 
-    The split is stratified by label when every class present has at least two
+    Every copy of a text lands on one side (:mod:`fednet.data.grouped`). The
+    split is stratified by label when every class present has at least two
     rows and both halves can hold one row of each class; otherwise (typical
-    under strong label skew) it is a plain seeded random split.
+    under strong label skew) it is a plain seeded random split of the texts.
 
     Parameters
     ----------
@@ -268,7 +276,8 @@ def local_split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
     Raises
     ------
     ValueError
-        If ``ds`` is too small to leave a row on each side.
+        If ``ds`` is too small to leave a row on each side, or holds one
+        distinct text only.
     """
     seed = check_seed(seed)
     test_fraction = check_fraction(test_fraction, key="test_fraction")
@@ -289,11 +298,17 @@ def local_split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
             n,
             counts.tolist(),
         )
-    return ds.train_test_split(
-        test_size=test_fraction,
-        seed=seed,
-        stratify_by_column=LABEL_COLUMN if stratify else None,
-    )
+    try:
+        train, test = group_split_indices(
+            list(ds[TEXT_COLUMN]),
+            label_ids(ds).tolist(),
+            test_fraction=test_fraction,
+            seed=seed,
+            stratify=stratify,
+        )
+    except ValueError as e:
+        raise ValueError(f"{_dataset_name(ds)!r}: {e}") from None
+    return DatasetDict({"train": ds.select(train), "test": ds.select(test)})
 
 
 # --- built-in methods ---------------------------------------------------------

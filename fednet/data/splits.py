@@ -1,5 +1,8 @@
 """Fixed, seeded, stratified train/test splits of a catalogue set or a local file.
 
+Every copy of a text lands on the same side (:mod:`fednet.data.grouped`), so
+the server's test set shares no text with any client's training data.
+
 Clients and the server call :func:`load_splits` many times per run (every round,
 every client); the loaded and split data is cached per process so only the
 first call reads files.
@@ -30,20 +33,28 @@ from fednet.data.data_utils import (
     label_ids,
     label_names,
 )
-from fednet.data.local import SUPPORTED_SUFFIXES, load_local_file
+from fednet.data.grouped import group_split_indices
+from fednet.data.local import SUPPORTED_SUFFIXES, read_local_file
+from fednet.data.report import LoadReport, duplicate_figures
 
-__all__ = ["load_splits", "clear_data_cache"]
+__all__ = ["load_splits", "load_report", "clear_data_cache"]
 
 logger = logging.getLogger(__name__)
 
 
+FileKey = tuple[str, int, int, str, str, str]
+"""(resolved path, mtime_ns, size, text column, label column, encoding)."""
+
+
 @functools.lru_cache(maxsize=4)
 def _load_file_cached(
-    path: str, mtime_ns: int, size: int, text_column: str, label_column: str
-) -> Dataset:
-    """Load a local file once per (path, modification time, size, columns)."""
+    path: str, mtime_ns: int, size: int, text_column: str, label_column: str, encoding: str
+) -> tuple[Dataset, LoadReport]:
+    """Load a local file once per (path, modification time, size, columns, encoding)."""
     del mtime_ns, size  # only part of the cache key: an edited file is re-read
-    return load_local_file(path, text_column=text_column, label_column=label_column)
+    return read_local_file(
+        path, text_column=text_column, label_column=label_column, encoding=encoding or None
+    )
 
 
 def _materialise(ds: Dataset) -> Dataset:
@@ -62,19 +73,29 @@ def _materialise(ds: Dataset) -> Dataset:
 
 
 def _split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
-    """Seeded split that keeps the class proportions in both halves."""
+    """Seeded split that keeps the class proportions and every copy of a text on one side."""
+    ids = label_ids(ds)
+    counts = np.bincount(ids)
     try:
-        raw = ds.train_test_split(
-            test_size=test_fraction, seed=seed, stratify_by_column=LABEL_COLUMN
+        if (counts[counts > 0] < 2).any():
+            raise ValueError("a class has fewer than 2 rows, so one side would lack it")
+        train, test = group_split_indices(
+            list(ds[TEXT_COLUMN]),
+            ids.tolist(),
+            test_fraction=test_fraction,
+            seed=seed,
+            stratify=True,
         )
     except ValueError as e:
         names = label_names(ds)
-        counts = {names[i]: int(n) for i, n in enumerate(np.bincount(label_ids(ds))) if n}
+        by_name = {names[i]: int(n) for i, n in enumerate(counts) if n}
         raise ValueError(
             f"cannot split {ds.info.dataset_name!r} ({ds.num_rows} rows, class counts "
-            f"{counts}) with test_fraction={test_fraction} stratified by label: {e}"
+            f"{by_name}) with test_fraction={test_fraction} stratified by label: {e}"
         ) from e
-    splits = DatasetDict({name: _materialise(part) for name, part in raw.items()})
+    splits = DatasetDict(
+        {"train": _materialise(ds.select(train)), "test": _materialise(ds.select(test))}
+    )
     logger.debug(
         "split %s with seed %d: %d train, %d test",
         ds.info.dataset_name,
@@ -95,16 +116,14 @@ def _split_catalog(
 
 
 @functools.lru_cache(maxsize=16)
-def _split_file(
-    file_key: tuple[str, int, int, str, str], seed: int, test_fraction: float
-) -> DatasetDict:
-    """Split a local file identified by (path, mtime_ns, size, text col, label col)."""
-    return _split(_load_file_cached(*file_key), seed=seed, test_fraction=test_fraction)
+def _split_file(file_key: FileKey, seed: int, test_fraction: float) -> DatasetDict:
+    """Split a local file identified by its :data:`FileKey`."""
+    return _split(_load_file_cached(*file_key)[0], seed=seed, test_fraction=test_fraction)
 
 
 def _file_key(
-    name_or_path: str | os.PathLike[str], text_column: str, label_column: str
-) -> tuple[str, int, int, str, str]:
+    name_or_path: str | os.PathLike[str], text_column: str, label_column: str, encoding: str = ""
+) -> FileKey:
     """Resolve a path to a hashable key that changes when the file changes."""
     path = Path(name_or_path).expanduser()
     if not path.exists() and path.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -115,7 +134,14 @@ def _file_key(
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist or is not a file")
     stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size, text_column, label_column)
+    return (
+        str(path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        text_column,
+        label_column,
+        encoding,
+    )
 
 
 def load_splits(
@@ -125,11 +151,13 @@ def load_splits(
     test_fraction: float = 0.2,
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
+    encoding: str = "",
 ) -> DatasetDict:
     """Load a data set and split it into a fixed, stratified train and test set.
 
-    The same ``seed`` gives the same split on every machine, so the server's
-    test set never overlaps any client's training data.
+    The same ``seed`` gives the same split on every machine, and every copy of
+    a text is on one side, so the server's test set never overlaps any
+    client's training data.
 
     Parameters
     ----------
@@ -142,12 +170,15 @@ def load_splits(
         Fraction of rows (rounded up) in the test split, in (0, 1). Default 0.2.
     text_column, label_column : str, optional
         Columns of a local file; ignored for catalogue names.
+    encoding : str, optional
+        Codec of a local text file (see :func:`fednet.data.load_local_file`).
 
     Returns
     -------
     datasets.DatasetDict
         ``"train"`` and ``"test"``, each with the class proportions of the
-        whole. Cached per process: treat the datasets as read-only.
+        whole (to within the size of the repeated texts). Cached per process:
+        treat the datasets as read-only.
 
     Raises
     ------
@@ -163,13 +194,45 @@ def load_splits(
         loader = get_dataset_loader(name_or_path)
         cached = _split_catalog(name_or_path, loader, seed, test_fraction)
     elif isinstance(name_or_path, (str, os.PathLike)):
-        key = _file_key(name_or_path, text_column, label_column)
+        key = _file_key(name_or_path, text_column, label_column, encoding)
         cached = _split_file(key, seed, test_fraction)
     else:
         raise TypeError(
             f"`name_or_path` must be a data set name or a file path, got {name_or_path!r}"
         )
     return DatasetDict({"train": cached["train"], "test": cached["test"]})
+
+
+def load_report(
+    name_or_path: str | os.PathLike[str],
+    *,
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    encoding: str = "",
+) -> LoadReport:
+    """The :class:`~fednet.data.report.LoadReport` of the load behind :func:`load_splits`.
+
+    For a catalogue name the figures describe the catalogue's rows (its own
+    loader already chose them); for a file, every row the file holds.
+    """
+    if isinstance(name_or_path, str) and name_or_path in available_datasets():
+        ds = create_dataset(name_or_path)
+        ids = label_ids(ds).tolist()
+        rows, texts, conflicting = duplicate_figures(list(ds[TEXT_COLUMN]), ids)
+        names = label_names(ds)
+        counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(names))
+        return LoadReport(
+            source=name_or_path,
+            rows_read=ds.num_rows,
+            rows_kept=ds.num_rows,
+            label_counts={names[i]: int(n) for i, n in enumerate(counts)},
+            duplicate_rows=rows,
+            duplicate_texts=texts,
+            conflicting_texts=conflicting,
+            encoding="utf-8",
+            encoding_source="catalogue",
+        )
+    return _load_file_cached(*_file_key(name_or_path, text_column, label_column, encoding))[1]
 
 
 def clear_data_cache() -> None:

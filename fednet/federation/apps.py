@@ -145,7 +145,23 @@ def make_client_app(
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        rt = _runtime(msg, context, cfg, cache_dir)
+        from fednet.federation.client import resolve_client
+
+        client = resolve_client(_config(context, cfg), dict(context.node_config))
+        try:
+            rt = _runtime(msg, context, cfg, cache_dir)
+        except Exception as e:  # noqa: BLE001 - the server must learn who failed and why
+            reason = f"{type(e).__name__}: {e}"[:500]
+            logger.error("client %s cannot start: %s", client.id, reason)
+            return Message(
+                RecordDict(
+                    {
+                        P.PROFILE: ConfigRecord({"client-id": client.id}),
+                        P.STATUS: ConfigRecord({"refused": 1, "reason": reason}),
+                    }
+                ),
+                reply_to=msg,
+            )
         return Message(RecordDict({P.PROFILE: ConfigRecord(rt.profile())}), reply_to=msg)
 
     @app.train()

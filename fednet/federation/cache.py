@@ -32,7 +32,7 @@ __all__ = ["use_cache_dir", "cache_dir", "data_key", "cached_client_data"]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _cache_dir: Path | None = None
 
 
@@ -79,14 +79,19 @@ def _read(path: Path) -> ClientData | None:
         fields = {f.name for f in dataclasses.fields(ClientData)}
         if set(raw) != fields:
             raise ValueError(f"fields {sorted(raw)} differ from {sorted(fields)}")
-        return ClientData(**{k: tuple(v) for k, v in raw.items()})
+        report = raw.pop("report")
+        if not isinstance(report, dict):
+            raise ValueError("`report` is not an object")
+        return ClientData(**{k: tuple(v) for k, v in raw.items()}, report=report)
     except (OSError, ValueError, TypeError) as e:
         logger.warning("ignoring unreadable data cache %s: %s", path, e)
         return None
 
 
 def _write(path: Path, data: ClientData) -> None:
-    text = json.dumps({k: list(v) for k, v in dataclasses.asdict(data).items()})
+    fields = dataclasses.asdict(data)
+    report = fields.pop("report")
+    text = json.dumps({**{k: list(v) for k, v in fields.items()}, "report": report})
     write_atomic(path, text.encode("utf-8"))  # created 0600, like the split it caches
     for old in path.parent.glob("data-*.json"):
         if old != path:

@@ -13,27 +13,41 @@ import functools
 import logging
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from fednet.config import ClientConfig, FederationConfig
 from fednet.errors import ConfigError
 
-__all__ = ["ClientData", "ClientRuntime", "load_client_data", "get_runtime", "resolve_client"]
+__all__ = [
+    "ClientData",
+    "ClientRuntime",
+    "data_profile",
+    "get_runtime",
+    "load_client_data",
+    "resolve_client",
+]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClientData:
-    """One client's private split; it never leaves the client."""
+    """One client's private split; it never leaves the client.
+
+    ``report`` holds the figures of the load (:meth:`fednet.data.LoadReport.to_dict`
+    plus ``train_examples`` and ``test_examples``); only its counts and encoding
+    leave, in the profile.
+    """
 
     train_texts: tuple[str, ...]
     train_labels: tuple[int, ...]
     test_texts: tuple[str, ...]
     test_labels: tuple[int, ...]
     label_names: tuple[str, ...]
+    report: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 def _client_seed(cfg: FederationConfig, client_id: str) -> int:
@@ -49,7 +63,7 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
     routing and benchmark queries. With ``federation.label-space = "union"`` the
     labels are mapped into the union label space (:mod:`fednet.federation.labels`).
     """
-    from fednet.data import load_splits, local_split, partition_dataset
+    from fednet.data import load_report, load_splits, local_split, partition_dataset
 
     splits = load_splits(
         client.dataset,
@@ -57,7 +71,14 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
         test_fraction=cfg.test_fraction,
         text_column=client.text_column,
         label_column=client.label_column,
+        encoding=client.encoding,
     )
+    report = load_report(
+        client.dataset,
+        text_column=client.text_column,
+        label_column=client.label_column,
+        encoding=client.encoding,
+    ).to_dict()
     part = partition_dataset(
         splits["train"],
         method=client.partitioner,
@@ -79,12 +100,26 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
         train_labels = to_union(train_labels, names, client.dataset, union)
         test_labels = to_union(test_labels, names, client.dataset, union)
         names = union
+    report.update(train_examples=len(train_labels), test_examples=len(test_labels))
+    logger.debug(
+        "client %s data: %d rows read, %d kept, dropped %s, %d duplicate rows, encoding %s; "
+        "%d training and %d held-out examples",
+        client.id,
+        report["rows_read"],
+        report["rows_kept"],
+        report["dropped"] or "none",
+        report["duplicate_rows"],
+        report["encoding"],
+        len(train_labels),
+        len(test_labels),
+    )
     return ClientData(
         train_texts=tuple(local["train"]["text"]),
         train_labels=train_labels,
         test_texts=tuple(test["text"]),
         test_labels=test_labels,
         label_names=names,
+        report=report,
     )
 
 
@@ -115,6 +150,12 @@ class ClientRuntime:
         self.tokenizer = load_tokenizer(client.base_model)
         self.seed = _client_seed(cfg, client.id)
         self.lora_alpha = cfg.lora_alpha(client.lora_rank)
+        names = list(self.data.label_names)
+        if len(names) < 2:
+            raise ValueError(
+                f"client {client.id}: its data has {len(names)} class {names}; "
+                "a classifier needs at least 2"
+            )
         self.model = build_classifier(
             client.base_model,
             rank=client.lora_rank,
@@ -189,7 +230,32 @@ class ClientRuntime:
             "lora-rank": self.client.lora_rank,
             "lora-alpha": self.lora_alpha,
             "num-examples": self.num_examples,
+            **data_profile(self.data.report),
         }
+
+
+def data_profile(report: dict[str, Any]) -> dict[str, int | str]:
+    """The counts and the encoding of a data report, as ``data-*`` profile fields."""
+    from fednet.federation.protocol import DATA_ENCODING_KEY
+
+    if not report:
+        return {}
+    dropped = report.get("dropped", {})
+    out: dict[str, int | str] = {
+        "data-rows-read": int(report["rows_read"]),
+        "data-rows-kept": int(report["rows_kept"]),
+        "data-rows-dropped": int(report["rows_dropped"]),
+        "data-dropped-blank-line": int(dropped.get("blank-line", 0)),
+        "data-dropped-empty-text": int(dropped.get("empty-text", 0)),
+        "data-dropped-empty-label": int(dropped.get("empty-label", 0)),
+        "data-duplicate-rows": int(report["duplicate_rows"]),
+        "data-conflicting-texts": int(report["conflicting_texts"]),
+        "data-train-examples": int(report["train_examples"]),
+        "data-test-examples": int(report["test_examples"]),
+    }
+    if report.get("encoding"):
+        out[DATA_ENCODING_KEY] = str(report["encoding"])
+    return out
 
 
 @functools.lru_cache(maxsize=32)

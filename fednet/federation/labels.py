@@ -44,6 +44,7 @@ def _dataset_labels(cfg: FederationConfig, client: ClientConfig) -> tuple[str, .
         test_fraction=cfg.test_fraction,
         text_column=client.text_column,
         label_column=client.label_column,
+        encoding=client.encoding,
     )
     return tuple(splits["train"].features["label"].names)
 

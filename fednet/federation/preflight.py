@@ -6,14 +6,22 @@ so a bad preset fails in one line before a run directory exists.
 
 from __future__ import annotations
 
-from fednet.config import FederationConfig
+import logging
+
+from fednet.config import FederationConfig, is_data_file
 from fednet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["check_federation"]
 
 
 def check_federation(cfg: FederationConfig) -> None:
-    """Raise :class:`ConfigError` naming the first bad client key and value."""
+    """Raise :class:`ConfigError` naming the first bad client key and value.
+
+    A client is refused when its data set cannot be read, its partition is too
+    small to train and evaluate, or its data holds fewer than two classes.
+    """
     from fednet.data import available_datasets
     from fednet.federation.client import load_client_data
     from fednet.models import get_base_model_spec
@@ -31,19 +39,30 @@ def check_federation(cfg: FederationConfig) -> None:
             get_base_model_spec(c.base_model)
         except ValueError as e:
             raise ConfigError(f"`{where}.base-model`: {e}") from None
-        looks_like_file = any(
-            c.dataset.endswith(s) for s in (".csv", ".tsv", ".json", ".jsonl", ".parquet")
-        )
-        if not looks_like_file and "/" not in c.dataset and c.dataset not in available_datasets():
+        if not is_data_file(c.dataset) and c.dataset not in available_datasets():
             raise ConfigError(
                 f"`{where}.dataset`: unknown data set {c.dataset!r}; valid: "
-                f"{', '.join(available_datasets())}, or a .csv/.json/.jsonl/.parquet file"
+                f"{', '.join(available_datasets())}, or a .csv/.tsv/.json/.jsonl/.parquet file"
             )
         try:
             data = load_client_data(cfg, c)
         except (ValueError, FileNotFoundError, KeyError) as e:
             msg = str(e).strip("'\"")
             raise ConfigError(f"`{where}.dataset` {c.dataset!r}: {msg}") from None
+        classes = [k for k, n in data.report.get("label_counts", {}).items() if n]
+        if len(classes) < 2:
+            raise ConfigError(
+                f"`{where}.dataset` {c.dataset!r}: its data has {len(classes)} class "
+                f"{classes}; a classifier needs at least 2 (column "
+                f"{c.label_column!r}, {data.report.get('rows_kept')} rows kept)"
+            )
+        if len(set(data.train_labels)) < 2:
+            logger.warning(
+                "%s: the client's training partition holds one class only (%s); it can still "
+                "help train the shared adapter",
+                where,
+                data.label_names[data.train_labels[0]] if data.train_labels else "none",
+            )
         if not data.train_texts or not data.test_texts:
             raise ConfigError(
                 f"`{where}.partition` {c.partition}: the client's partition of {c.dataset!r} "

@@ -37,6 +37,9 @@ __all__ = [
     "STATUS",
     "METRIC_KEYS",
     "PROFILE_KEYS",
+    "DATA_PREFIX",
+    "DATA_ENCODING_KEY",
+    "DATA_COUNT_KEYS",
     "STATUS_KEYS",
     "HEAD_KEYS",
     "check_reply",
@@ -80,6 +83,22 @@ METRIC_KEYS = frozenset(
         "personalized",
     }
 )
+DATA_PREFIX = "data-"
+"""Profile keys ``data-*`` carry the figures of the client's data load."""
+DATA_ENCODING_KEY = "data-encoding"
+DATA_COUNT_KEYS: tuple[str, ...] = (
+    "data-rows-read",
+    "data-rows-kept",
+    "data-rows-dropped",
+    "data-dropped-blank-line",
+    "data-dropped-empty-text",
+    "data-dropped-empty-label",
+    "data-duplicate-rows",
+    "data-conflicting-texts",
+    "data-train-examples",
+    "data-test-examples",
+)
+"""Counts a client reports about its data load (see :class:`fednet.data.LoadReport`)."""
 PROFILE_KEYS = frozenset(
     {
         "client-id",
@@ -89,6 +108,8 @@ PROFILE_KEYS = frozenset(
         "lora-rank",
         "num-examples",
         "lora-alpha",
+        DATA_ENCODING_KEY,
+        *DATA_COUNT_KEYS,
     }
 )
 STATUS_KEYS = frozenset({"refused", "reason"})

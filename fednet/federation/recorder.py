@@ -5,7 +5,10 @@
 - ``rounds/<r>/<base-model>/<task>/``: the round's aggregated adapter in PEFT
   format with the task head beside it;
 - ``personalized/<client-id>/``: each client's personalised adapter and head;
-- ``summary.json``: the final metrics and the bytes communicated.
+- ``summary.json``: the final metrics and the bytes communicated, each client's
+  data figures (rows read, kept, dropped by reason, duplicates, encoding), every
+  client that failed with its reasons, and whether enough clients finished
+  (``complete``: at least ``strategy.min-clients``, and at least one).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class RunRecorder:
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
         self.history: list[dict[str, Any]] = []
         self.started = time.time()
+        for p in self.profiles.values():
+            if p.data:
+                logger.info("client %s data: %s", p.client_id, p.data_report())
 
     def save_state(self, out: Path, state: GlobalState) -> list[Path]:
         """Write one PEFT adapter dir per (base model, task) in ``state``."""
@@ -138,9 +144,20 @@ class RunRecorder:
         return None
 
     def finish(
-        self, personalized: dict[str, dict[str, float]], refusals: dict[str, str] | None = None
+        self,
+        personalized: dict[str, dict[str, float]],
+        refusals: dict[str, str] | None = None,
+        failures: dict[str, list[dict[str, Any]]] | None = None,
+        finished: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Write ``summary.json`` and close TensorBoard; return the summary."""
+        """Write ``summary.json`` and close TensorBoard; return the summary.
+
+        ``failures`` maps a client id (or ``"node <id>"``) to its failures
+        (``round``, ``stage``, ``reason``); ``finished`` lists the clients that
+        finished. Without ``finished`` every profiled client counts as finished.
+        """
+        failures = failures or {}
+        done = sorted(self.profiles) if finished is None else sorted(finished)
         last: dict[str, Any] = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
         rounds = max(1, len(self.history))
@@ -161,16 +178,39 @@ class RunRecorder:
                 "bytes_up_per_round": up / rounds,
                 "epsilon": self.epsilon_of(cid, personalized),
                 "refused": (refusals or {}).get(cid),
+                "data": p.data_report(),
+                "finished": cid in done,
+                "failures": failures.get(cid, []),
             }
+        for c in self.cfg.clients:
+            if c.id not in clients:
+                clients[c.id] = {
+                    "base_model": c.base_model,
+                    "task": c.task,
+                    "finished": False,
+                    "failures": failures.get(c.id)
+                    or [{"round": 0, "stage": "profile", "reason": "no valid profile received"}],
+                }
+        clients = dict(sorted(clients.items()))
+        need = max(1, self.cfg.strategy.min_clients)
+        if len(done) < need:
+            logger.error(
+                "%d of %d clients finished (%s), fewer than strategy.min-clients %d; failed: %s",
+                len(done),
+                len(self.cfg.clients),
+                ", ".join(done) or "none",
+                need,
+                "; ".join(f"{w}: {f[-1]['reason']}" for w, f in sorted(failures.items())) or "none",
+            )
         bases = sorted({p.base_model for p in self.profiles.values()})
         full = {b: base_model_nbytes(b) for b in bases}
         tasks: dict[str, Any] = {}
         for cid, c in clients.items():
             t = tasks.setdefault(c["task"], {"clients": [], "accuracy": [], "personalized": []})
             t["clients"].append(cid)
-            if c["accuracy"] is not None:
+            if c.get("accuracy") is not None:
                 t["accuracy"].append(c["accuracy"])
-            if c["personalized_accuracy"] is not None:
+            if c.get("personalized_accuracy") is not None:
                 t["personalized"].append(c["personalized_accuracy"])
         for t in tasks.values():
             t["accuracy"] = sum(t["accuracy"]) / len(t["accuracy"]) if t["accuracy"] else None
@@ -187,8 +227,14 @@ class RunRecorder:
             "clients": clients,
             "base_model_bytes": full,
             "upload_fraction_of_base_per_round": {
-                cid: c["bytes_up_per_round"] / full[c["base_model"]] for cid, c in clients.items()
+                cid: c["bytes_up_per_round"] / full[c["base_model"]]
+                for cid, c in clients.items()
+                if "bytes_up_per_round" in c
             },
+            "clients_finished": done,
+            "min_clients": need,
+            "complete": len(done) >= need,
+            "failed_clients": {w: f for w, f in sorted(failures.items())},
             "privacy": {
                 "delta": self.cfg.privacy.delta,
                 "epsilon_budget": self.cfg.privacy.epsilon_budget,

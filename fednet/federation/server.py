@@ -126,7 +126,7 @@ def personalize(
         try:
             lora, head = strategy.validate(r.content, p, state)
         except UpdateRejectedError as e:
-            logger.warning("personalised update of %s rejected: %s", p.client_id, e)
+            strategy.fail(p.client_id, "personalize", str(e))
             continue
         metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]
         out[p.client_id] = metrics
@@ -202,7 +202,8 @@ def run_server(
     need = len(cfg.clients) if min_nodes is None else min_nodes
     profiles = strategy.discover(grid, min_nodes=need, timeout=discovery_timeout)
     if not profiles:
-        raise RuntimeError("no client sent a valid profile")
+        failed = "; ".join(f"{w}: {f[-1]['reason']}" for w, f in sorted(strategy.failures.items()))
+        raise RuntimeError(f"no client sent a valid profile ({failed or 'no replies'})")
     recorder = RunRecorder(run_dir, cfg, profiles)
     ckpt = resume_from(run_dir, cfg, strategy, recorder) if resume else None
     if ckpt is None:
@@ -223,7 +224,12 @@ def run_server(
     save_sketches(run_dir, getattr(strategy, "sketches", {}))
     personalized = personalize(grid, strategy, final, cfg, recorder)
     save_sketches(run_dir, getattr(strategy, "sketches", {}), into_personalized=True)
-    summary = recorder.finish(personalized, refusals=dict(strategy.refusals))
+    summary = recorder.finish(
+        personalized,
+        refusals=dict(strategy.refusals),
+        failures=dict(strategy.failures),
+        finished=strategy.finished_clients(),
+    )
     if cfg.hub.location:
         publish_to_hub(cfg, run_dir)
     logger.info("run finished: %s", run_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
 from fednet.federation import protocol as P
+from fednet.names import is_safe_name
 from fednet.strategies.profile import ClientProfile
 
 __all__ = ["FednetStrategy", "RoundHook", "RoundOutcome"]
@@ -40,6 +42,18 @@ class RoundOutcome:
 
 
 RoundHook = Callable[[RoundOutcome], None]
+
+_APP_EXCEPTION = re.compile(r"Exception \w+ occurred\. Message: (.*?)'?>?\s*$", re.S)
+
+
+def short_reason(reason: str, limit: int = 500) -> str:
+    """The message of a failure without Flower's and Ray's wrapping and tracebacks."""
+    match = _APP_EXCEPTION.search(reason)
+    if match:
+        reason = match.group(1)
+    lines = [ln.strip() for ln in reason.strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else reason.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class FednetStrategy(Strategy):
@@ -67,11 +81,44 @@ class FednetStrategy(Strategy):
         self.bytes_up: dict[str, int] = {}
         self.bytes_down: dict[str, int] = {}
         self.refusals: dict[str, str] = {}
+        self.failures: dict[str, list[dict[str, object]]] = {}
+        self.trained: dict[str, int] = {}
+        self.server_round = 0
 
-    def reset_round(self) -> None:
-        """Clear the per-round byte counters."""
+    def reset_round(self, server_round: int | None = None) -> None:
+        """Clear the per-round byte counters; note the round now running."""
         self.bytes_up.clear()
         self.bytes_down.clear()
+        if server_round is not None:
+            self.server_round = server_round
+
+    def fail(self, who: str, stage: str, reason: str) -> None:
+        """Name a client that failed, with its reason, in the log and in :attr:`failures`.
+
+        ``stage`` is ``"profile"``, ``"train"``, ``"evaluate"`` or ``"personalize"``.
+        """
+        reason = short_reason(reason)
+        logger.warning("round %s: %s failed in %s: %s", self.server_round, who, stage, reason)
+        self.failures.setdefault(who, []).append(
+            {"round": self.server_round, "stage": stage, "reason": reason}
+        )
+
+    def finished_clients(self) -> list[str]:
+        """Clients whose last accepted training update came after their last failure."""
+        return sorted(
+            c
+            for c, last in self.trained.items()
+            if all(int(f["round"]) < last for f in self.failures.get(c, []))  # type: ignore[call-overload]
+        )
+
+    def note_missing(self, kind: str, sent: Iterable[Message], replies: list[Message]) -> None:
+        """Name every node sent a ``kind`` message that did not reply."""
+        answered = {r.metadata.src_node_id for r in replies}
+        for m in sent:
+            node = m.metadata.dst_node_id
+            if node not in answered:
+                p = self.profiles.get(node)
+                self.fail(p.client_id if p else f"node {node}", kind, "no reply within the timeout")
 
     # -- discovery -----------------------------------------------------------
     def discover(self, grid: Grid, *, min_nodes: int, timeout: float) -> dict[int, ClientProfile]:
@@ -89,21 +136,27 @@ class FednetStrategy(Strategy):
             msgs = [
                 Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in new
             ]
-            for reply in grid.send_and_receive(msgs, timeout=timeout):
+            replies = list(grid.send_and_receive(msgs, timeout=timeout))
+            self.note_missing("profile", msgs, replies)
+            for reply in replies:
                 node = reply.metadata.src_node_id
                 if reply.has_error() or P.PROFILE not in reply.content:
-                    logger.warning(
-                        "node %s did not send a profile: %s",
-                        node,
-                        reply.error.reason if reply.has_error() else "empty",
-                    )
+                    why = reply.error.reason if reply.has_error() else "empty reply"
+                    self.fail(f"node {node}", "profile", f"sent no profile: {why}")
+                    continue
+                record = reply.content.config_records[P.PROFILE]
+                if P.STATUS in reply.content.config_records:  # the client names its failure
+                    claimed = record.get("client-id")
+                    who = claimed if is_safe_name(claimed) else f"node {node}"
+                    reason = reply.content.config_records[P.STATUS].get("reason")
+                    self.fail(str(who), "profile", str(reason))
                     continue
                 try:
-                    self.profiles[node] = ClientProfile.from_record(
-                        node, reply.content.config_records[P.PROFILE]
-                    )
+                    self.profiles[node] = ClientProfile.from_record(node, record)
                 except ValueError as e:
-                    logger.warning("%s", e)
+                    claimed = record.get("client-id")
+                    who = claimed if is_safe_name(claimed) else f"node {node}"
+                    self.fail(str(who), "profile", str(e))
         logger.info("clients: %s", sorted(p.client_id for p in self.profiles.values()))
         return self.profiles
 
@@ -124,7 +177,7 @@ class FednetStrategy(Strategy):
             p = self.profile_of(r)
             who = p.client_id if p else f"node {r.metadata.src_node_id}"
             if r.has_error():
-                logger.warning("%s reply from %s failed: %s", kind, who, r.error.reason)
+                self.fail(who, kind, str(r.error.reason))
             elif P.STATUS in r.content.config_records:
                 status = r.content.config_records[P.STATUS]
                 logger.warning("%s: %s refused to release: %s", kind, who, status.get("reason"))
@@ -169,26 +222,27 @@ class FednetStrategy(Strategy):
         for rnd in range(start_round, num_rounds + 1):
             t0 = time.monotonic()
             logger.info("[ROUND %s/%s]", rnd, num_rounds)
-            self.reset_round()
+            self.reset_round(rnd)
             self.discover(grid, min_nodes=0, timeout=timeout)
             config = ConfigRecord(
                 {**dict(train_config or {}), "last-round": int(rnd == num_rounds)}
             )
-            replies = grid.send_and_receive(
-                self.configure_train(rnd, arrays, config, grid), timeout=timeout
-            )
+            sent = list(self.configure_train(rnd, arrays, config, grid))
+            replies = list(grid.send_and_receive(sent, timeout=timeout))
+            self.note_missing("train", sent, replies)
             new_arrays, train_metrics = self.aggregate_train(rnd, replies)
             if new_arrays is not None:
                 arrays = new_arrays
                 result.arrays = arrays
             if train_metrics is not None:
                 result.train_metrics_clientapp[rnd] = train_metrics
-            eval_replies = grid.send_and_receive(
+            sent = list(
                 self.configure_evaluate(
                     rnd, arrays, ConfigRecord(dict(evaluate_config or {})), grid
-                ),
-                timeout=timeout,
+                )
             )
+            eval_replies = list(grid.send_and_receive(sent, timeout=timeout))
+            self.note_missing("evaluate", sent, eval_replies)
             eval_metrics = self.aggregate_evaluate(rnd, eval_replies)
             if eval_metrics is not None:
                 result.evaluate_metrics_clientapp[rnd] = eval_metrics

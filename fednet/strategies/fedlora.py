@@ -166,11 +166,10 @@ class FedLoRA(FednetStrategy):
         msgs = []
         for p in profiles:
             if self.group_of(p) not in state.lora or p.task not in state.heads:
-                logger.warning(
-                    "no global state for %s (LoRA group %s, task %s); skipped",
+                self.fail(
                     p.client_id,
-                    self.group_of(p),
-                    p.task,
+                    str(message_type),
+                    f"no global state for LoRA group {self.group_of(p)!r} and task {p.task!r}",
                 )
                 continue
             content = self.payload(state, p)
@@ -224,8 +223,9 @@ class FedLoRA(FednetStrategy):
             try:
                 lora, head = self.validate(r.content, p, self._state_for_round)
             except UpdateRejectedError as e:
-                logger.warning("round %s: rejected update of %s: %s", server_round, p.client_id, e)
+                self.fail(p.client_id, "train", str(e))
                 continue
+            self.trained[p.client_id] = server_round
             if P.SKETCH in r.content.array_records:
                 self.sketches[p.client_id] = r.content.array_records[P.SKETCH].to_torch_state_dict()
             metrics = dict(r.content.metric_records.get(P.METRICS, MetricRecord()))

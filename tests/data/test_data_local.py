@@ -82,11 +82,13 @@ def test_integer_labels_with_a_gap_are_not_floats(tmp_path: Path) -> None:
     assert label_names(ds) == ["0", "1"]
 
 
-def test_undecodable_bytes_are_replaced(tmp_path: Path) -> None:
+def test_undecodable_bytes_are_refused_naming_the_byte_or_decoded_as_told(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes(b"text,label\ncaf\xe9,x\nok,y\n")
-    ds = load_local_file(path)
-    assert ds["text"] == ["caf\ufffd", "ok"]
+    with pytest.raises(ValueError, match=r"not valid utf-8: byte 0xe9 at offset 14 \(line 2\)"):
+        load_local_file(path)
+    ds = load_local_file(path, encoding="latin-1")
+    assert ds["text"] == ["caf\u00e9", "ok"]
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
