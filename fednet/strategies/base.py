@@ -91,6 +91,11 @@ class FednetStrategy(Strategy):
             ]
             for reply in grid.send_and_receive(msgs, timeout=timeout):
                 node = reply.metadata.src_node_id
+                if not reply.has_error() and P.STATUS in reply.content.config_records:
+                    status = reply.content.config_records[P.STATUS]
+                    self.refusals[f"node {node}"] = str(status.get("reason"))
+                    logger.warning("node %s refused to join: %s", node, status.get("reason"))
+                    continue
                 if reply.has_error() or P.PROFILE not in reply.content:
                     logger.warning(
                         "node %s did not send a profile: %s",

@@ -23,7 +23,13 @@ class ClientProfile:
     label_names: tuple[str, ...]
     rank: int
     lora_alpha: float
-    num_examples: int
+    num_examples: int | None
+    """None when the client keeps its example count to itself (under privacy)."""
+
+    @property
+    def weight(self) -> int:
+        """Aggregation weight: the example count, or 1 (uniform) when it is not known."""
+        return 1 if self.num_examples is None else self.num_examples
 
     def lora_group(self, grouping: str) -> str:
         """Key of this client's LoRA group under ``grouping`` (see :mod:`.state`)."""
@@ -43,10 +49,18 @@ class ClientProfile:
                 label_names=tuple(str(x) for x in record["label-names"]),  # type: ignore[union-attr]
                 rank=int(record["lora-rank"]),  # type: ignore[arg-type]
                 lora_alpha=float(record["lora-alpha"]),  # type: ignore[arg-type]
-                num_examples=int(record["num-examples"]),  # type: ignore[arg-type]
+                num_examples=(
+                    int(record["num-examples"])  # type: ignore[arg-type]
+                    if "num-examples" in record
+                    else None
+                ),
             )
         except KeyError as e:
             raise ValueError(f"profile from node {node_id} lacks {e}") from None
-        if profile.rank < 1 or len(profile.label_names) < 2 or profile.num_examples < 1:
+        if (
+            profile.rank < 1
+            or len(profile.label_names) < 2
+            or (profile.num_examples is not None and profile.num_examples < 1)
+        ):
             raise ValueError(f"profile from node {node_id} is invalid: {profile}")
         return profile
