@@ -234,15 +234,22 @@ def cmd_hub(args: argparse.Namespace) -> int:
         elif args.hub_command == "ls":
             print(
                 f"{'NAME@VERSION':<32} {'KIND':<13} {'TASK':<18} {'BASE':<10} RANK  ACC    "
-                "EPS    SKETCH"
+                "UPD-EPS  SKETCH-EPS  TOTAL-EPS  SKETCH"
             )
             for m in hub.list():
-                acc, eps = m.metrics.get("accuracy"), m.epsilon
+                acc = m.metrics.get("accuracy")
+
+                def eps(v: float | None, note: str | None = m.epsilon_note) -> str:
+                    return "-" if v is None else f"{v:.2f}" + ("!" if note else "")
+
                 print(
                     f"{m.ref:<32} {m.kind:<13} {m.task:<18} {m.base_model:<10} {m.rank:<5} "
-                    f"{'-' if acc is None else f'{acc:.3f}':<6} "
-                    f"{'-' if eps is None else f'{eps:.2f}':<6} {'yes' if m.sketch else 'no'}"
+                    f"{'-' if acc is None else f'{acc:.3f}':<6} {eps(m.update_epsilon):<8} "
+                    f"{eps(m.sketch_epsilon):<11} {eps(m.epsilon):<10} "
+                    f"{'yes' if m.sketch else 'no'}"
                 )
+                if m.epsilon_note:
+                    print(f"  ! {m.epsilon_note}")
         elif args.hub_command == "show":
             print(hub.resolve(*_name_version(args.ref)).to_json(indent=2))
         elif args.hub_command == "pull":
