@@ -277,6 +277,41 @@ def cmd_hub(args: argparse.Namespace) -> int:
     return 0
 
 
+@register_command("privacy")
+def _add_privacy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("privacy", help="privacy ledgers: reset, benchmark")
+    priv = p.add_subparsers(dest="privacy_command", required=True, parser_class=_Parser)
+    reset = priv.add_parser(
+        "reset-ledger",
+        help="retire a client's privacy ledger(s) so its budget starts again (logged)",
+    )
+    reset.add_argument("--state-dir", required=True, help="state directory root")
+    reset.add_argument("--client", required=True, help="client id")
+    reset.add_argument("--fingerprint", help="only the ledger of this data fingerprint")
+    bench = priv.add_parser("bench-ledger", help="time an epsilon query on a long ledger")
+    bench.add_argument("--releases", type=int, default=1000)
+    p.set_defaults(func=cmd_privacy)
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """``fednet privacy reset-ledger`` and ``fednet privacy bench-ledger``."""
+    from fednet.privacy import reset_ledgers, time_epsilon_query
+
+    if args.privacy_command == "reset-ledger":
+        for r in reset_ledgers(args.state_dir, args.client, fingerprint=args.fingerprint):
+            print(
+                f"reset {r['client_id']} {r['ledger']}: epsilon {r['epsilon']:.4g} "
+                f"(delta {r['delta']:g}, {r['releases']} releases) kept as {r['kept_as']}"
+            )
+        return 0
+    t = time_epsilon_query(args.releases)
+    print(
+        f"{int(t['releases'])} releases: epsilon query {t['epsilon_s'] * 1e3:.3f} ms, "
+        f"epsilon_after {t['epsilon_after_s'] * 1e3:.3f} ms"
+    )
+    return 0
+
+
 @register_command("peer")
 def _add_peer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("peer", help="run an inference peer")

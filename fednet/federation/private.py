@@ -210,8 +210,10 @@ class PrivateRound:
         Raises ``BudgetExhaustedError`` (the ledger unchanged) when the whole
         run does not fit the budget: the client then stays out of the run.
         """
+        from fednet.strategies.dp_central import ACCOUNTING_RULE
+
         ledger = self.ledger()
-        note = f"central-run:{run_id}"
+        note = f"central-run:{run_id} rule:{ACCOUNTING_RULE}"
         if not ledger.has_note(note):
             r = self.central_release()
             ledger.charge(

@@ -52,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     "noisy_sums_and_counts": "sketch",
     "privatize_update": "update_dp",
     "register_accountant": "accountant",
+    "reset_ledgers": "ledger",
+    "time_epsilon_query": "ledger",
     "sketch_noise_multiplier": "sketch",
     "tree_norm": "mechanisms",
 }

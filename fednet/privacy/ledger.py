@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from fednet.privacy.accountant import (
     validate_release,
 )
 
-__all__ = ["RELEASE_KINDS", "Release", "PrivacyLedger"]
+__all__ = ["RELEASE_KINDS", "Release", "PrivacyLedger", "reset_ledgers", "time_epsilon_query"]
 
 logger = logging.getLogger(__name__)
 
@@ -400,3 +401,113 @@ def _read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"ledger file {os.fspath(path)!r} must hold a JSON object")
     return state
+
+
+_LEDGER_NAME = re.compile(r"^ledger-[0-9a-f]{16}\.json$")
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def reset_ledgers(
+    state_dir: str | os.PathLike[str], client_id: str, *, fingerprint: str | None = None
+) -> list[dict[str, Any]]:
+    """Retire a client's ledgers so that its next run starts at ε = 0.
+
+    This is the only way a budget resets. Nothing is deleted: each ledger
+    ``<state-dir>/<client-id>/ledger-<fingerprint>.json`` is renamed to
+    ``....json.reset-<unix time>``, and a JSON line recording what was retired
+    (file, ε, δ, number of releases, time, user) is appended to
+    ``<state-dir>/<client-id>/ledger-resets.log``; a warning is logged too.
+
+    Parameters
+    ----------
+    state_dir : path
+        The state directory root (``federation.state-dir`` or a node's ``state-dir``).
+    client_id : str
+        Whose ledgers.
+    fingerprint : str, optional
+        Only the ledger of this data fingerprint (16 hex digits); all by default.
+
+    Returns
+    -------
+    list of dict
+        One record per retired ledger.
+
+    Raises
+    ------
+    ValueError
+        If ``client_id`` or ``fingerprint`` is not a plain name, or there is no
+        ledger to reset.
+    """
+    import getpass
+    import time
+
+    if not isinstance(client_id, str) or not _CLIENT_NAME.match(client_id):
+        raise ValueError(f"client id must be a plain name, got {client_id!r}")
+    if fingerprint is not None and not re.fullmatch(r"[0-9a-f]{16}", fingerprint):
+        raise ValueError(f"fingerprint must be 16 lowercase hex digits, got {fingerprint!r}")
+    folder = Path(state_dir) / client_id
+    paths = sorted(p for p in folder.glob("ledger-*.json") if _LEDGER_NAME.match(p.name))
+    if fingerprint is not None:
+        paths = [p for p in paths if p.name == f"ledger-{fingerprint}.json"]
+    if not paths:
+        what = f"ledger-{fingerprint}.json" if fingerprint else "ledger"
+        raise ValueError(f"no {what} of client {client_id!r} in {os.fspath(folder)!r}")
+    records = []
+    stamp = int(time.time())
+    for path in paths:
+        ledger = PrivacyLedger.load(path)
+        target = path.with_name(f"{path.name}.reset-{stamp}")
+        os.replace(path, target)
+        record = {
+            "time": stamp,
+            "user": getpass.getuser(),
+            "client_id": client_id,
+            "ledger": path.name,
+            "kept_as": target.name,
+            "epsilon": ledger.epsilon,
+            "delta": ledger.delta,
+            "releases": len(ledger.releases),
+        }
+        with (folder / "ledger-resets.log").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.warning(
+            "privacy ledger of client %s reset: %s (epsilon %.4g at delta %g, %d releases) "
+            "retired as %s",
+            client_id,
+            path.name,
+            ledger.epsilon,
+            ledger.delta,
+            record["releases"],
+            target.name,
+        )
+        records.append(record)
+    return records
+
+
+def time_epsilon_query(releases: int = 1000, *, repeats: int = 20) -> dict[str, float]:
+    """Seconds per ε query, and per ``epsilon_after``, of a ledger of ``releases`` entries.
+
+    The entries mix DP-SGD, update and sketch releases of distinct
+    parameters; used by ``fednet privacy bench-ledger``.
+    """
+    import time
+
+    ledger = PrivacyLedger("bench", delta=1e-5)
+    for i in range(releases):
+        kind = RELEASE_KINDS[i % len(RELEASE_KINDS)]
+        ledger.record(
+            noise_multiplier=1.0 + (i % 50) / 100,
+            sample_rate=0.01 + (i % 7) / 100,
+            steps=10,
+            kind=kind,
+        )
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        ledger._epsilon = None  # a cold query: compose and convert
+        _ = ledger.epsilon
+    query = (time.perf_counter() - t0) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        ledger.epsilon_after(noise_multiplier=1.3, sample_rate=0.05, steps=5)
+    after = (time.perf_counter() - t0) / repeats
+    return {"releases": float(releases), "epsilon_s": query, "epsilon_after_s": after}

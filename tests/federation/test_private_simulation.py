@@ -96,3 +96,102 @@ def test_dpsgd_trains_every_round(tmp_path):
         # two rounds and the personalisation of DP-SGD, and the last round's sketch
         assert ledger["kinds"].count("dpsgd") == 3 and ledger["kinds"].count("sketch") == 1
         assert c["personalized_accuracy"] is not None
+
+
+def _small(cfg, n_clients=2, steps=2):
+    return tuple(dataclasses.replace(c, local_steps=steps) for c in cfg.clients[:n_clients])
+
+
+def test_ledger_outlives_the_run_dir_and_refuses_a_spent_budget(tmp_path):
+    z = 1.5
+    base = load_preset("configs/tiny.toml")
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=1e-5)
+    one_run = compute_epsilon([(z, 1.0, 1), (z_sketch, 1.0, 1)], delta=1e-5)
+    cfg = dataclasses.replace(
+        base,
+        clients=_small(base),
+        state_dir=str(tmp_path / "state"),
+        rounds=1,
+        personalize_steps=0,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=one_run * 1.05,
+            update_mode="local",
+            update_clip=0.5,
+            update_noise_multiplier=z,
+            sketch_epsilon=1.0,
+        ),
+    )
+    first = simulate(cfg, tmp_path / "run-1")
+    second = simulate(cfg, tmp_path / "run-2")  # a new run directory, the same data
+    for cid in first["clients"]:
+        assert first["clients"][cid]["epsilon"] == pytest.approx(one_run, rel=1e-9)
+        assert first["clients"][cid]["refused"] is None
+        assert "budget" in second["clients"][cid]["refused"]
+        assert _ledger(tmp_path, cid)["kinds"] == ["update", "sketch"]
+    assert not list((tmp_path / "run-1").rglob("ledger*.json"))
+
+
+def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
+    """Secret Poisson sampling at q = 1/2; personalised adapters stay on the clients;
+    only DP metrics leave; each ledger holds (z, q, rounds) once, as DP-FedAvg charges."""
+    from opacus.accountants import RDPAccountant
+
+    from fednet.federation.protocol import DP_METRIC_KEYS
+    from fednet.privacy import RDP_ORDERS
+
+    from .wire_audit import WireRecorder, load_wire
+
+    z, q, rounds = 1.2, 0.5, 2
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        clients=_small(base, n_clients=3),
+        state_dir=str(tmp_path / "state"),
+        rounds=rounds,
+        personalize_steps=1,
+        strategy=dataclasses.replace(base.strategy, fraction_train=q),
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=100.0,
+            update_mode="central",
+            update_clip=1.0,
+            update_noise_multiplier=z,
+            sketch_epsilon=1.0,
+        ),
+    )
+    wire = tmp_path / "wire"
+    wire.mkdir()
+    summary = simulate(cfg, tmp_path / "run", mods=(WireRecorder(wire, tag_client=cfg),))
+    entries = load_wire(wire)
+    personal = [
+        e for e in entries if e["records"].get("metrics", (None, {}))[1].get("personalized") == 1.0
+    ]
+    assert {e["client"] for e in personal} == {c.id for c in cfg.clients}
+    for e in entries:
+        assert e["error"] is None
+        metrics = e["records"].get("metrics", (None, {}))[1]
+        assert set(metrics) <= DP_METRIC_KEYS, metrics
+        if "profile" in e["records"]:
+            assert "num-examples" not in e["records"]["profile"][1]
+    for e in personal:  # the personalised adapter never leaves the client
+        assert "lora" not in e["records"] and "head" not in e["records"]
+    assert not (tmp_path / "run" / "personalized").exists()
+
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=1e-5)
+    assert summary["privacy"]["accounting"]["rule"] == "poisson-every-round"
+    for c in cfg.clients:
+        ledger = _ledger(tmp_path, c.id)
+        assert (tmp_path / "state" / c.id / "personalized" / "adapter_config.json").is_file()
+        (central,) = [
+            (h, n)
+            for h, k, n in zip(ledger["history"], ledger["kinds"], ledger["notes"])
+            if k == "update"
+        ]
+        assert central[0] == [z, q, rounds] and "poisson-every-round" in central[1]
+        # hand computation with opacus: every round charged with amplification q
+        acc = RDPAccountant()
+        acc.history = [(z, q, rounds)] + [(z_sketch, 1.0, 1)] * ledger["kinds"].count("sketch")
+        want = acc.get_epsilon(delta=1e-5, alphas=list(RDP_ORDERS))
+        assert summary["clients"][c.id]["epsilon"] == pytest.approx(want, rel=1e-9)
+        assert summary["clients"][c.id]["accuracy"] is None
