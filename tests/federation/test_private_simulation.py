@@ -185,7 +185,7 @@ def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
         assert (tmp_path / "state" / c.id / "personalized" / "adapter_config.json").is_file()
         (central,) = [
             (h, n)
-            for h, k, n in zip(ledger["history"], ledger["kinds"], ledger["notes"])
+            for h, k, n in zip(ledger["history"], ledger["kinds"], ledger["notes"], strict=True)
             if k == "update"
         ]
         assert central[0] == [z, q, rounds] and "poisson-every-round" in central[1]
