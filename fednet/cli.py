@@ -282,15 +282,22 @@ def cmd_hub(args: argparse.Namespace) -> int:
         elif args.hub_command == "ls":
             print(
                 f"{'NAME@VERSION':<32} {'KIND':<13} {'TASK':<18} {'BASE':<10} RANK  ACC    "
-                "EPS    SKETCH"
+                "UPD-EPS  SKETCH-EPS  TOTAL-EPS  SKETCH"
             )
             for m in hub.list():
-                acc, eps = m.metrics.get("accuracy"), m.epsilon
+                acc = m.metrics.get("accuracy")
+
+                def eps(v: float | None, note: str | None = m.epsilon_note) -> str:
+                    return "-" if v is None else f"{v:.2f}" + ("!" if note else "")
+
                 print(
                     f"{m.ref:<32} {m.kind:<13} {m.task:<18} {m.base_model:<10} {m.rank:<5} "
-                    f"{'-' if acc is None else f'{acc:.3f}':<6} "
-                    f"{'-' if eps is None else f'{eps:.2f}':<6} {'yes' if m.sketch else 'no'}"
+                    f"{'-' if acc is None else f'{acc:.3f}':<6} {eps(m.update_epsilon):<8} "
+                    f"{eps(m.sketch_epsilon):<11} {eps(m.epsilon):<10} "
+                    f"{'yes' if m.sketch else 'no'}"
                 )
+                if m.epsilon_note:
+                    print(f"  ! {m.epsilon_note}")
         elif args.hub_command == "show":
             print(hub.resolve(*_name_version(args.ref)).to_json(indent=2))
         elif args.hub_command == "pull":
@@ -319,6 +326,41 @@ def cmd_hub(args: argparse.Namespace) -> int:
                 print(problem)
             print(json.dumps({"checked": len(names), "problems": len(problems)}))
             return 1 if problems else 0
+    return 0
+
+
+@register_command("privacy")
+def _add_privacy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("privacy", help="privacy ledgers: reset, benchmark")
+    priv = p.add_subparsers(dest="privacy_command", required=True, parser_class=_Parser)
+    reset = priv.add_parser(
+        "reset-ledger",
+        help="retire a client's privacy ledger(s) so its budget starts again (logged)",
+    )
+    reset.add_argument("--state-dir", required=True, help="state directory root")
+    reset.add_argument("--client", required=True, help="client id")
+    reset.add_argument("--fingerprint", help="only the ledger of this data fingerprint")
+    bench = priv.add_parser("bench-ledger", help="time an epsilon query on a long ledger")
+    bench.add_argument("--releases", type=int, default=1000)
+    p.set_defaults(func=cmd_privacy)
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """``fednet privacy reset-ledger`` and ``fednet privacy bench-ledger``."""
+    from fednet.privacy import reset_ledgers, time_epsilon_query
+
+    if args.privacy_command == "reset-ledger":
+        for r in reset_ledgers(args.state_dir, args.client, fingerprint=args.fingerprint):
+            print(
+                f"reset {r['client_id']} {r['ledger']}: epsilon {r['epsilon']:.4g} "
+                f"(delta {r['delta']:g}, {r['releases']} releases) kept as {r['kept_as']}"
+            )
+        return 0
+    t = time_epsilon_query(args.releases)
+    print(
+        f"{int(t['releases'])} releases: epsilon query {t['epsilon_s'] * 1e3:.3f} ms, "
+        f"epsilon_after {t['epsilon_after_s'] * 1e3:.3f} ms"
+    )
     return 0
 
 

@@ -296,6 +296,11 @@ class FederationConfig:
     ``wire_dtype`` (``federation.wire-dtype``) is the dtype of the LoRA factors
     and heads in every message, both ways: ``"float32"`` (default) or
     ``"float16"``, which halves the bytes. Training and aggregation stay float32.
+
+    ``state_dir`` (``federation.state-dir``) is where each simulated client keeps
+    what outlives a run: its privacy ledger (``<state-dir>/<client-id>/``). It
+    is never inside the run directory, so a new run on the same data continues
+    the same privacy budget. A deployed client uses its node's ``state-dir``.
     """
 
     clients: tuple[ClientConfig, ...]
@@ -309,6 +314,7 @@ class FederationConfig:
     personalize_steps: int = 0
     label_space: str = "task"
     wire_dtype: str = "float32"
+    state_dir: str = "~/.fednet/state"
     lora: LoraDefaults = field(default_factory=LoraDefaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -344,6 +350,12 @@ class FederationConfig:
             "federation.wire-dtype",
             " or ".join(repr(d) for d in WIRE_DTYPES),
             self.wire_dtype,
+        )
+        _check(
+            isinstance(self.state_dir, str) and bool(self.state_dir.strip()),
+            "federation.state-dir",
+            "a non-empty path",
+            self.state_dir,
         )
         ids = [c.id for c in self.clients]
         dupes = sorted({i for i in ids if ids.count(i) > 1})

@@ -117,16 +117,44 @@ def _load_incoming(rt: Any, content: RecordDict) -> None:
     )
 
 
-def _state_dir(context: Context, default: str | Path | None) -> Path:
-    """Where a client keeps what must survive restarts (its privacy ledger)."""
+def _state_dir(context: Context, default: str | Path | None, conf: FederationConfig) -> Path:
+    """Where a client keeps what must survive restarts and runs (its privacy ledger).
+
+    Node config ``state-dir``, else the app's ``state_dir``, else the preset's
+    ``federation.state-dir``: never inside a run directory, so that a new run
+    does not start a new budget.
+    """
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"]))
     if default is not None:
         return Path(default)
-    run_dir = context.run_config.get("run-dir")
-    if run_dir:
-        return Path(str(run_dir)) / "client-state"
-    return PROJECT_ROOT / "runs" / "client-state"
+    return Path(conf.state_dir).expanduser()
+
+
+def _refusal(msg: Message, reason: str) -> Message:
+    return Message(
+        RecordDict(
+            {
+                P.STATUS: ConfigRecord({"refused": 1, "reason": reason}),
+                P.METRICS: MetricRecord({"refused": 1.0}),
+            }
+        ),
+        reply_to=msg,
+    )
+
+
+def _release(
+    rt: Any, state: Path, kind: str, server_round: int, metrics: dict[str, float]
+) -> dict[str, float]:
+    """The metrics that may leave; under privacy the rest go to the client's own record."""
+    from fednet.federation.private import record_own_metrics, releasable_metrics
+
+    out = releasable_metrics(rt.cfg.privacy, metrics)
+    if out.keys() != metrics.keys():
+        record_own_metrics(
+            state, rt.client.id, {"kind": kind, "round": server_round, "metrics": metrics}
+        )
+    return out
 
 
 def make_client_app(
@@ -141,11 +169,19 @@ def make_client_app(
     ``state_dir`` holds each client's privacy ledger and ``cache_dir`` its
     prepared data (node config ``state-dir`` takes precedence for both).
     """
-    app = ClientApp(mods=[*mods, P.allowlist_mod])
+
+    def private_allowlist(msg: Message, context: Context, call_next: Any) -> Message:
+        if _config(context, cfg).privacy.enabled:
+            return P.private_allowlist_mod(msg, context, call_next)
+        return call_next(msg, context)
+
+    app = ClientApp(mods=[*mods, P.allowlist_mod, private_allowlist])
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
+        from fednet.errors import BudgetExhaustedError
         from fednet.federation.client import resolve_client
+        from fednet.federation.private import PrivateRound
 
         client = resolve_client(_config(context, cfg), dict(context.node_config))
         try:
@@ -162,7 +198,19 @@ def make_client_app(
                 ),
                 reply_to=msg,
             )
-        return Message(RecordDict({P.PROFILE: ConfigRecord(rt.profile())}), reply_to=msg)
+        privacy = rt.cfg.privacy
+        if privacy.enabled and privacy.update_mode == "central":
+            state = _state_dir(context, state_dir, rt.cfg)
+            try:  # the run's central mechanism is charged before the client joins it
+                PrivateRound(rt, state_dir=state).join_central_run(msg.metadata.run_id)
+            except BudgetExhaustedError as e:
+                logger.warning("%s", e)
+                return _refusal(msg, str(e))
+        profile = rt.profile()
+        if privacy.enabled:  # counts are data: weights are then uniform, the load report stays
+            profile.pop("num-examples", None)  # in the client's own log
+            profile = {k: v for k, v in profile.items() if not k.startswith(P.DATA_PREFIX)}
+        return Message(RecordDict({P.PROFILE: ConfigRecord(profile)}), reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -178,35 +226,28 @@ def make_client_app(
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         personal = bool(conf.get("personalize", 0))
         steps = int(conf.get("steps", rt.client.local_steps))
-        ledger = _state_dir(context, state_dir) / rt.client.id / "ledger.json"
+        state = _state_dir(context, state_dir, rt.cfg)
         try:
-            res = PrivateRound(rt, ledger_path=ledger).run(
-                server_round=rnd, steps=steps, release_sketch=bool(conf.get("last-round", 0))
+            res = PrivateRound(rt, state_dir=state).run(
+                server_round=rnd,
+                steps=steps,
+                release_sketch=bool(conf.get("last-round", 0)),
+                personalize=personal,
             )
         except BudgetExhaustedError as e:
             logger.warning("%s", e)
-            return Message(
-                RecordDict(
-                    {
-                        P.STATUS: ConfigRecord({"refused": 1, "reason": str(e)}),
-                        P.METRICS: MetricRecord({"refused": 1.0}),
-                    }
-                ),
-                reply_to=msg,
-            )
+            return _refusal(msg, str(e))
         metrics = res.metrics
         if personal:
             metrics.update(rt.evaluate())
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
         metrics["wall-s"] = time.perf_counter() - started  # the client's own time this round
-        content = RecordDict(
-            {
-                P.LORA: P.to_wire(res.lora, wire),
-                P.HEAD: P.to_wire(res.head, wire),
-                P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
-            }
-        )
+        metrics = _release(rt, state, "train", rnd, metrics)
+        content = RecordDict({P.METRICS: MetricRecord(metrics)})  # type: ignore[arg-type]
+        if res.lora is not None and res.head is not None:
+            content[P.LORA] = P.to_wire(res.lora, wire)
+            content[P.HEAD] = P.to_wire(res.head, wire)
         if res.sketch is not None:
             content[P.SKETCH] = ArrayRecord(res.sketch)
         return Message(content, reply_to=msg)
@@ -218,6 +259,9 @@ def make_client_app(
         _load_incoming(rt, msg.content)
         metrics = rt.evaluate()
         metrics["wall-s"] = time.perf_counter() - started
+        conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
+        rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
+        metrics = _release(rt, _state_dir(context, state_dir, rt.cfg), "evaluate", rnd, metrics)
         return Message(
             RecordDict({P.METRICS: MetricRecord(metrics)}),
             reply_to=msg,

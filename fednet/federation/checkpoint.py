@@ -6,8 +6,8 @@ After every completed round the server writes ``<run-dir>/checkpoint/``:
   head per task, as :class:`~fednet.strategies.GlobalState` keys) and the
   torch and numpy RNG states;
 - ``round-<r>.json``: the round number, the strategy's state (its sampler's
-  RNG, its noise generators, anything its ``state_dict()`` returns, privacy
-  ledgers, refusals), the run history and Python's RNG state;
+  RNG, anything its ``state_dict()`` returns, privacy ledgers, refusals), the
+  run history and Python's RNG state;
 - ``latest.json``: names the two files above and the SHA-256 of each.
 
 The JSON file's ``meta.preset`` is the preset's fingerprint
@@ -15,6 +15,10 @@ The JSON file's ``meta.preset`` is the preset's fingerprint
 clients, their data, tasks, ranks and base models, the LoRA layout and the
 strategy's aggregation choices). ``--resume`` with a preset that differs is
 refused, naming every setting that changed.
+
+DP noise and DP sampling are never in a checkpoint: they come from OS entropy
+(:mod:`fednet.privacy.randomness`), which has no state to save, and a saved
+generator state would let anyone who reads the checkpoint regenerate the noise.
 
 ``latest.json`` is replaced last (``os.replace``), after both files are on
 disk, so a crash at any moment leaves the previous checkpoint whole: a
@@ -136,9 +140,9 @@ def _own(obj: Any, name: str) -> Any:
 def strategy_state(strategy: Any) -> dict[str, Any]:
     """JSON-safe state of ``strategy`` and the strategies it wraps.
 
-    Per layer: its ``random.Random`` sampler (``rng``), every ``torch.Generator``
-    attribute (noise), ``state_dict()`` if defined, its ``ledgers`` and the
-    ``refusals`` it recorded.
+    Per layer: its ``random.Random`` sampler (``rng``), ``state_dict()`` if
+    defined, its ``ledgers`` and the ``refusals`` it recorded. Never a noise
+    source or generator.
     """
     layers = []
     for obj in _chain(strategy):
@@ -147,10 +151,6 @@ def strategy_state(strategy: Any) -> dict[str, Any]:
         if isinstance(rng, random.Random):
             version, internal, gauss_next = rng.getstate()
             layer["rng"] = [version, list(internal), gauss_next]
-        own = getattr(obj, "__dict__", {})
-        gens = {k: v for k, v in own.items() if isinstance(v, torch.Generator)}
-        if gens:
-            layer["generators"] = {k: g.get_state().tolist() for k, g in gens.items()}
         if callable(_own(obj, "state_dict")):
             layer["state"] = obj.state_dict()
         ledgers = _own(obj, "ledgers")
@@ -186,10 +186,6 @@ def restore_strategy(strategy: Any, state: dict[str, Any]) -> None:
         if "rng" in layer and isinstance(rng, random.Random):
             version, internal, gauss_next = layer["rng"]
             rng.setstate((version, tuple(internal), gauss_next))
-        for name, saved in layer.get("generators", {}).items():
-            gen = getattr(obj, "__dict__", {}).get(name)
-            if isinstance(gen, torch.Generator):
-                gen.set_state(torch.tensor(saved, dtype=torch.uint8))
         if "state" in layer and callable(_own(obj, "load_state_dict")):
             obj.load_state_dict(layer["state"])
         ledgers = _own(obj, "ledgers")

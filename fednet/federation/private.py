@@ -12,24 +12,92 @@ Releases and how each is charged (noise multiplier z, sample rate q, steps):
 
 - DP-SGD: ``(z_sgd, batch_size / n, local_steps)``;
 - update, local mode: ``(z_u, 1, 1)``: the server sees who took part;
-- update, central mode: ``(z_u, fraction_train, 1)``: the trusted server adds
-  ``z_u * C_u / m`` to the mean of ``m`` clipped updates;
+- update, central mode: ``(z_u, fraction_train, rounds)``, once per run, when
+  the server first asks for the client's profile (:meth:`PrivateRound.join_central_run`).
+  The trusted server samples clients by secret Poisson sampling with
+  probability ``q = fraction_train`` every round and noises the sum with a
+  fixed denominator (DP-FedAvg, :mod:`fednet.strategies.dp_central`), so every
+  client is charged every round, sampled or not, with amplification ``q``.
+  A client whose budget cannot take the whole run sends no profile and never
+  takes part;
 - sketch: ``(z_s, 1, 1)``, ``z_s`` calibrated to ``privacy.sketch-epsilon``.
+
+In central mode without DP-SGD a personalised adapter is covered by no
+mechanism (the server does not aggregate it), so it stays on the client, in
+its state directory, and nothing is charged for it.
+
+Every noise sample and sampling decision comes from OS entropy
+(:mod:`fednet.privacy.randomness`), unless ``privacy.reproducible-noise`` is on
+(tests only). Under privacy, only :data:`DP_METRIC_KEYS` of a client's metrics
+leave it (:func:`releasable_metrics`); the rest (training loss, update norm,
+evaluation accuracy and loss, example counts, timings) are written to the
+client's own state directory instead.
+
+The ledger lives in ``<state-dir>/<client-id>/ledger-<fingerprint>.json``: it is
+keyed by the client and a fingerprint of its training data
+(:func:`data_fingerprint`), so a new run, or a new run directory, on the same
+data continues the same budget. Only ``fednet privacy reset-ledger`` removes it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from fednet.federation.client import ClientRuntime
+from fednet.federation.client import ClientData, ClientRuntime
+from fednet.federation.protocol import DP_METRIC_KEYS
 from fednet.privacy.config import PrivacyConfig
 
-__all__ = ["Release", "PrivateRound", "RoundResult"]
+__all__ = [
+    "DP_METRIC_KEYS",
+    "Release",
+    "PrivateRound",
+    "RoundResult",
+    "data_fingerprint",
+    "ledger_path",
+    "releasable_metrics",
+    "record_own_metrics",
+]
+
+
+def releasable_metrics(privacy: PrivacyConfig, metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics that may leave the client: all without privacy, else :data:`DP_METRIC_KEYS`."""
+    if not privacy.enabled:
+        return dict(metrics)
+    return {k: float(v) for k, v in metrics.items() if k in DP_METRIC_KEYS}
+
+
+def data_fingerprint(data: ClientData) -> str:
+    """16 hex digits of SHA-256 over the client's training texts and labels."""
+    h = hashlib.sha256()
+    h.update(json.dumps(list(data.label_names)).encode("utf-8"))
+    for text, label in zip(data.train_texts, data.train_labels, strict=True):
+        h.update(json.dumps([text, int(label)]).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def ledger_path(state_dir: Path, client_id: str, fingerprint: str) -> Path:
+    """Where the ledger of ``client_id`` on data ``fingerprint`` lives."""
+    return Path(state_dir) / client_id / f"ledger-{fingerprint}.json"
+
+
+def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]) -> None:
+    """Append ``entry`` to ``<state-dir>/<client-id>/metrics.jsonl``: the client's own record
+    of what it kept to itself."""
+    path = Path(state_dir) / client_id / "metrics.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"time": time.time(), **entry}, default=float) + "\n")
+
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +116,9 @@ class Release:
 class RoundResult:
     """What a private round lets leave the client."""
 
-    lora: dict[str, torch.Tensor]
-    head: dict[str, torch.Tensor]
+    lora: dict[str, torch.Tensor] | None
+    """None when the weights stay on the client (see the module notes)."""
+    head: dict[str, torch.Tensor] | None
     sketch: dict[str, torch.Tensor] | None
     metrics: dict[str, float]
 
@@ -77,14 +146,25 @@ class PrivateRound:
     ----------
     runtime : ClientRuntime
         The client's data and model.
-    ledger_path : Path
-        Where the client's ledger lives (its state directory).
+    state_dir : Path
+        The client's state directory root (its ledger is in ``<client-id>/``).
     """
 
-    def __init__(self, runtime: ClientRuntime, *, ledger_path: Path) -> None:
+    def __init__(self, runtime: ClientRuntime, *, state_dir: Path) -> None:
         self.rt = runtime
         self.cfg: PrivacyConfig = runtime.cfg.privacy
-        self.ledger_path = Path(ledger_path)
+        self.state_dir = Path(state_dir)
+        self.fingerprint = data_fingerprint(runtime.data)
+        self.ledger_path = ledger_path(self.state_dir, runtime.client.id, self.fingerprint)
+
+    def noise(self, purpose: str, server_round: int):
+        """The noise source of one mechanism: OS entropy unless reproducible noise is on."""
+        from fednet.privacy.randomness import noise_source
+
+        return noise_source(
+            reproducible=self.cfg.reproducible_noise,
+            parts=(self.rt.cfg.seed, self.rt.client.id, purpose, server_round),
+        )
 
     # -- planning ---------------------------------------------------------------
     @property
@@ -109,20 +189,43 @@ class PrivateRound:
             )
         if self.cfg.enabled and self.cfg.update_mode == "local":
             out.append(Release("update", self.cfg.update_noise_multiplier, 1.0, 1))
-        if self.cfg.enabled and self.cfg.update_mode == "central":
-            out.append(
-                Release(
-                    "update",
-                    self.cfg.update_noise_multiplier,
-                    self.rt.cfg.strategy.fraction_train,
-                    1,
-                )
-            )
         if release_sketch:
             out.append(
                 Release("sketch", _sketch_noise(self.cfg.sketch_epsilon, self.cfg.delta), 1.0, 1)
             )
         return out
+
+    def central_release(self) -> Release:
+        """The central mechanism over the whole run: ``(z_u, fraction_train, rounds)``."""
+        return Release(
+            "update",
+            self.cfg.update_noise_multiplier,
+            self.rt.cfg.strategy.fraction_train,
+            self.rt.cfg.rounds,
+        )
+
+    def join_central_run(self, run_id: int) -> float:
+        """Charge the central mechanism of run ``run_id`` once; return ε after it.
+
+        Raises ``BudgetExhaustedError`` (the ledger unchanged) when the whole
+        run does not fit the budget: the client then stays out of the run.
+        """
+        from fednet.strategies.dp_central import ACCOUNTING_RULE
+
+        ledger = self.ledger()
+        note = f"central-run:{run_id} rule:{ACCOUNTING_RULE}"
+        if not ledger.has_note(note):
+            r = self.central_release()
+            ledger.charge(
+                noise_multiplier=r.noise_multiplier,
+                sample_rate=r.sample_rate,
+                steps=r.steps,
+                kind=r.kind,
+                note=note,
+            )
+            self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+            ledger.save(self.ledger_path)
+        return ledger.epsilon
 
     def ledger(self):
         from fednet.privacy import PrivacyLedger
@@ -137,12 +240,14 @@ class PrivateRound:
 
     def check_budget(self, plan: list[Release]):
         """The ledger, if the whole plan fits; else :class:`BudgetExhaustedError`."""
-        import copy
-
         from fednet.errors import BudgetExhaustedError
+        from fednet.privacy import PrivacyLedger
 
         ledger = self.ledger()
-        trial = copy.deepcopy(ledger)
+        trial = PrivacyLedger(
+            ledger.client_id, delta=ledger.delta, accountant=ledger.accountant_name
+        )
+        trial.load_state_dict(ledger.state_dict())
         for r in plan:
             trial.record(
                 noise_multiplier=r.noise_multiplier,
@@ -164,9 +269,14 @@ class PrivateRound:
         return ledger
 
     # -- the round ----------------------------------------------------------------
-    def run(self, *, server_round: int, steps: int, release_sketch: bool) -> RoundResult:
+    def run(
+        self, *, server_round: int, steps: int, release_sketch: bool, personalize: bool = False
+    ) -> RoundResult:
         """Train one round privately; raise ``BudgetExhaustedError`` before any work if
-        the round does not fit the budget."""
+        the round does not fit the budget.
+
+        With ``personalize`` in central mode without DP-SGD the adapter is
+        saved in the client's state directory and not released."""
         plan = self.plan(steps=steps, release_sketch=release_sketch)
         ledger = self.check_budget(plan)
         received_lora = self.rt.model.lora_state()
@@ -177,12 +287,16 @@ class PrivateRound:
             )
         else:
             metrics = self.rt.train(server_round=server_round, steps=steps)
-        lora, head = self.rt.model.lora_state(), self.rt.model.head_state()
+        lora: dict[str, torch.Tensor] | None = self.rt.model.lora_state()
+        head: dict[str, torch.Tensor] | None = self.rt.model.head_state()
         if self.cfg.enabled and self.cfg.update_mode == "local":
             lora, head, norm = self._privatize(
                 received_lora, received_head, lora, head, server_round
             )
             metrics["update-norm"] = norm
+        elif personalize and self.keeps_personalized():
+            self._keep_personalized()
+            lora = head = None
         sketch = (
             self.build_sketch(plan[-1].noise_multiplier, server_round) if release_sketch else None
         )
@@ -197,6 +311,13 @@ class PrivateRound:
         ledger.save(self.ledger_path)
         metrics["epsilon"] = float(ledger.epsilon)
         metrics["delta"] = float(self.cfg.delta)
+        for key, kinds in (
+            ("update-epsilon", ("dpsgd", "update")),
+            ("sketch-epsilon", ("sketch",)),
+        ):
+            eps = ledger.epsilon_of(kinds)
+            if eps is not None:
+                metrics[key] = float(eps)
         logger.info(
             "client %s round %s: epsilon %.4g of budget %g",
             self.rt.client.id,
@@ -206,6 +327,30 @@ class PrivateRound:
         )
         return RoundResult(lora=lora, head=head, sketch=sketch, metrics=metrics)
 
+    def keeps_personalized(self) -> bool:
+        """Whether a personalised adapter stays here: central mode, no DP-SGD."""
+        return self.cfg.enabled and self.cfg.update_mode == "central" and not self.cfg.dpsgd
+
+    def _keep_personalized(self) -> Path:
+        from fednet.models import save_adapter
+
+        rt = self.rt
+        out = self.state_dir / rt.client.id / "personalized"
+        save_adapter(
+            out,
+            lora_state=rt.model.lora_state(),
+            base_model=rt.client.base_model,
+            rank=rt.client.lora_rank,
+            lora_alpha=rt.lora_alpha,
+            lora_dropout=rt.cfg.lora.dropout,
+            target_modules=rt.cfg.lora.target_modules,
+            head_state=rt.model.head_state(),
+            label_names=rt.data.label_names,
+            task=rt.client.task,
+        )
+        logger.info("client %s keeps its personalised adapter in %s", rt.client.id, out)
+        return out
+
     def _privatize(self, lora0, head0, lora1, head1, server_round: int):
         from fednet.privacy import privatize_update, tree_norm
 
@@ -214,12 +359,11 @@ class PrivateRound:
             **{f"head:{k}": head1[k] - head0[k] for k in head1},
         }
         norm = float(tree_norm(delta))
-        gen = torch.Generator().manual_seed(self.rt.seed * 7919 + server_round)
         noisy = privatize_update(
             delta,
             clip=self.cfg.update_clip,
             noise_multiplier=self.cfg.update_noise_multiplier,
-            generator=gen,
+            noise=self.noise("update", server_round),
         )
         lora = {k: lora0[k] + noisy[f"lora:{k}"] for k in lora0}
         head = {k: head0[k] + noisy[f"head:{k}"] for k in head0}
@@ -248,8 +392,8 @@ class PrivateRound:
             enc["attention_mask"],
             torch.tensor(rt.data.train_labels, dtype=torch.long),
         )
-        gen = torch.Generator().manual_seed(rt.seed + server_round)
-        loader = DataLoader(data, batch_size=rt.client.batch_size, shuffle=True, generator=gen)
+        # make_private replaces the batches by Poisson sampling from the noise source
+        loader = DataLoader(data, batch_size=rt.client.batch_size)
         rt.model.train()  # opacus validates a module in training mode
         opt = torch.optim.AdamW(rt.model.trainable_parameters(), lr=rt.client.learning_rate)
         private = make_private(
@@ -258,7 +402,7 @@ class PrivateRound:
             loader,
             max_grad_norm=self.cfg.dpsgd_max_grad_norm,
             noise_multiplier=noise_multiplier,
-            noise_generator=gen,
+            noise=self.noise("dpsgd", server_round),
         )
         loss_fn = torch.nn.CrossEntropyLoss()
         module, dp_opt = private.module, private.optimizer
@@ -301,8 +445,8 @@ class PrivateRound:
 
         rt = self.rt
         n = len(rt.data.train_texts)
-        gen = torch.Generator().manual_seed(rt.seed + 104729)
-        idx = torch.randperm(n, generator=gen)[: self.cfg.sketch_examples].tolist()
+        noise = self.noise("sketch", server_round)
+        idx = noise.permutation(n)[: self.cfg.sketch_examples].tolist()
         with rt.model.encoder.disable_adapter():  # type: ignore[operator]
             emb = embed_texts(
                 rt.model.encode,
@@ -317,7 +461,7 @@ class PrivateRound:
             num_labels=len(rt.data.label_names),
             clip=self.cfg.sketch_clip,
             noise_multiplier=noise_multiplier,
-            generator=torch.Generator().manual_seed(rt.seed + server_round),
+            noise=noise,
             delta=self.cfg.delta,
             label_names=rt.data.label_names,
         )

@@ -6,6 +6,13 @@ scalar metrics and the client's public profile may leave. :func:`allowlist_mod`
 applies it to every reply of a ClientApp, so nothing else leaves even if the
 training code misbehaves.
 
+Under privacy the allowlist is narrower (``check_reply(..., private=True)``,
+applied by the ClientApp when ``privacy.enabled``): metrics only from
+:data:`DP_METRIC_KEYS` (step count, ε, δ, refusal flags: functions of public
+settings) and a profile without ``num-examples`` (:data:`DP_PROFILE_KEYS`).
+Training loss, update norm, evaluation accuracy and loss, example counts and
+timings stay on the client.
+
 LoRA factors and heads travel in the federation's wire dtype
 (``federation.wire-dtype``): ``float32``, or ``float16`` for half the bytes.
 The server names it in every message's config (:data:`WIRE_DTYPE_KEY`); the
@@ -41,9 +48,12 @@ __all__ = [
     "DATA_ENCODING_KEY",
     "DATA_COUNT_KEYS",
     "STATUS_KEYS",
+    "DP_METRIC_KEYS",
+    "DP_PROFILE_KEYS",
     "HEAD_KEYS",
     "check_reply",
     "allowlist_mod",
+    "private_allowlist_mod",
     "record_nbytes",
     "WIRE_DTYPES",
     "WIRE_DTYPE_KEY",
@@ -78,6 +88,8 @@ METRIC_KEYS = frozenset(
         "loss",
         "epsilon",
         "delta",
+        "update-epsilon",
+        "sketch-epsilon",
         "update-norm",
         "refused",
         "personalized",
@@ -113,6 +125,12 @@ PROFILE_KEYS = frozenset(
     }
 )
 STATUS_KEYS = frozenset({"refused", "reason"})
+DP_METRIC_KEYS = frozenset(
+    {"steps", "epsilon", "delta", "update-epsilon", "sketch-epsilon", "refused", "personalized"}
+)
+"""Metrics that may leave a client under privacy: none depends on its data
+beyond what its ledger already charges (ε is a function of public settings)."""
+DP_PROFILE_KEYS = PROFILE_KEYS - {"num-examples"}
 
 
 _SKETCH_KEY = re.compile(r"^sketch\.[a-z_]+$")
@@ -122,9 +140,14 @@ def _is_sketch_key(key: str) -> bool:
     return bool(_SKETCH_KEY.match(key))
 
 
-def check_reply(content: RecordDict) -> None:
-    """Raise :class:`UpdateRejectedError` listing every record that may not leave."""
+def check_reply(content: RecordDict, *, private: bool = False) -> None:
+    """Raise :class:`UpdateRejectedError` listing every record that may not leave.
+
+    ``private`` applies the narrower allowlist of a client under privacy.
+    """
     problems: list[str] = []
+    metric_keys = DP_METRIC_KEYS if private else METRIC_KEYS
+    profile_keys = DP_PROFILE_KEYS if private else PROFILE_KEYS
     for name, record in content.items():
         if name == LORA and isinstance(record, ArrayRecord):
             bad = [k for k in record if not is_lora_key(k)]
@@ -141,13 +164,15 @@ def check_reply(content: RecordDict) -> None:
             ]
         elif name == METRICS and isinstance(record, MetricRecord):
             for k, v in record.items():
-                if k not in METRIC_KEYS:
-                    problems.append(f"metric `{k}` is not allowed")
+                if k not in metric_keys:
+                    problems.append(
+                        f"metric `{k}` is not allowed" + (" under privacy" if private else "")
+                    )
                 elif isinstance(v, list):
                     problems.append(f"metric `{k}` is a list; only scalars may leave")
         elif name == PROFILE and isinstance(record, ConfigRecord):
             problems += [
-                f"profile key `{k}` is not allowed" for k in record if k not in PROFILE_KEYS
+                f"profile key `{k}` is not allowed" for k in record if k not in profile_keys
             ]
         elif name == STATUS and isinstance(record, ConfigRecord):
             problems += [f"status key `{k}` is not allowed" for k in record if k not in STATUS_KEYS]
@@ -172,6 +197,21 @@ def allowlist_mod(msg: Message, context: Context, call_next: Any) -> Message:
         check_reply(reply.content)
     except UpdateRejectedError as e:
         logger.error("blocked an outgoing reply: %s", e)
+        return Message(error=Error(code=403, reason=str(e)), reply_to=msg)
+    return reply
+
+
+def private_allowlist_mod(msg: Message, context: Context, call_next: Any) -> Message:
+    """ClientApp mod for a client under privacy: :func:`check_reply` with ``private=True``."""
+    from flwr.app import Error
+
+    reply: Message = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    try:
+        check_reply(reply.content, private=True)
+    except UpdateRejectedError as e:
+        logger.error("blocked an outgoing reply under privacy: %s", e)
         return Message(error=Error(code=403, reason=str(e)), reply_to=msg)
     return reply
 

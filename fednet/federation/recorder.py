@@ -134,14 +134,55 @@ class RunRecorder:
             ev.get("accuracy-mean", float("nan")),
         )
 
-    def epsilon_of(self, client_id: str, personalized: dict[str, dict[str, float]]) -> float | None:
-        """The last ε the client reported (its ledger composes every release)."""
-        if "epsilon" in personalized.get(client_id, {}):
-            return personalized[client_id]["epsilon"]
+    def epsilon_of(
+        self, client_id: str, personalized: dict[str, dict[str, float]], key: str = "epsilon"
+    ) -> float | None:
+        """The last ε the client reported (its ledger composes every release).
+
+        ``key`` is ``"epsilon"`` (all releases), ``"update-epsilon"`` (DP-SGD and
+        update releases) or ``"sketch-epsilon"``.
+        """
+        if key in personalized.get(client_id, {}):
+            return personalized[client_id][key]
         for h in reversed(self.history):
-            if f"{client_id}/epsilon" in h["train"]:
-                return float(h["train"][f"{client_id}/epsilon"])
+            if f"{client_id}/{key}" in h["train"]:
+                return float(h["train"][f"{client_id}/{key}"])
         return None
+
+    def privacy_summary(self) -> dict[str, Any]:
+        """What the run's privacy claims are, truthfully.
+
+        ``updates_private`` is true only when every adapter that leaves a client
+        or is published went through a DP mechanism: local update noise,
+        DP-SGD, or central DP (whose personalised adapters then stay on the
+        clients unless DP-SGD trained them). ``epsilon_note`` voids every ε of
+        a run with reproducible noise.
+        """
+        from fednet.privacy.randomness import NOT_VALID_NOTE
+
+        p = self.cfg.privacy
+        mode = p.update_mode if p.enabled else "none"
+        out: dict[str, Any] = {
+            "delta": p.delta,
+            "epsilon_budget": p.epsilon_budget,
+            "accountant": p.accountant,
+            "update_mode": mode,
+            "dpsgd": bool(p.enabled and p.dpsgd),
+            "updates_private": bool(p.enabled and (mode != "none" or p.dpsgd)),
+            "sketch_epsilon": p.sketch_epsilon,
+            "reproducible_noise": bool(p.enabled and p.reproducible_noise),
+            "epsilon_note": NOT_VALID_NOTE if p.enabled and p.reproducible_noise else None,
+        }
+        if mode == "central":
+            from fednet.strategies.dp_central import ACCOUNTING_RULE
+
+            out["accounting"] = {
+                "rule": ACCOUNTING_RULE,
+                "sample_rate": self.cfg.strategy.fraction_train,
+                "noise_multiplier": p.update_noise_multiplier,
+                "rounds": self.cfg.rounds,
+            }
+        return out
 
     def finish(
         self,
@@ -177,6 +218,8 @@ class RunRecorder:
                 "bytes_down_total": down,
                 "bytes_up_per_round": up / rounds,
                 "epsilon": self.epsilon_of(cid, personalized),
+                "update_epsilon": self.epsilon_of(cid, personalized, "update-epsilon"),
+                "sketch_epsilon": self.epsilon_of(cid, personalized, "sketch-epsilon"),
                 "refused": (refusals or {}).get(cid),
                 "data": p.data_report(),
                 "finished": cid in done,
@@ -235,17 +278,7 @@ class RunRecorder:
             "min_clients": need,
             "complete": len(done) >= need,
             "failed_clients": {w: f for w, f in sorted(failures.items())},
-            "privacy": {
-                "delta": self.cfg.privacy.delta,
-                "epsilon_budget": self.cfg.privacy.epsilon_budget,
-                "update_mode": self.cfg.privacy.update_mode if self.cfg.privacy.enabled else "none",
-                "dpsgd": bool(self.cfg.privacy.enabled and self.cfg.privacy.dpsgd),
-                "updates_private": bool(
-                    self.cfg.privacy.enabled
-                    and (self.cfg.privacy.update_mode != "none" or self.cfg.privacy.dpsgd)
-                ),
-                "sketch_epsilon": self.cfg.privacy.sketch_epsilon,
-            },
+            "privacy": self.privacy_summary(),
             "history": self.history,
             "wall_s": time.time() - self.started,
         }

@@ -34,13 +34,16 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         lora_grouping=cfg.strategy.lora_grouping,
     )
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
+        from fednet.privacy.randomness import noise_source
         from fednet.strategies.dp_central import CentralDP
 
         return CentralDP(  # type: ignore[return-value]
             cast(FedLoRA, strategy),  # CentralDP raises TypeError for other strategies
             noise_multiplier=cfg.privacy.update_noise_multiplier,
             clipping_norm=cfg.privacy.update_clip,
-            seed=cfg.seed,
+            noise=noise_source(
+                reproducible=cfg.privacy.reproducible_noise, parts=(cfg.seed, "central-dp")
+            ),
         )
     return strategy
 
@@ -123,6 +126,14 @@ def personalize(
         profile = strategy.profile_of(r)
         assert profile is not None
         p = profile
+        if P.LORA not in r.content.array_records and P.HEAD not in r.content.array_records:
+            # central DP without DP-SGD: the personalised adapter stays on the client
+            out[p.client_id] = {
+                k: float(v)  # type: ignore[arg-type]
+                for k, v in r.content.metric_records.get(P.METRICS, {}).items()
+            }
+            logger.info("personalised %s: the adapter stays on the client", p.client_id)
+            continue
         try:
             lora, head = strategy.validate(r.content, p, state)
         except UpdateRejectedError as e:

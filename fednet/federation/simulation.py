@@ -51,7 +51,7 @@ def simulate(
         run_simulation(
             server_app=make_server_app(cfg, run_dir),
             client_app=make_client_app(
-                cfg, mods=mods, state_dir=run_dir / "client-state", cache_dir=cache
+                cfg, mods=mods, state_dir=Path(cfg.state_dir).expanduser(), cache_dir=cache
             ),
             num_supernodes=len(cfg.clients),
             backend_config={

@@ -140,8 +140,21 @@ class Manifest:
         ``"shared"``, ``"personalized"`` or another free-form kind.
     metrics : dict[str, float]
         Finite scalar metrics (accuracy, loss, ...).
-    epsilon, delta : float or None
-        Differential privacy cost of the release, if trained with DP.
+    epsilon : float or None
+        Composed ε of every release the owner made (updates and sketch) at
+        ``delta``; None when the adapter's weights are not private.
+    update_epsilon : float or None
+        ε of the releases behind the weights (DP-SGD, noised or centrally
+        noised updates); None when the weights are not private.
+    sketch_epsilon : float or None
+        ε of the owner's DP capability sketch releases; None without a sketch.
+    delta : float or None
+        δ of every ε above.
+    accountant : str or None
+        Name of the accountant that composed them (e.g. ``"rdp"``).
+    epsilon_note : str or None
+        Set when the ε values do not hold, e.g. "epsilon not valid:
+        reproducible noise" for a run whose noise can be regenerated.
     sketch : str or None
         File name of the DP capability sketch, if any; must be in ``files``.
     created_at : str
@@ -165,7 +178,11 @@ class Manifest:
     kind: str = "shared"
     metrics: dict[str, float] = field(default_factory=dict)
     epsilon: float | None = None
+    update_epsilon: float | None = None
+    sketch_epsilon: float | None = None
     delta: float | None = None
+    accountant: str | None = None
+    epsilon_note: str | None = None
     sketch: str | None = None
     created_at: str = field(default_factory=utc_now_iso)
     files: dict[str, str] = field(default_factory=dict)
@@ -207,11 +224,17 @@ class Manifest:
         _check_str("signature", self.signature, empty=True)
 
     def _post_init_privacy(self) -> None:
-        if self.epsilon is not None:
-            eps = _check_float("epsilon", self.epsilon)
-            if eps < 0:
-                raise ValueError(f"`epsilon` must be >= 0, got {self.epsilon!r}")
-            object.__setattr__(self, "epsilon", eps)
+        for name in ("epsilon", "update_epsilon", "sketch_epsilon"):
+            value = getattr(self, name)
+            if value is not None:
+                eps = _check_float(name, value)
+                if eps < 0:
+                    raise ValueError(f"`{name}` must be >= 0, got {value!r}")
+                object.__setattr__(self, name, eps)
+        for name in ("accountant", "epsilon_note"):
+            if getattr(self, name) is not None:
+                _check_str(name, getattr(self, name))
+
         if self.delta is not None:
             delta = _check_float("delta", self.delta)
             if not 0.0 <= delta < 1.0:

@@ -189,11 +189,34 @@ def _metrics(info: Mapping[str, Any], kind: str) -> dict[str, float]:
     return out
 
 
-def _privacy(info: Mapping[str, Any], run_delta: Any) -> tuple[float | None, float | None]:
-    epsilon = info.get("epsilon", info.get("epsilon_spent"))
-    delta = info.get("delta", run_delta)
-    ok = isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon >= 0
-    return (float(epsilon) if ok else None), (float(delta) if ok and delta is not None else None)
+def _epsilon(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value >= 0 else None
+
+
+def _privacy(info: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's privacy fields from a client's summary entry and the run's privacy.
+
+    The weights' ε (and the composed total) are set only when the run says its
+    updates were private (``updates_private``); a sketch-only run carries its
+    ``sketch_epsilon`` alone.
+    """
+    private = run.get("updates_private") is True
+    update = _epsilon(info.get("update_epsilon")) if private else None
+    total = _epsilon(info.get("epsilon")) if update is not None else None
+    sketch = _epsilon(info.get("sketch_epsilon"))
+    any_eps = update is not None or sketch is not None
+    delta = run.get("delta")
+    accountant = run.get("accountant")
+    note = run.get("epsilon_note")
+    return {
+        "epsilon": total,
+        "update_epsilon": update,
+        "sketch_epsilon": sketch,
+        "delta": float(delta) if any_eps and isinstance(delta, int | float) else None,
+        "accountant": str(accountant) if any_eps and accountant else None,
+        "epsilon_note": str(note) if note else None,
+    }
 
 
 def _stage(adapter_dir: Path, sketch: Path | None, staging: Path) -> Path:
@@ -280,7 +303,7 @@ def publish_run(
                     keys_dir,
                     Path(tmp),
                     None if sketch is None else Path(sketch),
-                    summary.get("privacy", {}).get("delta"),
+                    summary.get("privacy", {}),
                 )
     finally:
         if target is not hub:
@@ -299,13 +322,13 @@ def _publish_client(
     keys_dir: str | Path,
     staging: Path,
     sketch: Path | None,
-    run_delta: Any,
+    run_privacy: Mapping[str, Any],
 ) -> list[Manifest]:
     dirs = {
         "shared": root / "rounds" / str(last_round) / str(info["base_model"]) / str(info["task"]),
         "personalized": root / "personalized" / cid,
     }
-    epsilon, delta = _privacy(info, run_delta)
+    privacy = _privacy(info, run_privacy)
     out = []
     for kind in kinds:
         source = dirs[kind]
@@ -322,8 +345,7 @@ def _publish_client(
             round=last_round,
             kind=kind,
             metrics=_metrics(info, kind),
-            epsilon=epsilon,
-            delta=delta,
+            **privacy,
         )
         stage = staging / f"{cid}-{kind}"
         stage.mkdir()

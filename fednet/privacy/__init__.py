@@ -4,6 +4,10 @@ Every release a client makes (DP-SGD training, a capability sketch, a noised
 update) is a Gaussian mechanism described by ``(noise_multiplier, sample_rate,
 steps)`` and charged to the client's :class:`PrivacyLedger`, which composes
 them with one RDP accountant and refuses a release past the ε budget.
+
+Every noise sample and every DP sampling decision comes from OS entropy
+(:mod:`fednet.privacy.randomness`): never from a generator seeded from the
+preset, which would let anyone holding the preset regenerate the noise.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from typing import Any
 # does not pull in opacus and torch.
 _EXPORTS: dict[str, str] = {
     "GRAD_SAMPLE_MODES": "dpsgd",
+    "NOT_VALID_NOTE": "randomness",
+    "NoiseSource": "randomness",
+    "PoissonBatchSampler": "randomness",
+    "derive_seed": "randomness",
+    "secure_source": "randomness",
+    "noise_source": "randomness",
     "PrivacyConfig": "config",
     "PrivacyLedger": "ledger",
     "PrivateTraining": "dpsgd",
@@ -42,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     "noisy_sums_and_counts": "sketch",
     "privatize_update": "update_dp",
     "register_accountant": "accountant",
+    "reset_ledgers": "ledger",
+    "time_epsilon_query": "ledger",
     "sketch_noise_multiplier": "sketch",
     "tree_norm": "mechanisms",
 }

@@ -58,7 +58,13 @@ class PrivacyConfig:
     accountant : str
         Registered accountant name.
     sketch_examples : int
-        At most this many training examples (a seeded sample) enter a sketch.
+        At most this many training examples (a secret random sample) enter a sketch.
+    reproducible_noise : bool
+        For tests only: draw every noise sample and sampling decision from
+        generators seeded from the preset, so that runs repeat exactly. Anyone
+        holding the preset can then regenerate and subtract the noise, so a run
+        with it on reports "epsilon not valid: reproducible noise" beside every ε
+        (:data:`fednet.privacy.randomness.NOT_VALID_NOTE`).
     """
 
     enabled: bool = False
@@ -75,9 +81,10 @@ class PrivacyConfig:
     dpsgd_max_grad_norm: float = 1.0
     accountant: str = "rdp"
     sketch_examples: int = 512
+    reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("enabled", "dpsgd"):
+        for name in ("enabled", "dpsgd", "reproducible_noise"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{_key(name)} must be a bool, got {getattr(self, name)!r}")
         numbers = {

@@ -16,6 +16,11 @@ The returned noise multiplier and sample rate are what the client's ledger is
 charged with: ``ledger.charge(noise_multiplier=z, sample_rate=q, steps=s,
 kind="dpsgd")`` for ``s`` optimizer steps. Charging the planned steps before
 training means a refused charge stops the client before it touches its data.
+
+The gradient noise and the Poisson batch sampling both come from a
+:class:`~fednet.privacy.randomness.NoiseSource` (OS entropy unless a test
+passes a seeded one), never from a ``torch.Generator``: a generator seeded
+from the preset would let anyone regenerate the noise and the batches.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from fednet.privacy._checks import check_non_negative, check_positive
 from fednet.privacy.mechanisms import calibrate_noise_multiplier
+from fednet.privacy.randomness import NoiseSource, PoissonBatchSampler, secure_source
 
 __all__ = ["GRAD_SAMPLE_MODES", "PrivateTraining", "make_private", "step_empty_batch"]
 
@@ -68,8 +74,7 @@ def make_private(
     steps: int | None = None,
     poisson_sampling: bool = True,
     grad_sample_mode: str = "hooks",
-    noise_generator: torch.Generator | None = None,
-    secure_mode: bool = False,
+    noise: NoiseSource | None = None,
 ) -> PrivateTraining:
     """Wrap a model, optimizer and loader for DP-SGD.
 
@@ -98,10 +103,9 @@ def make_private(
         Sample batches by Poisson sampling, as the accountant assumes.
     grad_sample_mode : str
         One of :data:`GRAD_SAMPLE_MODES`.
-    noise_generator : torch.Generator, optional
-        Source of the gradient noise, for reproducible tests.
-    secure_mode : bool
-        Use opacus's cryptographically secure noise (needs ``torchcsprng``).
+    noise : NoiseSource, optional
+        Source of the gradient noise and of the Poisson sampling; OS entropy
+        by default. A seeded source is for tests only.
 
     Returns
     -------
@@ -129,17 +133,20 @@ def make_private(
         sample_rate=sample_rate,
         num_batches=len(data_loader),
     )
-    engine = PrivacyEngine(accountant="rdp", secure_mode=secure_mode)
+    source = secure_source() if noise is None else noise
+    if poisson_sampling:
+        data_loader = _poisson_loader(data_loader, source)
+    engine = PrivacyEngine(accountant="rdp")
     private_module, private_optimizer, private_loader = engine.make_private(
         module=module,
         optimizer=optimizer,
         data_loader=data_loader,
         noise_multiplier=z,
         max_grad_norm=bound,
-        poisson_sampling=poisson_sampling,
+        poisson_sampling=False,  # done above, from the noise source
         grad_sample_mode=grad_sample_mode,
-        noise_generator=noise_generator,
     )
+    _draw_noise_from(private_optimizer, source)
     logger.info(
         "DP-SGD on %d trainable tensors: noise multiplier %.4g, sample rate %.4g, clip %g",
         len(trainable),
@@ -170,6 +177,46 @@ def step_empty_batch(optimizer: DPOptimizer) -> None:
     for p in optimizer.params:
         p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
     optimizer.step()
+def _poisson_loader(data_loader: DataLoader, noise: NoiseSource) -> DataLoader:
+    """``data_loader``'s data set behind Poisson sampling at ``q = 1 / len(data_loader)``,
+    with opacus's collation of empty batches."""
+    from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
+    from torch.utils.data._utils.collate import default_collate
+
+    dataset = data_loader.dataset
+    first = dataset[0]
+    sampler = PoissonBatchSampler(
+        num_samples=len(dataset),  # type: ignore[arg-type]
+        sample_rate=1.0 / len(data_loader),
+        noise=noise,
+    )
+    collate = wrap_collate_with_empty(
+        collate_fn=data_loader.collate_fn or default_collate,
+        sample_empty_shapes=[(0, *shape_safe(x)) for x in first],
+        dtypes=[dtype_safe(x) for x in first],
+    )
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+
+
+def _draw_noise_from(optimizer: torch.optim.Optimizer, noise: NoiseSource) -> None:
+    """Make a ``DPOptimizer`` draw its Gaussian noise from ``noise``.
+
+    The replacement does what opacus's ``DPOptimizer.add_noise`` does (std
+    ``noise_multiplier * max_grad_norm`` on each summed clipped gradient), with
+    the samples from ``noise`` instead of a ``torch.Generator``.
+    """
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+
+    def add_noise() -> None:
+        std = optimizer.noise_multiplier * optimizer.max_grad_norm  # type: ignore[attr-defined]
+        for p in optimizer.params:  # type: ignore[attr-defined]
+            _check_processed_flag(p.summed_grad)
+            summed = p.summed_grad
+            drawn = noise.normal(summed.shape, std=std, dtype=summed.dtype, device=summed.device)
+            p.grad = (summed + drawn).view_as(p)
+            _mark_as_processed(p.summed_grad)
+
+    optimizer.add_noise = add_noise  # type: ignore[method-assign]
 
 
 def _resolve_noise_multiplier(

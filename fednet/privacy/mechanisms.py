@@ -25,6 +25,7 @@ from fednet.privacy._checks import (
     check_positive,
 )
 from fednet.privacy.accountant import RDP_ORDERS
+from fednet.privacy.randomness import NoiseSource, secure_source
 
 __all__ = [
     "clip_by_norm",
@@ -104,7 +105,7 @@ def clip_tree(
 
 
 def gaussian_noise_like(
-    x: torch.Tensor, *, std: float, generator: torch.Generator | None = None
+    x: torch.Tensor, *, std: float, noise: NoiseSource | None = None
 ) -> torch.Tensor:
     """Gaussian noise with the shape, dtype and device of ``x``.
 
@@ -114,16 +115,17 @@ def gaussian_noise_like(
         Floating-point template tensor.
     std : float
         Standard deviation, ``>= 0``; 0 returns zeros.
-    generator : torch.Generator, optional
-        Source of randomness, for reproducible tests. Production releases
-        should leave it ``None`` or pass a securely seeded generator.
+    noise : NoiseSource, optional
+        Where the samples come from; ``None`` draws them from OS entropy
+        (:func:`~fednet.privacy.randomness.secure_source`). A seeded source is
+        for tests only: its noise can be regenerated and gives no privacy.
     """
     check_float_tensor("x", x)
     sigma = check_non_negative("std", std)
     if sigma == 0:
         return torch.zeros_like(x)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return noise * sigma
+    source = secure_source() if noise is None else noise
+    return source.normal(x.shape, std=sigma, dtype=x.dtype, device=x.device)
 
 
 def calibrate_noise_multiplier(

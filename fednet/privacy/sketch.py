@@ -38,6 +38,7 @@ from fednet.privacy._checks import (
 )
 from fednet.privacy.accountant import compute_epsilon
 from fednet.privacy.mechanisms import calibrate_noise_multiplier, clip_by_norm, gaussian_noise_like
+from fednet.privacy.randomness import NoiseSource, secure_source
 
 __all__ = [
     "SKETCH_KEYS",
@@ -203,7 +204,7 @@ def noisy_sums_and_counts(
     num_groups: int,
     clip: float,
     noise_multiplier: float,
-    generator: torch.Generator | None = None,
+    noise: NoiseSource | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Gaussian release of per-group sums and counts of clipped rows.
 
@@ -223,8 +224,8 @@ def noisy_sums_and_counts(
     sums = torch.zeros(num_groups, x.shape[1], dtype=x.dtype).index_add_(0, groups, clipped)
     counts = torch.bincount(groups, minlength=num_groups).to(x.dtype)
     scale = math.sqrt(2.0) * z
-    sums = sums + gaussian_noise_like(sums, std=scale * clip, generator=generator)
-    counts = counts + gaussian_noise_like(counts, std=scale, generator=generator)
+    sums = sums + gaussian_noise_like(sums, std=scale * clip, noise=noise)
+    counts = counts + gaussian_noise_like(counts, std=scale, noise=noise)
     return sums, counts
 
 
@@ -235,7 +236,7 @@ def build_sketch(
     num_labels: int,
     clip: float,
     noise_multiplier: float,
-    generator: torch.Generator | None = None,
+    noise: NoiseSource | None = None,
     kmeans: int = 0,
     kmeans_iters: int = 5,
     delta: float = 1e-5,
@@ -257,8 +258,9 @@ def build_sketch(
         L2 bound ``C`` on each (normalised) embedding.
     noise_multiplier : float
         ``z`` of each release, e.g. from :func:`sketch_noise_multiplier`.
-    generator : torch.Generator, optional
-        Source of the noise (and of the k-means initialisation).
+    noise : NoiseSource, optional
+        Source of the noise and of the k-means initialisation; OS entropy by
+        default (see :mod:`fednet.privacy.randomness`).
     kmeans : int
         If > 0, append this many label-free cluster centroids found by DP
         Lloyd iterations over all embeddings; each iteration is one more release.
@@ -293,18 +295,19 @@ def build_sketch(
     if len(names) != num_labels:
         raise ValueError(f"label_names must have {num_labels} names, got {len(names)}")
 
+    noise = secure_source() if noise is None else noise
     x = embeddings.detach()
     if normalize:
         x = _unit(x)
     x = clip_by_norm(x, max_norm=bound)
     sums, counts = noisy_sums_and_counts(
-        x, labels.long(), num_groups=num_labels, clip=bound, noise_multiplier=z, generator=generator
+        x, labels.long(), num_groups=num_labels, clip=bound, noise_multiplier=z, noise=noise
     )
     centroids = sums / counts.clamp_min(1.0).unsqueeze(1)
     releases = 1
     if kmeans > 0:
         cluster_centroids, cluster_counts = _dp_lloyd(
-            x, k=kmeans, iters=kmeans_iters, clip=bound, noise_multiplier=z, generator=generator
+            x, k=kmeans, iters=kmeans_iters, clip=bound, noise_multiplier=z, noise=noise
         )
         centroids = torch.cat([centroids, cluster_centroids])
         counts = torch.cat([counts, cluster_counts])
@@ -337,7 +340,7 @@ def _dp_lloyd(
     iters: int,
     clip: float,
     noise_multiplier: float,
-    generator: torch.Generator | None,
+    noise: NoiseSource,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DP k-means: Lloyd rounds whose sums and counts are each a Gaussian release.
 
@@ -345,7 +348,7 @@ def _dp_lloyd(
     only the released centroids of round ``t - 1``, so the rounds compose as
     ``iters`` adaptive releases.
     """
-    centers = torch.randn(k, x.shape[1], generator=generator, dtype=x.dtype)
+    centers = noise.normal((k, x.shape[1]), std=1.0, dtype=x.dtype)
     counts = torch.zeros(k, dtype=x.dtype)
     for _ in range(iters):
         groups = (_unit(x) @ _unit(centers).T).argmax(dim=1)
@@ -355,7 +358,7 @@ def _dp_lloyd(
             num_groups=k,
             clip=clip,
             noise_multiplier=noise_multiplier,
-            generator=generator,
+            noise=noise,
         )
         alive = counts > 0
         updated = sums / counts.clamp_min(1.0).unsqueeze(1)

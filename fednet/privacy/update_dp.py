@@ -27,6 +27,7 @@ import torch
 
 from fednet.privacy._checks import check_float_tensor, check_non_negative, check_positive
 from fednet.privacy.mechanisms import clip_tree, gaussian_noise_like
+from fednet.privacy.randomness import NoiseSource
 
 __all__ = [
     "clip_update",
@@ -51,14 +52,17 @@ def clip_update(delta: Mapping[str, torch.Tensor], *, max_norm: float) -> dict[s
 
 
 def noise_update(
-    delta: Mapping[str, torch.Tensor], *, std: float, generator: torch.Generator | None = None
+    delta: Mapping[str, torch.Tensor], *, std: float, noise: NoiseSource | None = None
 ) -> dict[str, torch.Tensor]:
-    """Add independent Gaussian noise of std ``std`` to every coordinate of ``delta``."""
+    """Add independent Gaussian noise of std ``std`` to every coordinate of ``delta``.
+
+    ``noise`` defaults to OS entropy (see :mod:`fednet.privacy.randomness`).
+    """
     check_non_negative("std", std)
     noisy: dict[str, torch.Tensor] = {}
     for key, value in delta.items():
         check_float_tensor(f"delta[{key!r}]", value)
-        noisy[key] = value + gaussian_noise_like(value, std=std, generator=generator)
+        noisy[key] = value + gaussian_noise_like(value, std=std, noise=noise)
     return noisy
 
 
@@ -82,7 +86,7 @@ def privatize_update(
     *,
     clip: float,
     noise_multiplier: float,
-    generator: torch.Generator | None = None,
+    noise: NoiseSource | None = None,
 ) -> dict[str, torch.Tensor]:
     """Local-mode release: clip ``delta`` to ``clip``, then add noise of std ``z * clip``.
 
@@ -90,4 +94,4 @@ def privatize_update(
     with ``kind="update"`` for each release.
     """
     std = local_noise_std(noise_multiplier=noise_multiplier, clip=clip)
-    return noise_update(clip_update(delta, max_norm=clip), std=std, generator=generator)
+    return noise_update(clip_update(delta, max_norm=clip), std=std, noise=noise)

@@ -140,6 +140,11 @@ class FednetStrategy(Strategy):
             self.note_missing("profile", msgs, replies)
             for reply in replies:
                 node = reply.metadata.src_node_id
+                if not reply.has_error() and P.STATUS in reply.content.config_records:
+                    status = reply.content.config_records[P.STATUS]
+                    self.refusals[f"node {node}"] = str(status.get("reason"))
+                    logger.warning("node %s refused to join: %s", node, status.get("reason"))
+                    continue
                 if reply.has_error() or P.PROFILE not in reply.content:
                     why = reply.error.reason if reply.has_error() else "empty reply"
                     self.fail(f"node {node}", "profile", f"sent no profile: {why}")

@@ -5,14 +5,27 @@ Private Recurrent Language Models", https://arxiv.org/abs/1710.06963) and in
 the style of Flower's ``DifferentialPrivacyServerSideFixedClipping``, adapted to
 LoRA factors of mixed ranks.
 
-Each client's update is its change to the state it received: the LoRA factors
-(at its rank) and its task head, as one vector. The wrapper clips that vector
-to L2 norm ``C`` on the server, zero-pads it to the group's rank, averages the
-clipped updates of the ``m`` clients of a group *uniformly*, and adds Gaussian
-noise of std ``z * C / m`` to every coordinate of the mean. A client therefore
-changes the mean by at most ``C / m``, which the noise covers with multiplier
-``z``. Heads of a task are treated the same way, over the clients of that task.
-Each client's ledger charges one ``(z, fraction_train, 1)`` release per round.
+Sampling and accounting (the rule fednet applies, :data:`ACCOUNTING_RULE`):
+
+- every round the server samples each profiled client independently with
+  probability ``q = fraction_train`` (secret Poisson sampling, from OS entropy
+  through :class:`~fednet.privacy.randomness.NoiseSource`; the sample is never
+  logged, checkpointed or sent);
+- each sampled client's update (its change to the state it received: LoRA
+  factors at its rank and its task head, as one vector) is clipped to L2 norm
+  ``C`` and zero-padded to the group's rank. Per LoRA group the server sums
+  the clipped updates, adds Gaussian noise of std ``z * C`` to every
+  coordinate of the sum, and divides by the *expected* cohort size
+  ``W = q * N`` (``N`` the group's profiled clients), a fixed denominator:
+  one client changes the sum by at most ``C`` whether or not it was sampled
+  and whatever the others sent. Heads of a task are treated the same way over
+  the task's clients. The concatenation of all sums has sensitivity ``C``
+  (a client belongs to one group and one task), so a round is one sampled
+  Gaussian mechanism ``(z, q)`` per client. A round with nobody sampled still
+  releases noise;
+- hence every client is charged ``(z, q, 1)`` every round, sampled or not.
+  Clients charge the whole run, ``(z, q, rounds)``, once, before they join it
+  (:meth:`fednet.federation.private.PrivateRound.join_central_run`).
 """
 
 from __future__ import annotations
@@ -22,18 +35,23 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
 from fednet.lora import pad_rank, truncate_rank
+from fednet.privacy.randomness import NoiseSource, secure_source
 from fednet.strategies.base import FednetStrategy
 from fednet.strategies.fedlora import FedLoRA
+from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState
 
-__all__ = ["CentralDP"]
+__all__ = ["ACCOUNTING_RULE", "CentralDP"]
 
 logger = logging.getLogger(__name__)
+
+ACCOUNTING_RULE = "poisson-every-round"
+"""Secret Poisson sampling with rate ``q``; every client charged ``(z, q, 1)`` every round."""
 
 
 class CentralDP(Strategy):
@@ -42,17 +60,24 @@ class CentralDP(Strategy):
     Parameters
     ----------
     strategy : FedLoRA
-        The strategy whose selection, messages and evaluation are kept.
+        The strategy whose messages and evaluation are kept; its
+        ``fraction_train`` is the sampling rate ``q``.
     noise_multiplier : float
         ``z`` >= 0.
     clipping_norm : float
         ``C`` > 0, the bound on one client's whole update.
-    seed : int
-        Seed of the noise generator.
+    noise : NoiseSource, optional
+        Source of the noise and of the sampling; OS entropy by default. A
+        seeded source is for tests only (``privacy.reproducible-noise``).
     """
 
     def __init__(
-        self, strategy: FedLoRA, *, noise_multiplier: float, clipping_norm: float, seed: int = 0
+        self,
+        strategy: FedLoRA,
+        *,
+        noise_multiplier: float,
+        clipping_norm: float,
+        noise: NoiseSource | None = None,
     ) -> None:
         if noise_multiplier < 0:
             raise ValueError(
@@ -65,7 +90,8 @@ class CentralDP(Strategy):
         self.strategy = strategy
         self.noise_multiplier = noise_multiplier
         self.clipping_norm = clipping_norm
-        self.generator = torch.Generator().manual_seed(seed)
+        self.sample_rate = strategy.fraction_train
+        self.noise = secure_source() if noise is None else noise
 
     def __getattr__(self, name: str) -> Any:
         # profiles, sketches, refusals, bytes counters, payload, discover ... are the inner's
@@ -79,10 +105,23 @@ class CentralDP(Strategy):
         """The fednet round loop, with this wrapper's aggregation."""
         return FednetStrategy.start(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    def sample(self, grid: Grid) -> list[ClientProfile]:
+        """Secret Poisson sample: each live profiled client with probability ``q``."""
+        live = set(grid.get_node_ids())
+        pool = sorted(
+            (p for n, p in self.strategy.profiles.items() if n in live), key=lambda p: p.client_id
+        )
+        taken = self.noise.bernoulli(len(pool), self.sample_rate)
+        return [p for p, t in zip(pool, taken, strict=True) if t]
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+        inner = self.strategy
+        inner._state_for_round = GlobalState.from_arrayrecord(arrays)
+        sampled = self.sample(grid)  # secret: neither logged nor kept
+        logger.info("round %s: training a Poisson sample of the clients", server_round)
+        return inner._messages(server_round, arrays, config, sampled, MessageType.TRAIN)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -100,11 +139,20 @@ class CentralDP(Strategy):
         inner = self.strategy
         state: GlobalState = inner._state_for_round
         accepted = inner.accept(server_round, replies)
-        if not inner.enough(len(accepted)):
-            return None, inner._train_metrics(accepted)
+        # every round releases, even with few or no replies: the denominator is fixed
         return self.noisy_aggregate(state, accepted).to_arrayrecord(), inner._train_metrics(
             accepted
         )
+
+    def expected_cohorts(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Fixed denominators ``W = q * N`` per LoRA group and per task."""
+        groups: dict[str, float] = {}
+        tasks: dict[str, float] = {}
+        for p in self.strategy.profiles.values():
+            g = self.strategy.group_of(p)
+            groups[g] = groups.get(g, 0.0) + self.sample_rate
+            tasks[p.task] = tasks.get(p.task, 0.0) + self.sample_rate
+        return groups, tasks
 
     def clip(self, delta: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
         """Clip one client's update (all its tensors as one vector) to ``C``."""
@@ -115,46 +163,49 @@ class CentralDP(Strategy):
         return clipped, norm
 
     def noisy_aggregate(self, state: GlobalState, accepted: list) -> GlobalState:
-        """Uniform mean of clipped updates per group, plus ``N(0, (zC/m)^2)``."""
+        """Per group and task: ``(sum of clipped updates + N(0, (zC)^2)) / (q N)``."""
         new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
-        deltas: dict[str, tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
+        deltas: list[tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
         for p, lora, head, _ in accepted:
             ref_lora = truncate_rank(state.lora[self.strategy.group_of(p)], p.rank)
             d = {
                 **{f"l:{k}": lora[k] - ref_lora[k] for k in lora},
                 **{f"h:{k}": head[k] - state.heads[p.task][k] for k in head},
             }
-            clipped, norm = self.clip(d)
-            logger.debug(
-                "client %s update norm %.4f (clip %.4f)", p.client_id, norm, self.clipping_norm
-            )
-            deltas[p.client_id] = (
-                p,
-                {k[2:]: v for k, v in clipped.items() if k[0] == "l"},
-                {k[2:]: v for k, v in clipped.items() if k[0] == "h"},
+            clipped, _ = self.clip(d)
+            deltas.append(
+                (
+                    p,
+                    {k[2:]: v for k, v in clipped.items() if k[0] == "l"},
+                    {k[2:]: v for k, v in clipped.items() if k[0] == "h"},
+                )
             )
         group_of = self.strategy.group_of
-        for key in {group_of(p) for p, _, _ in deltas.values()}:
-            group = [(p, dl) for p, dl, _ in deltas.values() if group_of(p) == key]
+        groups, tasks = self.expected_cohorts()
+        for key, cohort in groups.items():
             rank = state.rank_of(key)
-            mean = self._noisy_mean([pad_rank(dl, rank) for _, dl in group])
+            group = [pad_rank(dl, rank) for p, dl, _ in deltas if group_of(p) == key]
+            mean = self._noisy_mean(group, like=state.lora[key], cohort=cohort)
             new.lora[key] = {k: state.lora[key][k] + mean[k] for k in mean}
-        for task in {p.task for p, _, _ in deltas.values()}:
-            heads = [dh for p, _, dh in deltas.values() if p.task == task]
-            mean = self._noisy_mean(heads)
+        for task, cohort in tasks.items():
+            heads = [dh for p, _, dh in deltas if p.task == task]
+            mean = self._noisy_mean(heads, like=state.heads[task], cohort=cohort)
             new.heads[task] = {k: state.heads[task][k] + mean[k] for k in mean}
         return new
 
-    def _noisy_mean(self, updates: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        from fednet.privacy import central_noise_std
-
-        m = len(updates)
-        std = central_noise_std(
-            noise_multiplier=self.noise_multiplier, clip=self.clipping_norm, num_clients=m
-        )
+    def _noisy_mean(
+        self,
+        updates: list[dict[str, torch.Tensor]],
+        *,
+        like: dict[str, torch.Tensor],
+        cohort: float,
+    ) -> dict[str, torch.Tensor]:
+        std = self.noise_multiplier * self.clipping_norm  # on the sum; sensitivity C
         out = {}
-        for k in updates[0]:
-            mean = torch.stack([u[k] for u in updates]).mean(0)
-            noise = torch.randn(mean.shape, generator=self.generator) * std if std > 0 else 0.0
-            out[k] = mean + noise
+        for k, ref in like.items():
+            total = torch.zeros_like(ref, dtype=torch.float32)
+            for u in updates:
+                total = total + u[k]
+            noise = self.noise.normal(total.shape, std=std, dtype=total.dtype)
+            out[k] = (total + noise) / cohort
         return out

@@ -263,7 +263,7 @@ class FedLoRA(FednetStrategy):
         for key in {self.group_of(p) for p, *_ in accepted}:
             group = [(p, lora) for p, lora, _, _ in accepted if self.group_of(p) == key]
             new.lora[key] = aggregate_lora(
-                [LoraUpdate(lora, p.num_examples) for p, lora in group],
+                [LoraUpdate(lora, p.weight) for p, lora in group],
                 rank=state.rank_of(key),
                 previous=state.lora[key],
                 method=self.rank_aggregation,
@@ -271,21 +271,27 @@ class FedLoRA(FednetStrategy):
         for task in {p.task for p, *_ in accepted}:
             group = [(p, head) for p, _, head, _ in accepted if p.task == task]
             new.heads[task] = {
-                k: weighted_mean([h[k] for _, h in group], [p.num_examples for p, _ in group])
+                k: weighted_mean([h[k] for _, h in group], [p.weight for p, _ in group])
                 for k in group[0][1]
             }
         return new
 
     def _train_metrics(self, accepted: list) -> MetricRecord:
         out: dict[str, float] = {"clients": float(len(accepted))}
-        total = sum(p.num_examples for p, *_ in accepted)
+        total = sum(p.weight for p, *_ in accepted)
         if total:
             out["train-loss"] = (
-                sum(m.get("train-loss", math.nan) * p.num_examples for p, _, _, m in accepted)
-                / total
+                sum(m.get("train-loss", math.nan) * p.weight for p, _, _, m in accepted) / total
             )
         for p, _, _, m in accepted:
-            for k in ("train-loss", "compute-s", "wall-s", "epsilon"):
+            for k in (
+                "train-loss",
+                "compute-s",
+                "wall-s",
+                "epsilon",
+                "update-epsilon",
+                "sketch-epsilon",
+            ):
                 if k in m:
                     out[f"{p.client_id}/{k}"] = float(m[k])
         return MetricRecord(out)  # type: ignore[arg-type]

@@ -45,8 +45,14 @@ class ClientProfile:
     label_names: tuple[str, ...]
     rank: int
     lora_alpha: float
-    num_examples: int
+    num_examples: int | None
+    """None when the client keeps its example count to itself (under privacy)."""
     data: tuple[tuple[str, int | str], ...] = ()
+
+    @property
+    def weight(self) -> int:
+        """Aggregation weight: the example count, or 1 (uniform) when it is not known."""
+        return 1 if self.num_examples is None else self.num_examples
 
     def lora_group(self, grouping: str) -> str:
         """Key of this client's LoRA group under ``grouping`` (see :mod:`.state`)."""
@@ -73,7 +79,11 @@ class ClientProfile:
                 label_names=tuple(_label_name(node_id, i, x) for i, x in enumerate(names)),
                 rank=int(record["lora-rank"]),  # type: ignore[arg-type]
                 lora_alpha=float(record["lora-alpha"]),  # type: ignore[arg-type]
-                num_examples=int(record["num-examples"]),  # type: ignore[arg-type]
+                num_examples=(
+                    int(record["num-examples"])  # type: ignore[arg-type]
+                    if "num-examples" in record
+                    else None
+                ),
                 data=_data_fields(node_id, record),
             )
         except KeyError as e:
@@ -99,7 +109,7 @@ class ClientProfile:
             )
         if (
             profile.rank < 1
-            or profile.num_examples < 1
+            or (profile.num_examples is not None and profile.num_examples < 1)
             or not (math.isfinite(profile.lora_alpha) and profile.lora_alpha > 0)
         ):
             raise ValueError(f"{who} ({profile.client_id}) is invalid: {profile}")

@@ -14,12 +14,18 @@ from fednet.privacy import PrivacyConfig, compute_epsilon, sketch_noise_multipli
 pytestmark = pytest.mark.integration
 
 
+def _ledger(tmp_path, cid):
+    (path,) = (tmp_path / "state" / cid).glob("ledger-*.json")
+    return json.loads(path.read_text())
+
+
 def test_local_dp_ledger_and_budget_refusal(tmp_path):
     z = 1.5
     spent_round_1 = compute_epsilon([(z, 1.0, 1)], delta=1e-5)
     base = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(
         base,
+        state_dir=str(tmp_path / "state"),
         rounds=2,
         personalize_steps=0,
         privacy=PrivacyConfig(
@@ -37,7 +43,7 @@ def test_local_dp_ledger_and_budget_refusal(tmp_path):
         # round 1 released one noised update; round 2 (update + sketch) would exceed the budget
         assert c["epsilon"] == pytest.approx(spent_round_1, rel=1e-9), cid
         assert c["refused"] and "budget" in c["refused"]
-        ledger = json.loads((tmp_path / "run" / "client-state" / cid / "ledger.json").read_text())
+        ledger = _ledger(tmp_path, cid)
         assert ledger["kinds"] == ["update"]
     assert summary["rounds_completed"] == 2
     assert summary["privacy"]["updates_private"] is True
@@ -48,6 +54,7 @@ def test_central_dp_runs_and_reports_epsilon(tmp_path):
     base = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(
         base,
+        state_dir=str(tmp_path / "state"),
         rounds=1,
         personalize_steps=0,
         privacy=PrivacyConfig(
@@ -64,13 +71,14 @@ def test_central_dp_runs_and_reports_epsilon(tmp_path):
     want = compute_epsilon([(1.0, 1.0, 1), (z_sketch, 1.0, 1)], delta=1e-5)
     for c in summary["clients"].values():
         assert c["epsilon"] == pytest.approx(want, rel=1e-9)
-        assert c["accuracy"] is not None
+        assert c["accuracy"] is None  # evaluation results stay on the client under DP
 
 
 def test_dpsgd_trains_every_round(tmp_path):
     base = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(
         base,
+        state_dir=str(tmp_path / "state"),
         rounds=2,
         personalize_steps=1,
         privacy=PrivacyConfig(
@@ -84,7 +92,7 @@ def test_dpsgd_trains_every_round(tmp_path):
     summary = simulate(cfg, tmp_path / "run")
     for cid, c in summary["clients"].items():
         assert c["refused"] is None
-        ledger = json.loads((tmp_path / "run" / "client-state" / cid / "ledger.json").read_text())
+        ledger = _ledger(tmp_path, cid)
         # two rounds and the personalisation of DP-SGD, and the last round's sketch
         assert ledger["kinds"].count("dpsgd") == 3 and ledger["kinds"].count("sketch") == 1
         assert c["personalized_accuracy"] is not None
@@ -117,3 +125,100 @@ def test_dpsgd_with_empty_poisson_batches(tmp_path):
         want = compute_epsilon([(z, q, 8), (z_sketch, 1.0, 1)], delta=cfg.privacy.delta)
         assert c["epsilon"] == pytest.approx(want, rel=1e-9), cid
         assert c["bytes_up_total"] > 0, cid
+def _small(cfg, n_clients=2, steps=2):
+    return tuple(dataclasses.replace(c, local_steps=steps) for c in cfg.clients[:n_clients])
+
+
+def test_ledger_outlives_the_run_dir_and_refuses_a_spent_budget(tmp_path):
+    z = 1.5
+    base = load_preset("configs/tiny.toml")
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=1e-5)
+    one_run = compute_epsilon([(z, 1.0, 1), (z_sketch, 1.0, 1)], delta=1e-5)
+    cfg = dataclasses.replace(
+        base,
+        clients=_small(base),
+        state_dir=str(tmp_path / "state"),
+        rounds=1,
+        personalize_steps=0,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=one_run * 1.05,
+            update_mode="local",
+            update_clip=0.5,
+            update_noise_multiplier=z,
+            sketch_epsilon=1.0,
+        ),
+    )
+    first = simulate(cfg, tmp_path / "run-1")
+    second = simulate(cfg, tmp_path / "run-2")  # a new run directory, the same data
+    for cid in first["clients"]:
+        assert first["clients"][cid]["epsilon"] == pytest.approx(one_run, rel=1e-9)
+        assert first["clients"][cid]["refused"] is None
+        assert "budget" in second["clients"][cid]["refused"]
+        assert _ledger(tmp_path, cid)["kinds"] == ["update", "sketch"]
+    assert not list((tmp_path / "run-1").rglob("ledger*.json"))
+
+
+def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
+    """Secret Poisson sampling at q = 1/2; personalised adapters stay on the clients;
+    only DP metrics leave; each ledger holds (z, q, rounds) once, as DP-FedAvg charges."""
+    from opacus.accountants import RDPAccountant
+
+    from fednet.federation.protocol import DP_METRIC_KEYS
+    from fednet.privacy import RDP_ORDERS
+
+    from .wire_audit import WireRecorder, load_wire
+
+    z, q, rounds = 1.2, 0.5, 2
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        clients=_small(base, n_clients=3),
+        state_dir=str(tmp_path / "state"),
+        rounds=rounds,
+        personalize_steps=1,
+        strategy=dataclasses.replace(base.strategy, fraction_train=q),
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=100.0,
+            update_mode="central",
+            update_clip=1.0,
+            update_noise_multiplier=z,
+            sketch_epsilon=1.0,
+        ),
+    )
+    wire = tmp_path / "wire"
+    wire.mkdir()
+    summary = simulate(cfg, tmp_path / "run", mods=(WireRecorder(wire, tag_client=cfg),))
+    entries = load_wire(wire)
+    personal = [
+        e for e in entries if e["records"].get("metrics", (None, {}))[1].get("personalized") == 1.0
+    ]
+    assert {e["client"] for e in personal} == {c.id for c in cfg.clients}
+    for e in entries:
+        assert e["error"] is None
+        metrics = e["records"].get("metrics", (None, {}))[1]
+        assert set(metrics) <= DP_METRIC_KEYS, metrics
+        if "profile" in e["records"]:
+            assert "num-examples" not in e["records"]["profile"][1]
+    for e in personal:  # the personalised adapter never leaves the client
+        assert "lora" not in e["records"] and "head" not in e["records"]
+    assert not (tmp_path / "run" / "personalized").exists()
+
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=1e-5)
+    assert summary["privacy"]["accounting"]["rule"] == "poisson-every-round"
+    for c in cfg.clients:
+        ledger = _ledger(tmp_path, c.id)
+        assert (tmp_path / "state" / c.id / "personalized" / "adapter_config.json").is_file()
+        (central,) = [
+            (h, n)
+            for h, k, n in zip(ledger["history"], ledger["kinds"], ledger["notes"], strict=True)
+            if k == "update"
+        ]
+        assert central[0] == [z, q, rounds] and "poisson-every-round" in central[1]
+        # hand computation with opacus: every round charged with amplification q
+        acc = RDPAccountant()
+        acc.history = [(z, q, rounds)] + [(z_sketch, 1.0, 1)] * ledger["kinds"].count("sketch")
+        want = acc.get_epsilon(delta=1e-5, alphas=list(RDP_ORDERS))
+        assert summary["clients"][c.id]["epsilon"] == pytest.approx(want, rel=1e-9)
+        assert summary["clients"][c.id]["accuracy"] is None

@@ -12,10 +12,15 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
 
 class WireRecorder:
-    """Writes each outgoing reply's records to ``out_dir`` (one pickle per message)."""
+    """Writes each outgoing reply's records to ``out_dir`` (one pickle per message).
 
-    def __init__(self, out_dir: Path) -> None:
+    ``incoming`` holds the arrays the server sent with the message: what an
+    adversary on the server side knows anyway.
+    """
+
+    def __init__(self, out_dir: Path, tag_client: Any = None) -> None:
         self.out_dir = str(out_dir)
+        self.cfg = tag_client  # a FederationConfig: record which client replied
 
     def __call__(self, msg: Any, context: Any, call_next: Any) -> Any:
         reply = call_next(msg, context)
@@ -23,7 +28,17 @@ class WireRecorder:
             "message_type": msg.metadata.message_type,
             "error": reply.error.reason if reply.has_error() else None,
             "records": {},
+            "client": None,
+            "incoming": {
+                name: {k: a.numpy() for k, a in rec.items()}
+                for name, rec in msg.content.items()
+                if isinstance(rec, ArrayRecord)
+            },
         }
+        if self.cfg is not None:
+            from fednet.federation.client import resolve_client
+
+            entry["client"] = resolve_client(self.cfg, dict(context.node_config)).id
         if not reply.has_error():
             for name, rec in reply.content.items():
                 if isinstance(rec, ArrayRecord):

@@ -45,7 +45,9 @@ def test_publish_run_to_a_store(run_dir: Path, tmp_path: Path) -> None:
             4,
         )
         assert shared.label_names == ("ham", "spam")
-        assert (shared.epsilon, shared.delta) == (1.0, 1e-5)
+        # a sketch-only run: the weights are not private, only the sketch has an epsilon
+        assert (shared.epsilon, shared.update_epsilon) == (None, None)
+        assert (shared.sketch_epsilon, shared.delta, shared.accountant) == (1.0, 1e-5, "rdp")
         assert shared.metrics == {"accuracy": 0.9, "loss": 0.5, "num_examples": 4.0}
         assert personal.kind == "personalized" and personal.rank == 2  # its own rank
         assert "loss" not in personal.metrics
@@ -191,3 +193,36 @@ def test_cli_hub_push_ls_show_pull_verify(
     )  # shared with news-0-shared
     assert main(["hub", "push", str(tmp_path / "pulled"), "--hub", hub]) == 2
     assert "needs --name, --owner, --key" in capsys.readouterr().err
+
+
+def test_manifest_epsilon_fields_follow_what_was_private(tmp_path: Path) -> None:
+    """update_epsilon only for private weights; the note of a reproducible-noise run."""
+    run = write_run(tmp_path / "run", {"spam-0": ("sms-spam", 0.9)})
+    summary = json.loads((run / "summary.json").read_text())
+    summary["clients"]["spam-0"].update(epsilon=3.0, update_epsilon=2.5, sketch_epsilon=1.0)
+    summary["privacy"].update(
+        updates_private=True, epsilon_note="epsilon not valid: reproducible noise"
+    )
+    (run / "summary.json").write_text(json.dumps(summary))
+    with HubStore(tmp_path / "hub") as hub:
+        shared = publish_run(run, hub, keys_dir=tmp_path / "keys", kinds=["shared"])[0]
+        m = hub.resolve(shared.name, shared.version)
+    assert (m.update_epsilon, m.sketch_epsilon, m.epsilon) == (2.5, 1.0, 3.0)
+    assert (m.delta, m.accountant) == (1e-5, "rdp")
+    assert m.epsilon_note == "epsilon not valid: reproducible noise"
+
+
+def test_hub_ls_shows_no_weight_epsilon_for_a_sketch_only_run(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fednet.cli import main
+
+    with HubStore(tmp_path / "hub") as hub:
+        publish_run(run_dir, hub, keys_dir=tmp_path / "keys", clients=["spam-0"])
+    assert main(["hub", "ls", "--hub", str(tmp_path / "hub")]) == 0
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    assert "UPD-EPS" in header and "SKETCH-EPS" in header
+    for row in rows:
+        cells = row.split()
+        # ... RANK ACC UPD-EPS SKETCH-EPS TOTAL-EPS SKETCH
+        assert cells[-4:] == ["-", "1.00", "-", "yes"], row

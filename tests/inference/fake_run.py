@@ -136,10 +136,16 @@ def write_run(
             "accuracy": accuracy,
             "loss": 0.5,
             "personalized_accuracy": accuracy,
-            "epsilon": 1.0 if sketches else None,
+            "sketch_epsilon": 1.0 if sketches else None,
         }
     (root / "summary.json").write_text(
-        json.dumps({"rounds_completed": rounds, "clients": summary, "privacy": {"delta": 1e-5}}),
+        json.dumps(
+            {
+                "rounds_completed": rounds,
+                "clients": summary,
+                "privacy": {"delta": 1e-5, "accountant": "rdp", "updates_private": False},
+            }
+        ),
         encoding="utf-8",
     )
     return root

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import BertConfig, BertModel
 
 from fednet.privacy import PrivacyLedger, compute_epsilon, make_private, tree_norm
+from fednet.privacy.randomness import NoiseSource
 
 DELTA = 1e-5
 
@@ -100,7 +101,7 @@ def test_private_steps_update_only_lora_and_head_and_charge_ledger(grad_sample_m
         noise_multiplier=1.0,
         max_grad_norm=1.0,
         grad_sample_mode=grad_sample_mode,
-        noise_generator=torch.Generator().manual_seed(0),
+        noise=NoiseSource.seeded(0),
     )
     module, dp_optimizer, loader, z, q = private
     assert (z, q) == (1.0, 0.25)
@@ -205,7 +206,7 @@ def test_dpsgd_learns_separable_task() -> None:
         DataLoader(_data(n=128, seed=1, vocab=4), batch_size=16),
         noise_multiplier=0.5,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(1),
+        noise=NoiseSource.seeded(1),
     )
     for _ in range(3):
         _train(module, dp_optimizer, loader)

@@ -159,3 +159,67 @@ def test_load_rejects_corrupt_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         PrivacyLedger.load(path)
+
+
+def test_cached_composition_matches_opacus_and_splits_by_kind() -> None:
+    from opacus.accountants import RDPAccountant
+
+    from fednet.privacy import RDP_ORDERS
+
+    ledger = PrivacyLedger("alice", delta=DELTA)
+    history = [
+        (1.1, 0.01, 100, "dpsgd"),
+        (2.0, 0.3, 5, "update"),
+        (3.0, 1.0, 1, "sketch"),
+        (1.1, 0.01, 100, "dpsgd"),
+    ]
+    for z, q, s, kind in history:
+        ledger.record(noise_multiplier=z, sample_rate=q, steps=s, kind=kind)
+
+    def opacus_eps(entries):
+        acc = RDPAccountant()
+        acc.history = [(z, q, s) for z, q, s, _ in entries]
+        return acc.get_epsilon(delta=DELTA, alphas=list(RDP_ORDERS))
+
+    assert ledger.epsilon == pytest.approx(opacus_eps(history), rel=1e-12)
+    updates = [h for h in history if h[3] != "sketch"]
+    assert ledger.epsilon_of(("dpsgd", "update")) == pytest.approx(opacus_eps(updates), rel=1e-12)
+    assert ledger.epsilon_of(("sketch",)) == pytest.approx(opacus_eps(history[2:3]), rel=1e-12)
+    after = ledger.epsilon_after(noise_multiplier=1.5, sample_rate=0.2, steps=3)
+    assert after == pytest.approx(opacus_eps([*history, (1.5, 0.2, 3, "update")]), rel=1e-12)
+    ledger.record(noise_multiplier=0.0, sample_rate=1.0, steps=1, kind="update")
+    assert math.isinf(ledger.epsilon) and ledger.epsilon_of(("sketch",)) < math.inf
+
+
+def test_notes_persist(tmp_path: Path) -> None:
+    ledger = PrivacyLedger("alice", delta=DELTA)
+    ledger.charge(noise_multiplier=1.0, sample_rate=0.5, steps=3, kind="update", note="run:7")
+    ledger.save(tmp_path / "l.json")
+    back = PrivacyLedger.load(tmp_path / "l.json")
+    assert back.has_note("run:7") and not back.has_note("run:8")
+    assert back.epsilon == pytest.approx(ledger.epsilon, rel=1e-12)
+
+
+def test_reset_ledgers_retires_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from fednet.privacy import reset_ledgers
+
+    path = tmp_path / "alice" / "ledger-0123456789abcdef.json"
+    path.parent.mkdir()
+    ledger = PrivacyLedger("alice", delta=DELTA, budget=5.0)
+    ledger.charge(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="sketch")
+    ledger.save(path)
+    with pytest.raises(ValueError, match="plain name"):
+        reset_ledgers(tmp_path, "../alice")
+    with pytest.raises(ValueError, match="no ledger-ffffffffffffffff.json"):
+        reset_ledgers(tmp_path, "alice", fingerprint="ffffffffffffffff")
+    with caplog.at_level("WARNING", logger="fednet.privacy.ledger"):
+        (record,) = reset_ledgers(tmp_path, "alice")
+    assert not path.exists() and (path.parent / record["kept_as"]).is_file()
+    assert record["epsilon"] == pytest.approx(ledger.epsilon)
+    log = [
+        json.loads(line) for line in (path.parent / "ledger-resets.log").read_text().splitlines()
+    ]
+    assert log == [record]
+    assert "reset" in caplog.text and "alice" in caplog.text
+    fresh = PrivacyLedger.load_or_create(path, "alice", delta=DELTA, budget=5.0)
+    assert fresh.epsilon == 0.0

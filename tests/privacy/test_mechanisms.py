@@ -16,6 +16,7 @@ from fednet.privacy import (
     gaussian_sigma,
     tree_norm,
 )
+from fednet.privacy.randomness import NoiseSource
 
 DELTA = 1e-5
 
@@ -64,10 +65,10 @@ def test_clip_tree_flattened_norm() -> None:
 
 def test_gaussian_noise_like() -> None:
     x = torch.zeros(400, 500, dtype=torch.float64)
-    noise = gaussian_noise_like(x, std=2.0, generator=torch.Generator().manual_seed(3))
+    noise = gaussian_noise_like(x, std=2.0, noise=NoiseSource.seeded(3))
     assert noise.shape == x.shape and noise.dtype == torch.float64
     assert noise.std().item() == pytest.approx(2.0, rel=0.01)
-    again = gaussian_noise_like(x, std=2.0, generator=torch.Generator().manual_seed(3))
+    again = gaussian_noise_like(x, std=2.0, noise=NoiseSource.seeded(3))
     assert torch.equal(noise, again)
     assert torch.equal(gaussian_noise_like(x, std=0.0), x)
     with pytest.raises(ValueError, match="std"):

@@ -19,6 +19,7 @@ from fednet.privacy import (
     compute_epsilon,
     sketch_noise_multiplier,
 )
+from fednet.privacy.randomness import NoiseSource
 
 DELTA = 1e-5
 
@@ -76,7 +77,7 @@ def test_noise_std_matches_calibration() -> None:
         num_labels=num_labels,
         clip=clip,
         noise_multiplier=z,
-        generator=torch.Generator().manual_seed(0),
+        noise=NoiseSource.seeded(0),
     )
     sums = sketch.centroids * sketch.counts.clamp_min(1.0).unsqueeze(1)  # true sums are 0
     count_noise = sketch.counts  # true counts are 0
@@ -96,7 +97,7 @@ def test_calibrated_sketch_at_epsilon_8_stays_useful(seed: int) -> None:
         num_labels=2,
         clip=1.0,
         noise_multiplier=z,
-        generator=torch.Generator().manual_seed(100 + seed),
+        noise=NoiseSource.seeded(100 + seed),
     )
     sims = sketch.similarities(torch.stack([u, -u]))
     assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]
@@ -144,7 +145,7 @@ def test_kmeans_centroids_find_clusters() -> None:
         num_labels=2,
         clip=1.0,
         noise_multiplier=z,
-        generator=torch.Generator().manual_seed(7),
+        noise=NoiseSource.seeded(7),
         kmeans=2,
         kmeans_iters=3,
     )
@@ -164,7 +165,7 @@ def test_round_trip_through_safetensors_and_array_record(tmp_path: Path) -> None
         num_labels=3,
         clip=0.5,
         noise_multiplier=2.0,
-        generator=torch.Generator().manual_seed(0),
+        noise=NoiseSource.seeded(0),
         label_names=["spam", "ham", "ünïcode"],
     )
     tensors = sketch.to_tensors()

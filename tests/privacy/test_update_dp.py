@@ -13,6 +13,7 @@ from fednet.privacy import (
     noise_update,
     privatize_update,
 )
+from fednet.privacy.randomness import NoiseSource
 
 
 def _update() -> dict[str, torch.Tensor]:
@@ -55,8 +56,8 @@ def test_central_noise_std_validation(kwargs: dict[str, float], match: str) -> N
 
 def test_noise_update_statistics_and_reproducibility() -> None:
     delta = {"w": torch.zeros(200, 250), "b": torch.ones(100)}
-    noisy = noise_update(delta, std=0.3, generator=torch.Generator().manual_seed(1))
-    again = noise_update(delta, std=0.3, generator=torch.Generator().manual_seed(1))
+    noisy = noise_update(delta, std=0.3, noise=NoiseSource.seeded(1))
+    again = noise_update(delta, std=0.3, noise=NoiseSource.seeded(1))
     torch.testing.assert_close(noisy["w"], again["w"])
     noise = noisy["w"].flatten()
     assert noise.std().item() == pytest.approx(0.3, rel=0.03)
@@ -69,9 +70,7 @@ def test_privatize_update_clips_then_noises() -> None:
     delta = {"w": torch.full((100, 100), 0.5)}  # norm 50
     exact = privatize_update(delta, clip=2.0, noise_multiplier=0.0)
     assert torch.linalg.vector_norm(exact["w"]).item() == pytest.approx(2.0, rel=1e-5)
-    noisy = privatize_update(
-        delta, clip=2.0, noise_multiplier=0.01, generator=torch.Generator().manual_seed(0)
-    )
+    noisy = privatize_update(delta, clip=2.0, noise_multiplier=0.01, noise=NoiseSource.seeded(0))
     residual = noisy["w"] - exact["w"]
     assert residual.std().item() == pytest.approx(0.02, rel=0.05)
 

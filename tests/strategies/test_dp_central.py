@@ -37,7 +37,7 @@ def make(z, clip, ranks=(1, 1)):
         lora={"b": {A: torch.zeros(max(ranks), 1), B: torch.zeros(1, max(ranks))}},
         heads={"t": {"head.weight": torch.zeros(2, 1), "head.bias": torch.zeros(2)}},
     )
-    return CentralDP(inner, noise_multiplier=z, clipping_norm=clip, seed=0)
+    return CentralDP(inner, noise_multiplier=z, clipping_norm=clip)
 
 
 def reply(node, a, b, hw=0.0):
