@@ -1,0 +1,1 @@
+from tests.hub.conftest import *  # noqa
