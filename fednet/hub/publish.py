@@ -34,19 +34,23 @@ from fednet.hub.bundle import ADAPTER_CONFIG, HEAD_FILE, SKETCH_FILE
 from fednet.hub.client import HubClient, open_hub
 from fednet.hub.keys import (
     Ed25519PrivateKey,
+    encode_public_key,
     generate_private_key,
     load_private_key,
+    load_public_key,
     save_private_key,
     save_public_key,
 )
 from fednet.hub.manifest import Manifest, check_name
 from fednet.hub.store import HubStore
+from fednet.hub.trust import TrustStore
 
 __all__ = [
     "ADAPTER_KINDS",
     "adapter_name",
     "client_key",
     "find_sketch",
+    "keys_dir_trust",
     "publish_adapter_dir",
     "publish_run",
 ]
@@ -91,6 +95,18 @@ def client_key(keys_dir: str | Path, client_id: str) -> Ed25519PrivateKey:
     save_public_key(key, root / f"{client_id}.pub")
     logger.info("generated owner key for %s in %s", client_id, path)
     return key
+
+
+def keys_dir_trust(keys_dir: str | Path) -> TrustStore:
+    """An in-memory trust store pinning every ``<client-id>.pub`` in ``keys_dir``.
+
+    For a process that plays every client and the reader at once (the
+    benchmark, a demo): it trusts exactly the keys it made itself.
+    """
+    pinned: dict[str, list[str]] = {}
+    for path in sorted(Path(keys_dir).glob("*.pub")):
+        pinned[check_name("client id", path.stem)] = [encode_public_key(load_public_key(path))]
+    return TrustStore(None, keys=pinned)
 
 
 def find_sketch(run_dir: str | Path, client_id: str) -> Path | None:
