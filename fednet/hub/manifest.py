@@ -128,7 +128,7 @@ class Manifest:
     rank : int
         LoRA rank ``r``; must match ``adapter_config.json``.
     task : str
-        Task the adapter (and its head) serves.
+        Task the adapter (and its head) serves; a safe identifier like ``name``.
     owner : str
         Client id of the publisher; its signing key is pinned per owner.
     version : int
@@ -182,7 +182,7 @@ class Manifest:
         check_name("name", self.name)
         check_name("owner", self.owner)
         _check_str("base_model", self.base_model)
-        _check_str("task", self.task)
+        check_name("task", self.task)
         _check_str("kind", self.kind)
         check_int("rank", self.rank, minimum=1)
         check_int("version", self.version, minimum=0)

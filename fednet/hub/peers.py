@@ -185,6 +185,18 @@ class SignedPeerRequest:
         return encode_public_key(public)
 
 
+_stamp_lock = threading.Lock()
+_last_stamp = 0.0
+
+
+def _now_stamp() -> float:
+    """Unix time, strictly increasing within this process (coarse clocks repeat)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time(), _last_stamp + 1e-3)
+        return _last_stamp
+
+
 def sign_peer_request(
     key: Ed25519PrivateKey,
     *,
@@ -202,7 +214,7 @@ def sign_peer_request(
         peer_id=peer_id,
         owner=owner,
         public_key=encode_public_key(key),
-        timestamp=time.time() if timestamp is None else timestamp,
+        timestamp=_now_stamp() if timestamp is None else timestamp,
         endpoint=endpoint,
         base_model=base_model,
         adapters=tuple(adapters),
