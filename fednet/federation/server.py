@@ -33,6 +33,7 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         wire_dtype=cfg.wire_dtype,
         lora_grouping=cfg.strategy.lora_grouping,
     )
+    strategy.preset = cfg  # every client profile is checked against the preset
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.strategies.dp_central import CentralDP
 

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
@@ -67,6 +68,7 @@ class FednetStrategy(Strategy):
         self.bytes_up: dict[str, int] = {}
         self.bytes_down: dict[str, int] = {}
         self.refusals: dict[str, str] = {}
+        self.preset: Any = None  # the FederationConfig that profiles are checked against
 
     def reset_round(self) -> None:
         """Clear the per-round byte counters."""
@@ -99,11 +101,25 @@ class FednetStrategy(Strategy):
                     )
                     continue
                 try:
-                    self.profiles[node] = ClientProfile.from_record(
-                        node, reply.content.config_records[P.PROFILE]
+                    profile = ClientProfile.from_record(
+                        node, reply.content.config_records[P.PROFILE], preset=self.preset
                     )
                 except ValueError as e:
-                    logger.warning("%s", e)
+                    logger.warning("profile rejected: %s", e)
+                    continue
+                taken = next(
+                    (n for n, p in self.profiles.items() if p.client_id == profile.client_id),
+                    None,
+                )
+                if taken is not None and taken != node:
+                    logger.warning(
+                        "profile rejected: node %s claims client %r, already held by node %s",
+                        node,
+                        profile.client_id,
+                        taken,
+                    )
+                    continue
+                self.profiles[node] = profile
         logger.info("clients: %s", sorted(p.client_id for p in self.profiles.values()))
         return self.profiles
 

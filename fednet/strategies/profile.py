@@ -1,12 +1,70 @@
-"""What the server knows about each connected client: its public profile."""
+"""What the server knows about each connected client: its public profile.
+
+A profile comes from the client over the wire, so the server trusts none of
+it: its client id, task and base model become directory names and group keys,
+its rank sizes tensors, its example count weighs the average. Each field is
+checked for type and bounds, and, when the server has the preset, against the
+preset's entry for that client: the values must be the preset's own.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ConfigRecord
 
-__all__ = ["ClientProfile"]
+if TYPE_CHECKING:
+    from fednet.config import FederationConfig
+
+__all__ = [
+    "ClientProfile",
+    "MAX_LABELS",
+    "MAX_LABEL_CHARS",
+    "MAX_NUM_EXAMPLES",
+    "MAX_RANK",
+]
+
+MAX_RANK = 1024
+"""Largest LoRA rank a profile may announce."""
+
+MAX_NUM_EXAMPLES = 100_000_000
+"""Largest training-set size a profile may announce (it weighs the average)."""
+
+MAX_LABELS = 1000
+"""Most class labels a profile may announce."""
+
+MAX_LABEL_CHARS = 200
+"""Longest label name."""
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _name(node_id: int, key: str, value: Any) -> str:
+    """A name that may become a path: letters, digits, '.', '_', '-'; no '..'."""
+    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"profile from node {node_id}: `{key}` must be 1-128 letters, digits, '.', '_' or "
+            f"'-' starting with a letter or digit, got {value!r:.80}"
+        )
+    return value
+
+
+def _int(node_id: int, key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"profile from node {node_id}: `{key}` must be an int, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if not low <= value <= high:
+        raise ValueError(
+            f"profile from node {node_id}: `{key}` must be in [{low}, {high}], got {value}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,21 +90,115 @@ class ClientProfile:
         return lora_group(self.base_model, self.task, grouping)
 
     @classmethod
-    def from_record(cls, node_id: int, record: ConfigRecord) -> ClientProfile:
-        """Parse a ``profile`` ConfigRecord, naming any missing or bad field."""
+    def from_record(
+        cls,
+        node_id: int,
+        record: ConfigRecord | Mapping[str, Any],
+        *,
+        preset: FederationConfig | None = None,
+    ) -> ClientProfile:
+        """Parse and check a ``profile`` ConfigRecord.
+
+        Parameters
+        ----------
+        node_id : int
+            The Flower node that sent it.
+        record : ConfigRecord
+            Keys ``client-id``, ``base-model``, ``task``, ``label-names``,
+            ``lora-rank``, ``lora-alpha``, ``num-examples``.
+        preset : FederationConfig, optional
+            The federation's preset. With it, the client id must be one of
+            its clients and the base model, task, rank and LoRA alpha must be
+            exactly that client's.
+
+        Raises
+        ------
+        ValueError
+            Naming the node, the field and the bad value: a missing field, a
+            wrong type, a value out of bounds (:data:`MAX_RANK`,
+            :data:`MAX_NUM_EXAMPLES`, :data:`MAX_LABELS`), a name that is not
+            a safe identifier, or a value that differs from the preset.
+        """
         try:
-            profile = cls(
-                node_id=node_id,
-                client_id=str(record["client-id"]),
-                base_model=str(record["base-model"]),
-                task=str(record["task"]),
-                label_names=tuple(str(x) for x in record["label-names"]),  # type: ignore[union-attr]
-                rank=int(record["lora-rank"]),  # type: ignore[arg-type]
-                lora_alpha=float(record["lora-alpha"]),  # type: ignore[arg-type]
-                num_examples=int(record["num-examples"]),  # type: ignore[arg-type]
-            )
+            raw = {k: record[k] for k in _KEYS}
         except KeyError as e:
             raise ValueError(f"profile from node {node_id} lacks {e}") from None
-        if profile.rank < 1 or len(profile.label_names) < 2 or profile.num_examples < 1:
-            raise ValueError(f"profile from node {node_id} is invalid: {profile}")
+        _name(node_id, "client-id", raw["client-id"])
+        _name(node_id, "task", raw["task"])
+        if preset is None:  # with a preset, the base model must equal the preset's
+            _name(node_id, "base-model", raw["base-model"])
+        elif not isinstance(raw["base-model"], str):
+            raise ValueError(f"profile from node {node_id}: `base-model` must be a str")
+        labels = raw["label-names"]
+        if isinstance(labels, str) or not isinstance(labels, list | tuple):
+            raise ValueError(f"profile from node {node_id}: `label-names` must be a list of str")
+        if not 2 <= len(labels) <= MAX_LABELS:
+            raise ValueError(
+                f"profile from node {node_id}: `label-names` must hold 2 to {MAX_LABELS} "
+                f"labels, got {len(labels)}"
+            )
+        for label in labels:
+            if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS:
+                raise ValueError(
+                    f"profile from node {node_id}: label names must be 1-{MAX_LABEL_CHARS} "
+                    f"characters, got {label!r:.80}"
+                )
+        alpha = raw["lora-alpha"]
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+            raise ValueError(f"profile from node {node_id}: `lora-alpha` must be a number")
+        if not (math.isfinite(alpha) and 0 < alpha <= 16 * MAX_RANK):
+            raise ValueError(
+                f"profile from node {node_id}: `lora-alpha` must be in (0, {16 * MAX_RANK}], "
+                f"got {alpha!r}"
+            )
+        profile = cls(
+            node_id=node_id,
+            client_id=raw["client-id"],
+            base_model=raw["base-model"],
+            task=raw["task"],
+            label_names=tuple(labels),
+            rank=_int(node_id, "lora-rank", raw["lora-rank"], 1, MAX_RANK),
+            lora_alpha=float(alpha),
+            num_examples=_int(node_id, "num-examples", raw["num-examples"], 1, MAX_NUM_EXAMPLES),
+        )
+        if preset is not None:
+            profile._check_preset(preset)
         return profile
+
+    def _check_preset(self, preset: FederationConfig) -> None:
+        known = {c.id: c for c in preset.clients}
+        client = known.get(self.client_id)
+        if client is None:
+            raise ValueError(
+                f"profile from node {self.node_id} names client {self.client_id!r}, which is not "
+                f"in the preset (clients: {sorted(known)})"
+            )
+        expected = {
+            "base-model": (self.base_model, client.base_model),
+            "task": (self.task, client.task),
+            "lora-rank": (self.rank, client.lora_rank),
+        }
+        problems = [
+            f"`{key}` is {got!r}, the preset says {want!r}"
+            for key, (got, want) in expected.items()
+            if got != want
+        ]
+        alpha = preset.lora_alpha(client.lora_rank)
+        if not math.isclose(self.lora_alpha, alpha, rel_tol=1e-9):
+            problems.append(f"`lora-alpha` is {self.lora_alpha!r}, the preset says {alpha!r}")
+        if problems:
+            raise ValueError(
+                f"profile of {self.client_id!r} from node {self.node_id} does not match the "
+                "preset: " + "; ".join(problems)
+            )
+
+
+_KEYS = (
+    "client-id",
+    "base-model",
+    "task",
+    "label-names",
+    "lora-rank",
+    "lora-alpha",
+    "num-examples",
+)
