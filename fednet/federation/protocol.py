@@ -2,7 +2,9 @@
 
 Record keys live here and nowhere else. :func:`check_reply` is the allowlist on a
 client's outgoing records: only LoRA factors, head tensors, DP sketch tensors,
-scalar metrics and the client's public profile may leave. :func:`allowlist_mod`
+scalar metrics, the client's public profile and the manifests it signed
+(:data:`SIGNED`; a manifest holds hashes, a public key and a signature) may
+leave. :func:`allowlist_mod`
 applies it to every reply of a ClientApp, so nothing else leaves even if the
 training code misbehaves.
 
@@ -35,6 +37,9 @@ __all__ = [
     "CONFIG",
     "PROFILE",
     "STATUS",
+    "RELEASE",
+    "SIGNED",
+    "SIGNED_KEYS",
     "METRIC_KEYS",
     "PROFILE_KEYS",
     "STATUS_KEYS",
@@ -59,6 +64,8 @@ METRICS = "metrics"
 CONFIG = "config"
 PROFILE = "profile"
 STATUS = "status"
+RELEASE = "release"  # server -> client: manifests (and files) to sign
+SIGNED = "signed"  # client -> server: the manifests it signed
 
 WIRE_DTYPE_KEY = "wire-dtype"
 WIRE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in config.WIRE_DTYPES}
@@ -92,6 +99,7 @@ PROFILE_KEYS = frozenset(
     }
 )
 STATUS_KEYS = frozenset({"refused", "reason"})
+SIGNED_KEYS = frozenset({"shared", "personalized"})
 
 
 _SKETCH_KEY = re.compile(r"^sketch\.[a-z_]+$")
@@ -128,6 +136,12 @@ def check_reply(content: RecordDict) -> None:
             problems += [
                 f"profile key `{k}` is not allowed" for k in record if k not in PROFILE_KEYS
             ]
+        elif name == SIGNED and isinstance(record, ConfigRecord):
+            for k, v in record.items():
+                if k not in SIGNED_KEYS:
+                    problems.append(f"signed key `{k}` is not allowed")
+                elif not isinstance(v, str) or len(v) > 65536:
+                    problems.append(f"signed `{k}` must be a manifest's JSON text")
         elif name == STATUS and isinstance(record, ConfigRecord):
             problems += [f"status key `{k}` is not allowed" for k in record if k not in STATUS_KEYS]
         else:
