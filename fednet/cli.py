@@ -206,7 +206,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
             q.add_argument(
                 "path", help="a run directory (publishes every client) or an adapter directory"
             )
-            q.add_argument("--keys-dir", default="keys", help="owner keys of a run's clients")
+            q.add_argument(
+                "--keys-dir",
+                default=None,
+                help="sign a run with these owner keys, as their holder (default: forward "
+                "the manifests the run's clients signed themselves, <run>/signed/)",
+            )
             q.add_argument("--key", help="owner key (PEM) for an adapter directory")
             q.add_argument("--name", help="adapter name")
             q.add_argument("--owner", help="owner client id")
@@ -219,11 +224,20 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
 
 def _push(args: argparse.Namespace, hub) -> int:
     from fednet.hub import load_private_key
-    from fednet.hub.publish import publish_adapter_dir, publish_run
+    from fednet.hub.publish import SIGNED_DIR, publish_adapter_dir, publish_run, publish_signed_run
 
     path = Path(args.path)
     if (path / "summary.json").is_file():
-        for m in publish_run(path, hub, keys_dir=args.keys_dir):
+        if args.keys_dir:
+            manifests = publish_run(path, hub, keys_dir=args.keys_dir)
+        elif (path / SIGNED_DIR).is_dir():
+            manifests = publish_signed_run(path, hub)
+        else:
+            raise FednetError(
+                f"run {path} has no manifests signed by its clients ({SIGNED_DIR}/); "
+                "give --keys-dir to sign with owner keys you hold"
+            )
+        for m in manifests:
             print(f"published {m.ref} ({m.kind}, {m.task}, owner {m.owner})")
         return 0
     missing = [o for o in ("name", "owner", "key") if not getattr(args, o)]
