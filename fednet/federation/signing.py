@@ -24,7 +24,7 @@ from pathlib import Path
 from flwr.app import ConfigRecord
 
 from fednet.config import ClientConfig
-from fednet.errors import SignatureError
+from fednet.errors import IntegrityError, SignatureError
 from fednet.hub.bundle import ADAPTER_CONFIG, check_files, sha256_hex
 from fednet.hub.keys import Ed25519PrivateKey, sign_manifest, verify_manifest
 from fednet.hub.manifest import Manifest
@@ -110,7 +110,7 @@ def sign_release(
             config = json.loads(bytes(files[ADAPTER_CONFIG]))  # type: ignore[arg-type]
             if config.get("r") != draft.rank:
                 wrong.append(f"rank is {draft.rank}, the adapter has r={config.get('r')}")
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, IntegrityError) as e:
             wrong.append(str(e))
         if kind == "personalized" and draft.rank != client.lora_rank:
             wrong.append(f"rank is {draft.rank}, the client trains rank {client.lora_rank}")

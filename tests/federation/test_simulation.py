@@ -189,6 +189,15 @@ def test_clients_sign_with_keys_the_server_never_reads(run):
     touched = [p for p in OPENED if Path(p).resolve().is_relative_to(keys.resolve())]
     assert touched == []
     assert any(Path(p).resolve().is_relative_to(run_dir.resolve()) for p in OPENED)  # the hook saw
+    # the run keeps what its clients signed, and `hub push` forwards it as it is
+    from fednet.cli import main
+
+    again = run_dir.parent / "hub-again"
+    assert main(["hub", "push", str(run_dir), "--hub", str(again)]) == 0
+    with HubStore(again) as store:
+        for c in cfg.clients:
+            m = store.resolve(f"{c.id}-personalized")
+            assert m.owner_public_key == encode_public_key(load_private_key(keys / f"{c.id}.key"))
     # and nothing the server wrote (the run, the hub) holds a private key
     for root in (run_dir, hub):
         for path in root.rglob("*"):
