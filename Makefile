@@ -43,30 +43,40 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
 # --- joint inference: a hub, peers serving its adapters, and queries -------------
-# Publish a finished run first: $(BIN)/fednet hub push runs/<id> --hub $(HUB_URL)
+# There is no default token: make one with `make hub-token SCOPES=publish,heartbeat`
+# (printed once; the hub keeps only its sha256) and export it as FEDNET_HUB_TOKEN.
+# Publish a finished run (the manifests its clients signed): $(BIN)/fednet hub push runs/<id>
+# Readers trust only the owner keys they pinned: $(BIN)/fednet trust add <owner> <key.pub>
 HUB_ROOT  ?= hub
 HUB_PORT  ?= 8080
 HUB_URL   ?= http://127.0.0.1:$(HUB_PORT)
-HUB_TOKEN ?= $(or $(FEDNET_HUB_TOKEN),dev-token)
+SCOPES    ?= read,publish,heartbeat
+KEYS_DIR  ?= runs/keys
 
-.PHONY: hub peer ask
+.PHONY: hub hub-token peer ask
 
 hub: install  ## serve the adapter hub in HUB_ROOT on HUB_PORT (OpenAPI at /docs)
-	FEDNET_HUB_TOKEN=$(HUB_TOKEN) $(BIN)/fednet hub serve --root $(HUB_ROOT) --port $(HUB_PORT)
+	$(BIN)/fednet hub serve --root $(HUB_ROOT) --port $(HUB_PORT)
 
-peer: install  ## serve a client's adapters: make peer ID=spam-0 [PORT=9001]
-	@test -n "$(ID)" || { echo "usage: make peer ID=<client-id> [PORT=<port>]"; exit 2; }
-	FEDNET_HUB_TOKEN=$(HUB_TOKEN) $(BIN)/fednet peer serve --hub $(HUB_URL) --client $(ID) \
-		$(if $(PORT),--port $(PORT))
+hub-token: install  ## create a hub token with SCOPES (printed once, stored hashed)
+	$(BIN)/fednet hub token create --root $(HUB_ROOT) --scopes $(SCOPES)
+
+peer: install  ## serve a client's adapters: make peer ID=spam-0 [PORT=9001] [KEY=<owner key>]
+	@test -n "$(ID)" || { echo "usage: make peer ID=<client-id> [PORT=<port>] [KEY=<pem>]"; exit 2; }
+	@test -n "$$FEDNET_HUB_TOKEN" || { echo "set FEDNET_HUB_TOKEN (make hub-token)"; exit 2; }
+	$(BIN)/fednet peer serve --hub $(HUB_URL) --client $(ID) \
+		--key $(or $(KEY),$(KEYS_DIR)/$(ID).key) $(if $(PORT),--port $(PORT))
 
 ask: install  ## ask the network: make ask Q="free entry to win a prize" [LOCAL=1]
 	@test -n "$(Q)" || { echo 'usage: make ask Q="<query>" [LOCAL=1]'; exit 2; }
 	$(BIN)/fednet ask "$(Q)" --hub $(HUB_URL) $(if $(LOCAL),--local)
 
 # --- deployment: flower-server and flower-client on Flower's SuperLink and SuperNodes ---
-# Two machines: on the server `make certs HOSTS=<server-ip>` then `make server`; copy
-# certs/ca.crt and certs/nodes/<id>.key to each client and run `make client ID=<id>
-# SERVER=<server-ip>:9092` there. See docs/deployment.md.
+# Two machines: on the server `make certs HOSTS=<server-ip>` then `make server`; give
+# each client only its own bundle certs/clients/<id>/ (ca.crt, node.key), then remove it
+# from the server, and run `make client ID=<id> CERTS=<bundle> SERVER=<server-ip>:9092`
+# there. A client may bring its own node key instead (python -m fednet.deploy.certs
+# --node-key-only, then --import-pub on the issuer). See docs/deployment.md.
 CERTS          ?= certs
 HOSTS          ?=
 SERVER_ADDRESS ?= 0.0.0.0:9092
@@ -74,7 +84,7 @@ SERVER         ?= 127.0.0.1:9092
 
 .PHONY: certs server client deploy-demo
 
-certs: install  ## CA, server certificate (localhost + HOSTS) and a key per client of CONFIG
+certs: install  ## CA, server certificate (localhost + HOSTS) and a bundle per client of CONFIG
 	$(BIN)/python -m fednet.deploy.certs --out $(CERTS) --config $(CONFIG) \
 		$(foreach h,$(HOSTS),--host $(h))
 

@@ -179,10 +179,30 @@ def _hub_token(value: str | None) -> str | None:
     return value or os.environ.get("FEDNET_HUB_TOKEN") or None
 
 
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-file",
+        help="trust store of pinned owner keys (default $FEDNET_TRUST_FILE or "
+        "~/.config/fednet/trust.json)",
+    )
+    p.add_argument(
+        "--tofu",
+        action="store_true",
+        help="trust on first use: pin (and write to the trust store) the key of any owner "
+        "not pinned yet",
+    )
+
+
+def _trust(args: argparse.Namespace):
+    from fednet.hub.trust import TrustStore
+
+    return TrustStore(getattr(args, "trust_file", None), tofu=getattr(args, "tofu", False))
+
+
 def _open(args: argparse.Namespace):
     from fednet.hub import open_hub
 
-    return open_hub(_hub_location(args.hub), token=_hub_token(args.token))
+    return open_hub(_hub_location(args.hub), token=_hub_token(args.token), trust=_trust(args))
 
 
 def _name_version(ref: str) -> tuple[str, str]:
@@ -198,8 +218,19 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--root", required=True, help="hub directory")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--token", help="write token (default $FEDNET_HUB_TOKEN)")
-    serve.add_argument("--read-token", help="require this token (or the write one) to read")
+    serve.add_argument(
+        "--private-reads", action="store_true", help="reads need a token with the read scope"
+    )
+    token = hub.add_parser("token", help="create, list or revoke the hub's bearer tokens")
+    tokens = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    create = tokens.add_parser("create", help="create a token (printed once; stored hashed)")
+    create.add_argument("--scopes", required=True, help="comma-separated: read,publish,heartbeat")
+    create.add_argument("--label", default="", help="a note naming who holds it")
+    tokens.add_parser("ls", help="list tokens (ids and scopes, never secrets)")
+    revoke = tokens.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+    for q in (create, tokens.choices["ls"], revoke):
+        q.add_argument("--root", required=True, help="hub directory")
     for name, helptext in [
         ("ls", "list the latest adapters"),
         ("verify", "check signatures and blobs"),
@@ -210,6 +241,7 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         q = hub.add_parser(name, help=helptext)
         q.add_argument("--hub", help=_HUB_HELP)
         q.add_argument("--token", help="bearer token (default $FEDNET_HUB_TOKEN)")
+        _add_trust_options(q)
         if name == "ls":
             q.add_argument("--peers", action="store_true", help="list peers instead")
         if name in ("show", "pull"):
@@ -222,7 +254,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
             q.add_argument(
                 "path", help="a run directory (publishes every client) or an adapter directory"
             )
-            q.add_argument("--keys-dir", default="keys", help="owner keys of a run's clients")
+            q.add_argument(
+                "--keys-dir",
+                default=None,
+                help="sign a run with these owner keys, as their holder (default: forward "
+                "the manifests the run's clients signed themselves, <run>/signed/)",
+            )
             q.add_argument("--key", help="owner key (PEM) for an adapter directory")
             q.add_argument("--name", help="adapter name")
             q.add_argument("--owner", help="owner client id")
@@ -235,11 +272,20 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
 
 def _push(args: argparse.Namespace, hub) -> int:
     from fednet.hub import load_private_key
-    from fednet.hub.publish import publish_adapter_dir, publish_run
+    from fednet.hub.publish import SIGNED_DIR, publish_adapter_dir, publish_run, publish_signed_run
 
     path = Path(args.path)
     if (path / "summary.json").is_file():
-        for m in publish_run(path, hub, keys_dir=args.keys_dir):
+        if args.keys_dir:
+            manifests = publish_run(path, hub, keys_dir=args.keys_dir)
+        elif (path / SIGNED_DIR).is_dir():
+            manifests = publish_signed_run(path, hub)
+        else:
+            raise FednetError(
+                f"run {path} has no manifests signed by its clients ({SIGNED_DIR}/); "
+                "give --keys-dir to sign with owner keys you hold"
+            )
+        for m in manifests:
             print(f"published {m.ref} ({m.kind}, {m.task}, owner {m.owner})")
         return 0
     missing = [o for o in ("name", "owner", "key") if not getattr(args, o)]
@@ -260,6 +306,59 @@ def _push(args: argparse.Namespace, hub) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from fednet.hub import HubStore
+
+    with HubStore(args.root) as store:
+        if args.token_command == "create":
+            token = store.tokens.create(args.scopes, label=args.label)
+            print(token)
+            print("(shown once: the hub keeps only its sha256)", file=sys.stderr)
+        elif args.token_command == "ls":
+            for info in store.tokens.list():
+                print(f"{info.token_id}  {','.join(info.scopes):<24} {info.created}  {info.label}")
+        elif not store.tokens.revoke(args.token_id):
+            raise FednetError(f"no token {args.token_id!r} in {args.root}")
+    return 0
+
+
+@register_command("trust")
+def _add_trust(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trust", help="pin, list and unpin owner keys readers trust")
+    trust = p.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
+    add = trust.add_parser("add", help="pin an owner's public key")
+    add.add_argument("owner", help="client id")
+    add.add_argument("key", help="base64 or hex public key, or a .pub PEM file")
+    ls = trust.add_parser("ls", help="list pinned keys")
+    remove = trust.add_parser("remove", help="unpin an owner's key (all of them without KEY)")
+    remove.add_argument("owner")
+    remove.add_argument("key", nargs="?", help="key or fingerprint")
+    for q in (add, ls, remove):
+        q.add_argument(
+            "--trust-file", help="default $FEDNET_TRUST_FILE or ~/.config/fednet/trust.json"
+        )
+    p.set_defaults(func=cmd_trust)
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """``fednet trust add|ls|remove``."""
+    from fednet.hub.trust import TrustStore, read_key_argument
+
+    store = TrustStore(args.trust_file)
+    if args.trust_command == "add":
+        pinned = store.add(args.owner, read_key_argument(args.key))
+        print(f"pinned {pinned.owner} {pinned.fingerprint} in {store.path}")
+    elif args.trust_command == "ls":
+        for e in store.entries():
+            print(f"{e.owner:<20} {e.fingerprint}  {e.key}  {e.source} {e.added}")
+    else:
+        removed = store.remove(args.owner, args.key)
+        if not removed:
+            raise FednetError(f"no pinned key of {args.owner!r} matches in {store.path}")
+        print(f"unpinned {removed} key(s) of {args.owner}")
+    return 0
+
+
 def cmd_hub(args: argparse.Namespace) -> int:
     """``fednet hub serve|ls|show|pull|push|verify``."""
     import json
@@ -268,11 +367,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     if args.hub_command == "serve":
         from fednet.hub import serve
 
-        token = _hub_token(args.token)
-        if not token:
-            raise FednetError("`hub serve` needs a write token: --token or $FEDNET_HUB_TOKEN")
-        serve(args.root, args.host, args.port, write_token=token, read_token=args.read_token)
+        serve(args.root, args.host, args.port, public_reads=not args.private_reads)
         return 0
+    if args.hub_command == "token":
+        return _token(args)
     with _open(args) as hub:
         if args.hub_command == "ls" and args.peers:
             for peer in hub.peers():
@@ -370,8 +468,19 @@ def _add_peer(sub: argparse._SubParsersAction) -> None:
     peer = p.add_subparsers(dest="peer_command", required=True, parser_class=_Parser)
     serve = peer.add_parser("serve", help="serve a client's hub adapters on POST /v1/classify")
     serve.add_argument("--hub", help=_HUB_HELP)
-    serve.add_argument("--token", help="hub write token to register (default $FEDNET_HUB_TOKEN)")
+    serve.add_argument(
+        "--token", help="hub token with the heartbeat scope (default $FEDNET_HUB_TOKEN)"
+    )
     serve.add_argument("--client", required=True, help="client id whose adapters to serve")
+    serve.add_argument(
+        "--key", required=True, help="the client's owner key (PEM), which signs registrations"
+    )
+    serve.add_argument(
+        "--require-token",
+        default=os.environ.get("FEDNET_PEER_TOKEN"),
+        help="answer /v1/classify only with this bearer token (default $FEDNET_PEER_TOKEN)",
+    )
+    _add_trust_options(serve)
     serve.add_argument("--adapters", help="comma-separated adapter names (default: the client's)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -389,8 +498,10 @@ def _add_peer(sub: argparse._SubParsersAction) -> None:
 
 def cmd_peer(args: argparse.Namespace) -> int:
     """``fednet peer serve``: blocks until interrupted."""
+    from fednet.hub import load_private_key
     from fednet.inference import PeerConfig, PeerServer, owned_adapters
 
+    key = load_private_key(args.key)
     with _open(args) as hub:
         adapters = args.adapters.split(",") if args.adapters else owned_adapters(hub, args.client)
         server = PeerServer(
@@ -400,6 +511,8 @@ def cmd_peer(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             cache_dir=args.cache_dir,
+            key=key,
+            token=args.require_token,
             config=PeerConfig(
                 max_length=args.max_length,
                 batch_window_s=args.batch_window,
@@ -432,6 +545,12 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default=None, help="preset whose [hub] section to use")
     p.add_argument("--json", action="store_true", help="print the answer with provenance as JSON")
+    p.add_argument(
+        "--peer-token",
+        default=os.environ.get("FEDNET_PEER_TOKEN"),
+        help="bearer token for peers that need one (default $FEDNET_PEER_TOKEN)",
+    )
+    _add_trust_options(p)
     p.set_defaults(func=cmd_ask)
 
 
@@ -459,7 +578,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         max_query_chars=args.max_query_chars or max_chars,
     )
     with Network(
-        _hub_location(location), config=config, local=args.local, token=_hub_token(token)
+        _hub_location(location),
+        config=config,
+        local=args.local,
+        token=_hub_token(token),
+        trust=_trust(args),
+        peer_token=args.peer_token,
     ) as network:
         answer = network.ask(args.text)
     if args.json:

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(autouse=True)
+def _own_trust_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test reads its own (empty) trust store file, never the user's."""
+    path = tmp_path_factory.mktemp("trust") / "trust.json"
+    monkeypatch.setenv("FEDNET_TRUST_FILE", str(path))
+    return path

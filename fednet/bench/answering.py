@@ -55,12 +55,16 @@ def serving(
     cache_root: Path,
     max_length: int,
     max_chars: int,
+    keys_dir: Path,
 ) -> Iterator[dict[str, PeerServer]]:
     """Start one peer per entry (serving its adapters), registered with ``store``.
 
     Each peer reads ``max_length`` tokens of a text and accepts texts of up to
-    ``max_chars`` characters.
+    ``max_chars`` characters, and signs its registration with the owner key
+    ``<keys_dir>/<peer-id>.key``.
     """
+    from fednet.hub.publish import client_key, keys_dir_trust
+
     peers: dict[str, PeerServer] = {}
     try:
         for peer_id, adapters in adapters_by_peer.items():
@@ -70,7 +74,10 @@ def serving(
                 adapters=list(adapters),
                 config=PeerConfig(max_length=max_length, max_query_chars=max(2000, max_chars)),
                 cache_dir=cache_root / peer_id,
+                key=client_key(keys_dir, peer_id),
             )
+            if store.trust is None:
+                store.trust = keys_dir_trust(keys_dir)
             peer.start()
             peers[peer_id] = peer
         yield peers

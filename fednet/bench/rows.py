@@ -58,11 +58,19 @@ def _asking(
     cache_root: Path,
     threshold: float,
     routers: Sequence[tuple[str, int]] = (("prior", 1),),
+    keys_dir: Path,
 ) -> Iterator[list[Network]]:
-    """Peers serving ``adapters`` and one network client per ``(router, top_k)``."""
+    """Peers serving ``adapters`` and one network client per ``(router, top_k)``.
+
+    The benchmark plays every owner and the reader, so it trusts exactly the
+    keys in ``keys_dir``, and each peer signs with its owner's key there.
+    """
     limits = {"max_length": cfg.max_length, "max_chars": streams.max_chars}
     with ExitStack() as stack:
-        stack.enter_context(serving(store, adapters, cache_root=cache_root, **limits))
+        stack.enter_context(
+            serving(store, adapters, cache_root=cache_root, keys_dir=keys_dir, **limits)
+        )
+
         yield [
             stack.enter_context(network(store, router=r, top_k=k, threshold=threshold, **limits))
             for r, k in routers
@@ -84,7 +92,13 @@ def answer_local(
         publish_run(run_dir, store, keys_dir=work / "keys", kinds=("personalized",))
         adapters = {c.id: [adapter_name(c.id, "personalized")] for c in cfg.clients}
         with _asking(
-            store, adapters, cfg, streams, cache_root=work / "cache" / "local", threshold=threshold
+            store,
+            adapters,
+            cfg,
+            streams,
+            cache_root=work / "cache" / "local",
+            threshold=threshold,
+            keys_dir=work / "keys",
         ) as (net,):
             candidates = net.refresh()
             row, _ = measure(
@@ -127,7 +141,13 @@ def answer_union(
         store.publish(centralized["adapter_dir"], draft, client_key(work / "keys", CENTRALIZED))
         adapters = {"generalist": [general], CENTRALIZED: [CENTRALIZED]}
         with _asking(
-            store, adapters, cfg, streams, cache_root=work / "cache" / "union", threshold=threshold
+            store,
+            adapters,
+            cfg,
+            streams,
+            cache_root=work / "cache" / "union",
+            threshold=threshold,
+            keys_dir=work / "keys",
         ) as (net,):
             candidates = net.refresh()
             out: dict[str, dict[str, Any]] = {}
@@ -173,6 +193,7 @@ def answer_fednet(
             cache_root=work / "cache" / "fednet",
             threshold=threshold,
             routers=(("learned", top_k), ("prior", 1)),
+            keys_dir=work / "keys",
         ) as (net, oracle_net):
             candidates = net.refresh()
             own = [c for c in candidates if c.adapter == adapter_name(c.peer_id, "personalized")]

@@ -1,15 +1,26 @@
 """Certificates and node keys for a fednet deployment.
 
-``make certs`` (``python -m fednet.deploy.certs``) writes one directory that both
-commands read with ``--certs DIR``::
+``make certs`` (``python -m fednet.deploy.certs``) writes one directory;
+``flower-server`` reads it with ``--certs DIR``::
 
     DIR/ca.crt               self-signed CA; every client needs a copy
     DIR/ca.key               the CA's private key; stays with whoever issues certs
     DIR/server.crt, .key     the SuperLink's TLS certificate (localhost, 127.0.0.1, ::1
                              and every ``--host``) and its key
-    DIR/nodes/<id>.key       client ``<id>``'s node-authentication private key
-                             (OpenSSH, ECDSA P-384); copy it only to that client
-    DIR/nodes/<id>.pub       its public key; ``flower-server`` registers every one
+    DIR/nodes/<id>.pub       client ``<id>``'s node-authentication public key;
+                             ``flower-server`` registers every one. No client's
+                             private key is ever in ``nodes/``.
+    DIR/clients/<id>/        everything client ``<id>`` needs and nothing else:
+                             ``ca.crt`` and its ``node.key`` (OpenSSH, ECDSA
+                             P-384); hand this directory to that client only
+                             (``flower-client --certs DIR/clients/<id>``) and
+                             remove it from the server's machine
+
+A client can bring its own node key instead: it runs ``python -m
+fednet.deploy.certs --node-key-only --client ID --out DIR`` on its own machine
+and sends only ``DIR/nodes/ID.pub``, which the issuer adds with
+``--import-pub ID=PATH``. Its owner (signing) key is never made here: each
+client makes and keeps its own (:mod:`fednet.federation.signing`).
 
 TLS keys are ECDSA P-256; node keys are ECDSA P-384, the curve Flower's
 ``flwr supernode register`` expects. Private keys are written with mode 0600.
@@ -39,6 +50,7 @@ __all__ = [
     "generate_ca",
     "generate_server_cert",
     "generate_node_key",
+    "import_node_pub",
     "make_certs",
     "check_server_cert",
     "main",
@@ -76,9 +88,13 @@ class CertPaths:
     def nodes(self) -> Path:
         return self.root / "nodes"
 
+    def client_dir(self, client_id: str) -> Path:
+        """The bundle to hand to ``client_id``: ``ca.crt`` and ``node.key``."""
+        return self.root / "clients" / client_id
+
     def node_key(self, client_id: str) -> Path:
-        """Private node-authentication key of ``client_id``."""
-        return self.nodes / f"{client_id}.key"
+        """Private node-authentication key of ``client_id``, in its bundle."""
+        return self.client_dir(client_id) / "node.key"
 
     def node_pub(self, client_id: str) -> Path:
         """Public node-authentication key of ``client_id``."""
@@ -198,10 +214,21 @@ def generate_server_cert(paths: CertPaths, hosts: Sequence[str] = ()) -> list[st
     return names
 
 
-def generate_node_key(paths: CertPaths, client_id: str) -> Path:
-    """Write the node-authentication key pair of ``client_id``; return the private key."""
-    if not client_id or "/" in client_id or client_id.startswith("."):
+def _check_client_id(client_id: str) -> None:
+    if not client_id or "/" in client_id or client_id.startswith(".") or ".." in client_id:
         raise ValueError(f"`client-id` must be a plain file name, got {client_id!r}")
+
+
+def generate_node_key(paths: CertPaths, client_id: str) -> Path:
+    """Write the node-authentication key pair of ``client_id``; return the private key.
+
+    The private key goes into the client's bundle (``clients/<id>/node.key``,
+    mode 0600, directory 0700, with a copy of ``ca.crt`` when there is one);
+    the public key into ``nodes/<id>.pub``.
+    """
+    _check_client_id(client_id)
+    paths.client_dir(client_id).mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(paths.client_dir(client_id), 0o700)
     key = ec.generate_private_key(ec.SECP384R1())
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -213,7 +240,36 @@ def generate_node_key(paths: CertPaths, client_id: str) -> Path:
     )
     _write(paths.node_key(client_id), private, private=True)
     _write(paths.node_pub(client_id), public + f" fednet-{client_id}\n".encode())
+    if paths.ca_cert.is_file():
+        _write(paths.client_dir(client_id) / "ca.crt", paths.ca_cert.read_bytes())
     return paths.node_key(client_id)
+
+
+def import_node_pub(paths: CertPaths, client_id: str, public_key: str | Path) -> Path:
+    """Register a node public key that client ``client_id`` made itself.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an OpenSSH ECDSA public key on a NIST curve.
+    """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    _check_client_id(client_id)
+    data = Path(public_key).read_bytes()
+    try:
+        key = load_ssh_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise ValueError(f"{str(public_key)!r} is not an OpenSSH public key: {e}") from e
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+        "secp521r1",
+    ):
+        raise ValueError(f"{str(public_key)!r} must be an ECDSA key on a NIST curve")
+    _write(paths.node_pub(client_id), data)
+    return paths.node_pub(client_id)
 
 
 def make_certs(
@@ -237,9 +293,16 @@ def make_certs(
     names = generate_server_cert(paths, hosts)
     logger.info("wrote server certificate %s for %s", paths.server_cert, ", ".join(names))
     for cid in client_ids:
-        if force or not paths.node_key(cid).is_file():
+        if force or not paths.node_pub(cid).is_file():
             generate_node_key(paths, cid)
-            logger.info("wrote node key %s", paths.node_key(cid))
+            logger.info(
+                "wrote node key %s (hand %s to %s only)",
+                paths.node_key(cid),
+                paths.client_dir(cid),
+                cid,
+            )
+        elif paths.client_dir(cid).is_dir():
+            _write(paths.client_dir(cid) / "ca.crt", paths.ca_cert.read_bytes())
     return paths
 
 
@@ -295,10 +358,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="extra client id that gets a node key (repeatable)",
     )
     p.add_argument("--force", action="store_true", help="replace the CA and every node key")
+    p.add_argument(
+        "--import-pub",
+        action="append",
+        default=[],
+        metavar="ID=PATH",
+        help="register a node public key a client made itself (repeatable)",
+    )
+    p.add_argument(
+        "--node-key-only",
+        action="store_true",
+        help="on a client: make only its own node key pair (give --client ID)",
+    )
     args = p.parse_args(argv)
     ids = list(args.client)
     hosts = [h for arg in args.host for h in arg.replace(",", " ").split()]
+    if args.node_key_only:
+        if len(ids) != 1:
+            print("fednet-certs: error: --node-key-only needs one --client ID", file=sys.stderr)
+            return 2
+        paths = cert_paths(args.out)
+        try:
+            key = generate_node_key(paths, ids[0])
+        except (ValueError, OSError) as e:
+            print(f"fednet-certs: error: {e}", file=sys.stderr)
+            return 2
+        print(f"node key {key}; send only {paths.node_pub(ids[0])} to the server's issuer")
+        return 0
     try:
+        paths = cert_paths(args.out)
+        for item in args.import_pub:
+            cid, sep, path = item.partition("=")
+            if not sep:
+                raise ValueError(f"--import-pub must be ID=PATH, got {item!r}")
+            import_node_pub(paths, cid, path)
         if args.config:
             from fednet.config import load_preset
 
@@ -313,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  CA:     {paths.ca_cert}")
     print(f"  server: {paths.server_cert} ({', '.join([*DEFAULT_HOSTS, *hosts])})")
     for cid in sorted(paths.node_pubs()):
-        print(f"  client {cid}: {paths.node_key(cid)}")
+        bundle = paths.client_dir(cid)
+        where = f"{bundle} (give it to {cid} only)" if bundle.is_dir() else "its own key"
+        print(f"  client {cid}: {where}")
     return 0
 
 

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument(
         "--certs",
         default=None,
-        help="certificate directory holding ca.crt (and nodes/<ID>.key); default: certs",
+        help="this client's bundle from make certs (ca.crt, node.key), or the issuer's "
+        "directory holding clients/<ID>/; default: certs",
     )
     sec.add_argument(
         "--insecure", action="store_true", help="no TLS and no client authentication (testing only)"
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auth-key",
         default=None,
-        help="this client's node private key (default <certs>/nodes/<ID>.key)",
+        help="this client's node private key "
+        "(default <certs>/node.key or <certs>/clients/<ID>/node.key)",
     )
     p.add_argument(
         "--max-wait",
@@ -152,7 +154,7 @@ def _security(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     key = (
         Path(args.auth_key).expanduser().resolve()
         if args.auth_key
-        else (root / "nodes" / f"{args.client}.key")
+        else _default_node_key(root, args.client)
     )
     if not key.is_file():
         if args.auth_key:
@@ -173,6 +175,15 @@ def _security(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
             f"(make certs writes one): {e}"
         ) from e
     return ca, key
+
+
+def _default_node_key(root: Path, client_id: str) -> Path:
+    """The node key in a client's bundle (``--certs`` is the bundle, or the issuer's
+    directory holding ``clients/<ID>/``)."""
+    for path in (root / "node.key", root / "clients" / client_id / "node.key"):
+        if path.is_file():
+            return path
+    return root / "node.key"
 
 
 def resolve_client_id(cfg: FederationConfig, wanted: str) -> str:

@@ -70,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "--config",
                         preset,
                         "--certs",
-                        str(certs),
+                        str(certs / "clients" / c.id),  # this client's bundle only
                         "--state-dir",
-                        str(states),
+                        str(states / c.id),  # its own ledger, cache and owner key
                     ],
                 )
             while (rc := srv.poll()) is None:

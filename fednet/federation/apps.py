@@ -157,17 +157,43 @@ def _release(
     return out
 
 
+def _key_root(context: Context, default: str | Path | None) -> Path:
+    """Where a client keeps its owner key: ``<state-dir>/keys`` of the node, else ``default``."""
+    if "state-dir" in context.node_config:
+        return Path(str(context.node_config["state-dir"])) / "keys"
+    if default is not None:
+        return Path(default)
+    return PROJECT_ROOT / "runs" / "keys"
+
+
+def _sign(msg: Message, context: Context, cfg: FederationConfig | None, key_dir: Any) -> Message:
+    """Sign the release the server asks for, with this client's own key."""
+    from fednet.federation.client import resolve_client
+    from fednet.federation.signing import client_owner_key, sign_release
+
+    conf = _config(context, cfg)
+    client = resolve_client(conf, dict(context.node_config))
+    key = client_owner_key(
+        client.id, key_root=_key_root(context, key_dir), node_config=context.node_config
+    )
+    signed = sign_release(msg.content.config_records[P.RELEASE], client, key)
+    return Message(RecordDict({P.SIGNED: signed}), reply_to=msg)
+
+
 def make_client_app(
     cfg: FederationConfig | None = None,
     mods: Sequence[Any] = (),
     state_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
 ) -> ClientApp:
     """A ClientApp whose every reply passes the wire allowlist.
 
     ``mods`` run outside the allowlist (they see what actually leaves).
-    ``state_dir`` holds each client's privacy ledger and ``cache_dir`` its
-    prepared data (node config ``state-dir`` takes precedence for both).
+    ``state_dir`` holds each client's privacy ledger, ``cache_dir`` its
+    prepared data and ``key_dir`` its owner key (node config ``state-dir``
+    takes precedence for all three; ``owner-key`` names a key the client
+    brings). The client signs its own releases; its key never leaves it.
     """
 
     def private_allowlist(msg: Message, context: Context, call_next: Any) -> Message:
@@ -183,6 +209,8 @@ def make_client_app(
         from fednet.federation.client import resolve_client
         from fednet.federation.private import PrivateRound
 
+        if P.RELEASE in msg.content:
+            return _sign(msg, context, cfg, key_dir)
         client = resolve_client(_config(context, cfg), dict(context.node_config))
         try:
             rt = _runtime(msg, context, cfg, cache_dir)

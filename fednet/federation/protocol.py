@@ -2,7 +2,9 @@
 
 Record keys live here and nowhere else. :func:`check_reply` is the allowlist on a
 client's outgoing records: only LoRA factors, head tensors, DP sketch tensors,
-scalar metrics and the client's public profile may leave. :func:`allowlist_mod`
+scalar metrics, the client's public profile and the manifests it signed
+(:data:`SIGNED`; a manifest holds hashes, a public key and a signature) may
+leave. :func:`allowlist_mod`
 applies it to every reply of a ClientApp, so nothing else leaves even if the
 training code misbehaves.
 
@@ -42,6 +44,9 @@ __all__ = [
     "CONFIG",
     "PROFILE",
     "STATUS",
+    "RELEASE",
+    "SIGNED",
+    "SIGNED_KEYS",
     "METRIC_KEYS",
     "PROFILE_KEYS",
     "DATA_PREFIX",
@@ -72,6 +77,8 @@ METRICS = "metrics"
 CONFIG = "config"
 PROFILE = "profile"
 STATUS = "status"
+RELEASE = "release"  # server -> client: manifests (and files) to sign
+SIGNED = "signed"  # client -> server: the manifests it signed
 
 WIRE_DTYPE_KEY = "wire-dtype"
 WIRE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in config.WIRE_DTYPES}
@@ -131,6 +138,7 @@ DP_METRIC_KEYS = frozenset(
 """Metrics that may leave a client under privacy: none depends on its data
 beyond what its ledger already charges (ε is a function of public settings)."""
 DP_PROFILE_KEYS = PROFILE_KEYS - {"num-examples"}
+SIGNED_KEYS = frozenset({"shared", "personalized"})
 
 
 _SKETCH_KEY = re.compile(r"^sketch\.[a-z_]+$")
@@ -174,6 +182,12 @@ def check_reply(content: RecordDict, *, private: bool = False) -> None:
             problems += [
                 f"profile key `{k}` is not allowed" for k in record if k not in profile_keys
             ]
+        elif name == SIGNED and isinstance(record, ConfigRecord):
+            for k, v in record.items():
+                if k not in SIGNED_KEYS:
+                    problems.append(f"signed key `{k}` is not allowed")
+                elif not isinstance(v, str) or len(v) > 65536:
+                    problems.append(f"signed `{k}` must be a manifest's JSON text")
         elif name == STATUS and isinstance(record, ConfigRecord):
             problems += [f"status key `{k}` is not allowed" for k in record if k not in STATUS_KEYS]
         else:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, cast
 
-from flwr.app import ConfigRecord, Message, MessageType
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fednet.config import FederationConfig
@@ -17,7 +17,14 @@ from fednet.strategies import FednetStrategy, GlobalState, create_strategy
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
 
-__all__ = ["initial_state", "run_server", "build_strategy", "personalize"]
+__all__ = [
+    "initial_state",
+    "run_server",
+    "build_strategy",
+    "personalize",
+    "collect_signatures",
+    "publish_to_hub",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         wire_dtype=cfg.wire_dtype,
         lora_grouping=cfg.strategy.lora_grouping,
     )
+    strategy.preset = cfg  # every client profile is checked against the preset
     if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
         from fednet.privacy.randomness import noise_source
         from fednet.strategies.dp_central import CentralDP
@@ -181,16 +189,77 @@ def save_sketches(
         tmp.replace(target / "sketch.safetensors")
 
 
+def collect_signatures(
+    grid: Grid, strategy: FednetStrategy, cfg: FederationConfig, run_dir: Path
+) -> list[Any]:
+    """Ask every client to sign the manifests of its adapters; keep what they signed.
+
+    The server holds no client key: each client checks and signs its own
+    release inside its ClientApp (:mod:`fednet.federation.signing`). The
+    signed manifests are written to ``<run>/signed/<name>.json``; a client
+    that does not sign is logged, and its adapters are not published.
+    """
+    from fednet.atomic import write_atomic
+    from fednet.errors import SignatureError
+    from fednet.federation.signing import read_signed, release_record
+    from fednet.hub.publish import SIGNED_DIR, client_releases
+
+    inner = getattr(strategy, "strategy", strategy)
+    live = set(grid.get_node_ids())
+    asked: dict[int, tuple[ClientProfile, Any]] = {}
+    msgs = []
+    for p in sorted(inner.profiles.values(), key=lambda p: p.client_id):
+        if p.node_id not in live:
+            logger.warning("%s is gone; its adapters are not signed or published", p.client_id)
+            continue
+        releases = client_releases(run_dir, p.client_id)
+        if not releases:
+            continue
+        asked[p.node_id] = (p, releases)
+        msgs.append(
+            Message(
+                RecordDict({P.RELEASE: release_record(releases)}),
+                dst_node_id=p.node_id,
+                message_type=MessageType.QUERY,
+                group_id="sign",
+            )
+        )
+    signed = []
+    answered = set()
+    for r in grid.send_and_receive(msgs, timeout=cfg.strategy.round_timeout):
+        node = r.metadata.src_node_id
+        if node not in asked:
+            continue
+        p, releases = asked[node]
+        answered.add(node)
+        if r.has_error() or P.SIGNED not in r.content.config_records:
+            reason = r.error.reason if r.has_error() else "no signed manifests"
+            logger.warning("%s did not sign its release: %s", p.client_id, reason)
+            continue
+        try:
+            manifests = read_signed(r.content.config_records[P.SIGNED], releases, p.client_id)
+        except (SignatureError, ValueError, TypeError) as e:
+            logger.warning("signed release of %s rejected: %s", p.client_id, e)
+            continue
+        for m in manifests:
+            write_atomic(
+                run_dir / SIGNED_DIR / f"{m.name}.json", m.to_json(indent=2).encode(), mode=0o644
+            )
+            signed.append(m)
+    for node in set(asked) - answered:
+        logger.warning("%s did not answer the request to sign", asked[node][0].client_id)
+    return signed
+
+
 def publish_to_hub(cfg: FederationConfig, run_dir: Path) -> None:
-    """Publish every client's shared and personalised adapters, heads and sketches."""
+    """Forward every manifest the clients signed, with its files, to the hub."""
     import os
 
-    from fednet.hub.publish import publish_run
+    from fednet.hub.publish import publish_signed_run
 
-    keys = Path(cfg.hub.keys_dir) if cfg.hub.keys_dir else run_dir.parent / "keys"
     token = cfg.hub.token or os.environ.get("FEDNET_HUB_TOKEN") or None
-    manifests = publish_run(run_dir, cfg.hub.location, keys_dir=keys, token=token)
-    logger.info("published %d adapters to %s", len(manifests), cfg.hub.location)
+    manifests = publish_signed_run(run_dir, cfg.hub.location, token=token)
+    logger.info("published %d client-signed adapters to %s", len(manifests), cfg.hub.location)
 
 
 def run_server(
@@ -241,7 +310,10 @@ def run_server(
         failures=dict(strategy.failures),
         finished=strategy.finished_clients(),
     )
-    if cfg.hub.location:
+    signed = collect_signatures(grid, strategy, cfg, run_dir)
+    if cfg.hub.location and signed:
         publish_to_hub(cfg, run_dir)
+    elif cfg.hub.location:
+        logger.warning("no client signed a release; nothing is published to %s", cfg.hub.location)
     logger.info("run finished: %s", run_dir)
     return summary

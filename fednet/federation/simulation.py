@@ -11,9 +11,16 @@ from typing import Any
 
 from fednet.config import FederationConfig
 
-__all__ = ["simulate"]
+__all__ = ["client_key_dir", "simulate"]
 
 logger = logging.getLogger(__name__)
+
+
+def client_key_dir(cfg: FederationConfig, run_dir: str | Path) -> Path:
+    """Where the simulated clients keep their owner keys (``hub.keys-dir``, else
+    ``keys/`` beside the run directory), each ``<client-id>.key`` mode 0600 in a
+    0700 directory. Only the ClientApps read it; the server never does."""
+    return Path(cfg.hub.keys_dir) if cfg.hub.keys_dir else Path(run_dir).parent / "keys"
 
 
 def simulate(
@@ -51,7 +58,11 @@ def simulate(
         run_simulation(
             server_app=make_server_app(cfg, run_dir),
             client_app=make_client_app(
-                cfg, mods=mods, state_dir=Path(cfg.state_dir).expanduser(), cache_dir=cache
+                cfg,
+                mods=mods,
+                state_dir=Path(cfg.state_dir).expanduser(),
+                cache_dir=cache,
+                key_dir=client_key_dir(cfg, run_dir),
             ),
             num_supernodes=len(cfg.clients),
             backend_config={

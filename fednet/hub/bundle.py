@@ -31,6 +31,7 @@ __all__ = [
     "sha256_hex",
     "read_adapter_dir",
     "prepare_publish",
+    "prepare_unsigned",
     "check_files",
     "check_required_files",
     "check_adapter_fits",
@@ -85,6 +86,15 @@ def prepare_publish(
 ) -> tuple[Manifest, dict[str, bytes]]:
     """Hash an adapter directory into ``draft`` and sign it.
 
+    :func:`prepare_unsigned`, then :func:`~fednet.hub.keys.sign_manifest`.
+    """
+    unsigned, files = prepare_unsigned(adapter_dir, draft)
+    return sign_manifest(unsigned, key), files
+
+
+def prepare_unsigned(adapter_dir: str | Path, draft: Manifest) -> tuple[Manifest, dict[str, bytes]]:
+    """Hash an adapter directory into ``draft``, for its owner to sign.
+
     Parameters
     ----------
     adapter_dir : str or Path
@@ -95,13 +105,11 @@ def prepare_publish(
         Every descriptive field; ``files``, ``owner_public_key``,
         ``signature`` and ``version`` are filled in here and by the store.
         ``sketch`` defaults to ``sketch.safetensors`` when that file exists.
-    key : Ed25519PrivateKey
-        The owner's signing key.
 
     Returns
     -------
     tuple[Manifest, dict[str, bytes]]
-        The signed manifest and the file contents it hashes.
+        The unsigned manifest and the file contents it hashes.
 
     Raises
     ------
@@ -135,7 +143,7 @@ def prepare_publish(
         owner_public_key="",
         signature="",
     )
-    return sign_manifest(unsigned, key), files
+    return unsigned, files
 
 
 def tensor_shapes(data: bytes, filename: str = ADAPTER_WEIGHTS) -> dict[str, tuple[int, ...]]:

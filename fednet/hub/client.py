@@ -1,8 +1,9 @@
 """HTTP client of the hub service, mirroring :class:`HubStore` where it makes sense.
 
-Downloads are verified client-side as well: the manifest's signature (and,
-optionally, its key against pinned ``trusted_keys``) and every file's sha256,
-so a compromised server or network cannot slip in altered weights.
+Downloads are verified client-side: the manifest's signature, its key against
+the reader's own :class:`~fednet.hub.trust.TrustStore` (pinned owner keys; an
+unpinned key fails closed) and every file's sha256, so a compromised hub or
+network cannot slip in altered weights, even re-signed with another key.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from fednet.errors import (
     UntrustedKeyError,
 )
 from fednet.hub.bundle import prepare_publish, sha256_hex, write_files_atomically
-from fednet.hub.keys import Ed25519PrivateKey, TrustedKeys, check_trusted_key, verify_manifest
+from fednet.hub.keys import Ed25519PrivateKey, TrustedKeys
 from fednet.hub.manifest import Manifest, VersionSpec, check_filename, check_name, parse_version
-from fednet.hub.peers import PeerInfo
+from fednet.hub.peers import PeerInfo, SignedPeerRequest, sign_peer_request
 from fednet.hub.store import HubStore
+from fednet.hub.trust import TrustStore
 
-__all__ = ["HubClient", "open_hub"]
+__all__ = ["HubClient", "as_trust_store", "open_hub"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,11 @@ class HubClient:
     timeout : float
         Seconds for connecting and for each read or write; an unreachable or
         silent hub raises ``HubError`` instead of hanging.
-    trusted_keys : mapping, optional
-        Owner id to allowed public keys; downloads signed by other keys raise
-        ``UntrustedKeyError``.
+    trust : TrustStore or mapping, optional
+        The owner keys this reader trusts (a mapping of owner id to keys is
+        pinned in memory). Default: the trust store file
+        (:func:`~fednet.hub.trust.default_trust_path`). Downloads signed by a
+        key it does not trust raise ``UntrustedKeyError``.
     transport : httpx.BaseTransport, optional
         Custom transport (for tests or proxies).
     """
@@ -66,7 +70,7 @@ class HubClient:
         *,
         token: str | None = None,
         timeout: float = 10.0,
-        trusted_keys: TrustedKeys | None = None,
+        trust: TrustStore | TrustedKeys | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -75,7 +79,7 @@ class HubClient:
             raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}")
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
-        self.trusted_keys = trusted_keys
+        self.trust = as_trust_store(trust)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=self.timeout, transport=transport
@@ -177,8 +181,7 @@ class HubClient:
 
     def _verified_manifest(self, name: str, version: VersionSpec) -> Manifest:
         manifest = self.resolve(name, version)
-        verify_manifest(manifest)
-        check_trusted_key(manifest, self.trusted_keys)
+        self.trust.check(manifest)
         return manifest
 
     def _download(self, manifest: Manifest, filename: str) -> bytes:
@@ -212,21 +215,42 @@ class HubClient:
     # -- peers -------------------------------------------------------------------
 
     def register_peer(
-        self, peer_id: str, endpoint: str, base_model: str, adapters: Sequence[str] = ()
+        self,
+        peer_id: str,
+        endpoint: str,
+        base_model: str,
+        adapters: Sequence[str] = (),
+        *,
+        owner: str,
+        key: Ed25519PrivateKey,
     ) -> PeerInfo:
-        """Register or update a peer (needs the write token)."""
-        payload = {
-            "peer_id": peer_id,
-            "endpoint": endpoint,
-            "base_model": base_model,
-            "adapters": builtins.list(adapters),
-        }
-        return PeerInfo.from_dict(self._json("POST", "/v1/peers", json=payload))
+        """Register or update a peer, signed by its owner's ``key`` (``heartbeat`` scope)."""
+        request = sign_peer_request(
+            key,
+            action="register",
+            peer_id=peer_id,
+            owner=owner,
+            endpoint=endpoint,
+            base_model=base_model,
+            adapters=adapters,
+        )
+        return self.register_peer_signed(request)
 
-    def heartbeat(self, peer_id: str) -> PeerInfo:
-        """Mark ``peer_id`` alive now (needs the write token)."""
-        check_name("peer_id", peer_id)
-        return PeerInfo.from_dict(self._json("POST", f"/v1/peers/{peer_id}/heartbeat"))
+    def register_peer_signed(self, request: SignedPeerRequest) -> PeerInfo:
+        """Send a signed registration as it is."""
+        return PeerInfo.from_dict(self._json("POST", "/v1/peers", json=request.to_dict()))
+
+    def heartbeat(self, peer_id: str, *, owner: str, key: Ed25519PrivateKey) -> PeerInfo:
+        """Mark ``peer_id`` alive now, signed by its owner's ``key``."""
+        return self.heartbeat_signed(
+            sign_peer_request(key, action="heartbeat", peer_id=peer_id, owner=owner)
+        )
+
+    def heartbeat_signed(self, request: SignedPeerRequest) -> PeerInfo:
+        """Send a signed heartbeat as it is."""
+        check_name("peer_id", request.peer_id)
+        path = f"/v1/peers/{request.peer_id}/heartbeat"
+        return PeerInfo.from_dict(self._json("POST", path, json=request.to_dict()))
 
     def peers(self, alive_within: float | None = None) -> builtins.list[PeerInfo]:
         """All peers with their up/down state."""
@@ -236,13 +260,33 @@ class HubClient:
         ]
 
 
+def as_trust_store(trust: TrustStore | TrustedKeys | None) -> TrustStore:
+    """``trust`` as a :class:`TrustStore`: the default file when ``None``."""
+    if isinstance(trust, TrustStore):
+        return trust
+    if trust is None:
+        return TrustStore()
+    if isinstance(trust, Mapping):
+        return TrustStore(None, keys=trust)
+    raise TypeError(f"`trust` must be a TrustStore or a mapping, got {type(trust).__name__}")
+
+
 def open_hub(
-    location: str | Path, *, token: str | None = None, timeout: float = 10.0
+    location: str | Path,
+    *,
+    token: str | None = None,
+    timeout: float = 10.0,
+    trust: TrustStore | TrustedKeys | None = None,
 ) -> HubStore | HubClient:
-    """Open a hub: an ``http(s)://`` URL gives a :class:`HubClient`, anything
-    else is taken as the root directory of a local :class:`HubStore`."""
+    """Open a hub for reading: an ``http(s)://`` URL gives a :class:`HubClient`,
+    anything else the root directory of a local :class:`HubStore`.
+
+    Either way reads are checked against ``trust`` (default: the trust store
+    file), so an adapter whose owner key is not pinned is refused.
+    """
+    store = as_trust_store(trust)
     if isinstance(location, str) and location.startswith(("http://", "https://")):
-        return HubClient(location, token=token, timeout=timeout)
+        return HubClient(location, token=token, timeout=timeout, trust=store)
     if not isinstance(location, str | Path):
         raise TypeError(f"`location` must be a URL or a path, got {type(location).__name__}")
-    return HubStore(Path(location))
+    return HubStore(Path(location), trust=store)

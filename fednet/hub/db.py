@@ -23,7 +23,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["metadata", "adapters_table", "owner_keys_table", "peers_table", "make_engine"]
+__all__ = [
+    "metadata",
+    "adapters_table",
+    "owner_keys_table",
+    "name_keys_table",
+    "peers_table",
+    "tokens_table",
+    "make_engine",
+]
 
 metadata = MetaData()
 
@@ -44,7 +52,30 @@ owner_keys_table = Table(
     Column("public_key", String(64), nullable=False),
     Column("registered", String(40), nullable=False),
 )
-"""Key pinned for each owner on first publish (trust on first use)."""
+"""Key pinned for each owner on first publish; replaced only by a signed rotation."""
+
+name_keys_table = Table(
+    "name_keys",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("public_key", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("registered", String(40), nullable=False),
+)
+"""Keys an adapter name was bound to: the first publish binds it, each signed
+rotation adds the next (highest ``seq`` is current); every row has one owner."""
+
+tokens_table = Table(
+    "tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("scopes", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created", String(40), nullable=False),
+)
+"""Bearer tokens: only the sha256 of each is stored, with its scopes."""
 
 peers_table = Table(
     "peers",
@@ -55,8 +86,13 @@ peers_table = Table(
     Column("adapters", Text, nullable=False),
     Column("registered", Float, nullable=False),
     Column("last_heartbeat", Float, nullable=False),
+    Column("owner", String(128), nullable=False, server_default=""),
+    Column("public_key", String(64), nullable=False, server_default=""),
+    Column("last_signed", Float, nullable=False, server_default="0"),
 )
-"""Inference peers; ``adapters`` is a JSON list of the adapter names served."""
+"""Inference peers; ``adapters`` is a JSON list of the adapter names served.
+``public_key`` is the owner key the peer id is bound to; ``last_signed`` the
+time of its newest signed registration or heartbeat (older ones are replays)."""
 
 
 def make_engine(url: str) -> Engine:

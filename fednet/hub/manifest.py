@@ -30,11 +30,12 @@ __all__ = [
 VersionSpec = int | Literal["latest"]
 """A concrete version number (1, 2, ...) or ``"latest"``."""
 
-SIGNATURE_EXCLUDED_FIELDS: tuple[str, ...] = ("signature", "version")
+SIGNATURE_EXCLUDED_FIELDS: tuple[str, ...] = ("signature", "version", "rotation")
 """Fields left out of the signed payload.
 
 ``version`` is assigned by the store after the owner has signed, so it is the
-store's sequence number, not a claim of the owner.
+store's sequence number, not a claim of the owner. ``rotation`` is itself a
+signature, by the name's previous key (see :mod:`fednet.hub.trust`).
 """
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -127,7 +128,7 @@ class Manifest:
     rank : int
         LoRA rank ``r``; must match ``adapter_config.json``.
     task : str
-        Task the adapter (and its head) serves.
+        Task the adapter (and its head) serves; a safe identifier like ``name``.
     owner : str
         Client id of the publisher; its signing key is pinned per owner.
     version : int
@@ -165,6 +166,10 @@ class Manifest:
         The owner's Ed25519 public key, base64 (or hex) of the raw 32 bytes.
     signature : str
         Base64 Ed25519 signature over :meth:`signing_payload`; empty if unsigned.
+    rotation : str
+        Base64 signature by the key the name was bound to, handing the name
+        over to ``owner_public_key`` (:func:`fednet.hub.trust.sign_rotation`);
+        empty when the key is unchanged.
     """
 
     name: str
@@ -188,12 +193,13 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)
     owner_public_key: str = ""
     signature: str = ""
+    rotation: str = ""
 
     def __post_init__(self) -> None:
         check_name("name", self.name)
         check_name("owner", self.owner)
         _check_str("base_model", self.base_model)
-        _check_str("task", self.task)
+        check_name("task", self.task)
         _check_str("kind", self.kind)
         check_int("rank", self.rank, minimum=1)
         check_int("version", self.version, minimum=0)
@@ -222,6 +228,7 @@ class Manifest:
             raise ValueError(f"`created_at` must be in UTC, got {self.created_at!r}")
         _check_str("owner_public_key", self.owner_public_key, empty=True)
         _check_str("signature", self.signature, empty=True)
+        _check_str("rotation", self.rotation, empty=True)
 
     def _post_init_privacy(self) -> None:
         for name in ("epsilon", "update_epsilon", "sketch_epsilon"):

@@ -1,25 +1,226 @@
-"""Peer records: who serves which adapters, where, and whether they are alive."""
+"""Peer records: who serves which adapters, where, and whether they are alive.
+
+Every registration and heartbeat is signed with the peer owner's Ed25519 key
+(:func:`sign_peer_request`). The first registration binds the peer id to its
+owner and key; later ones, and every heartbeat, must be signed by that key.
+A request carries its own Unix time and must be newer than the last one
+accepted for the peer and within :data:`MAX_CLOCK_SKEW_S` of the hub's clock,
+so a captured request cannot be replayed. Endpoints must be ``http`` or
+``https`` URLs with a host and a port in 1..65535 and nothing else.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidSignature
 from sqlalchemy import Engine, insert, select, update
 
-from fednet.errors import NotFoundError
-from fednet.hub.db import peers_table
+from fednet.errors import NotFoundError, SignatureError, UntrustedKeyError
+from fednet.hub.db import owner_keys_table, peers_table
+from fednet.hub.keys import Ed25519PrivateKey, decode_public_key, encode_public_key
 from fednet.hub.manifest import check_name
 
-__all__ = ["PeerInfo", "PeerRegistry", "check_peer_fields"]
+__all__ = [
+    "MAX_CLOCK_SKEW_S",
+    "PeerInfo",
+    "PeerRegistry",
+    "SignedPeerRequest",
+    "check_endpoint",
+    "check_peer_fields",
+    "sign_peer_request",
+]
 
 logger = logging.getLogger(__name__)
+
+MAX_CLOCK_SKEW_S = 300.0
+"""Largest difference, in seconds, between a signed request's time and the hub's."""
+
+
+def check_endpoint(endpoint: object) -> str:
+    """Return ``endpoint`` if it is ``http(s)://host:port`` (an optional path allowed).
+
+    Raises
+    ------
+    TypeError
+        If it is not a string.
+    ValueError
+        Naming what is wrong: the scheme, a missing host, a port outside
+        1..65535, user info, a query or a fragment.
+    """
+    if not isinstance(endpoint, str):
+        raise TypeError(f"`endpoint` must be a str, got {type(endpoint).__name__} {endpoint!r}")
+    if len(endpoint) > 2048 or any(c.isspace() or ord(c) < 32 for c in endpoint):
+        raise ValueError(f"`endpoint` must be a URL without spaces, got {endpoint!r}")
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"`endpoint` {endpoint!r} is not a valid URL: {e}") from e
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"`endpoint` must use http or https, got {endpoint!r}")
+    if not parts.hostname:
+        raise ValueError(f"`endpoint` must name a host, got {endpoint!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"`endpoint` must not carry user info, got {endpoint!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"`endpoint` must not carry a query or fragment, got {endpoint!r}")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    if not 1 <= port <= 65535:
+        raise ValueError(f"`endpoint` port must be in 1..65535, got {endpoint!r}")
+    return endpoint
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedPeerRequest:
+    """A peer registration or heartbeat, signed by the peer owner's key.
+
+    Parameters
+    ----------
+    action : {"register", "heartbeat"}
+        What the request does.
+    peer_id, owner : str
+        The peer and the client id that owns it.
+    public_key : str
+        The owner's Ed25519 public key (base64).
+    timestamp : float
+        Unix time the owner signed at.
+    signature : str
+        Base64 Ed25519 signature over :meth:`payload`.
+    endpoint, base_model, adapters
+        The registration (empty for a heartbeat).
+    """
+
+    action: Literal["register", "heartbeat"]
+    peer_id: str
+    owner: str
+    public_key: str
+    timestamp: float
+    signature: str = ""
+    endpoint: str = ""
+    base_model: str = ""
+    adapters: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.action not in ("register", "heartbeat"):
+            raise ValueError(f"`action` must be 'register' or 'heartbeat', got {self.action!r}")
+        check_name("peer_id", self.peer_id)
+        check_name("owner", self.owner)
+        if self.action == "register":
+            check_peer_fields(self.peer_id, self.endpoint, self.base_model, self.adapters)
+        object.__setattr__(self, "adapters", tuple(self.adapters))
+        if isinstance(self.timestamp, bool) or not isinstance(self.timestamp, int | float):
+            raise TypeError(f"`timestamp` must be a number, got {self.timestamp!r}")
+        object.__setattr__(self, "timestamp", float(self.timestamp))
+        for key in ("public_key", "signature"):
+            if not isinstance(getattr(self, key), str):
+                raise TypeError(f"`{key}` must be a str, got {getattr(self, key)!r}")
+
+    def payload(self) -> bytes:
+        """Canonical JSON the owner signs (every field but the signature)."""
+        data = self.to_dict()
+        data.pop("signature")
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return {
+            "action": self.action,
+            "peer_id": self.peer_id,
+            "owner": self.owner,
+            "public_key": self.public_key,
+            "timestamp": self.timestamp,
+            "signature": self.signature,
+            "endpoint": self.endpoint,
+            "base_model": self.base_model,
+            "adapters": list(self.adapters),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignedPeerRequest:
+        """Build from :meth:`to_dict` output, rejecting unknown keys."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"peer request must be a JSON object, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"peer request has unknown keys {unknown}; valid: {sorted(known)}")
+        kwargs = dict(data)
+        if isinstance(kwargs.get("adapters"), list):
+            kwargs["adapters"] = tuple(kwargs["adapters"])
+        return cls(**kwargs)
+
+    def verify(self) -> str:
+        """Check the signature against ``public_key``; return the key (base64).
+
+        Raises
+        ------
+        SignatureError
+            If the key or signature is malformed or does not verify.
+        """
+        try:
+            public = decode_public_key(self.public_key)
+            signature = base64.b64decode(self.signature, validate=True)
+            public.verify(signature, self.payload())
+        except (ValueError, TypeError, binascii.Error) as e:
+            raise SignatureError(
+                f"{self.action} of peer {self.peer_id!r} has a malformed key or signature: {e}"
+            ) from e
+        except InvalidSignature as e:
+            raise SignatureError(
+                f"signature of the {self.action} of peer {self.peer_id!r} (owner "
+                f"{self.owner!r}) does not verify"
+            ) from e
+        return encode_public_key(public)
+
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0.0
+
+
+def _now_stamp() -> float:
+    """Unix time, strictly increasing within this process (coarse clocks repeat)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time(), _last_stamp + 1e-3)
+        return _last_stamp
+
+
+def sign_peer_request(
+    key: Ed25519PrivateKey,
+    *,
+    action: Literal["register", "heartbeat"],
+    peer_id: str,
+    owner: str,
+    endpoint: str = "",
+    base_model: str = "",
+    adapters: Sequence[str] = (),
+    timestamp: float | None = None,
+) -> SignedPeerRequest:
+    """A registration or heartbeat signed with the owner's ``key`` (time: now)."""
+    request = SignedPeerRequest(
+        action=action,
+        peer_id=peer_id,
+        owner=owner,
+        public_key=encode_public_key(key),
+        timestamp=_now_stamp() if timestamp is None else timestamp,
+        endpoint=endpoint,
+        base_model=base_model,
+        adapters=tuple(adapters),
+    )
+    signature = base64.b64encode(key.sign(request.payload())).decode("ascii")
+    return SignedPeerRequest(**{**request.__dict__, "signature": signature})
 
 
 def check_peer_fields(
@@ -33,6 +234,7 @@ def check_peer_fields(
         Naming the bad field and its value.
     """
     check_name("peer_id", peer_id)
+    check_endpoint(endpoint)
     for key, value in (("endpoint", endpoint), ("base_model", base_model)):
         if not isinstance(value, str):
             raise TypeError(f"`{key}` must be a str, got {type(value).__name__} {value!r}")
@@ -71,6 +273,8 @@ class PeerInfo:
     adapters: tuple[str, ...] = ()
     last_heartbeat: float = 0.0
     up: bool = False
+    owner: str = ""
+    public_key: str = ""
 
     def __post_init__(self) -> None:
         _, _, _, adapters = check_peer_fields(
@@ -94,6 +298,8 @@ class PeerInfo:
             "adapters": list(self.adapters),
             "last_heartbeat": self.last_heartbeat,
             "up": self.up,
+            "owner": self.owner,
+            "public_key": self.public_key,
         }
 
     @classmethod
@@ -101,7 +307,16 @@ class PeerInfo:
         """Build from :meth:`to_dict` output, rejecting unknown keys."""
         if not isinstance(data, Mapping):
             raise TypeError(f"peer must be a JSON object, got {type(data).__name__}")
-        known = {"peer_id", "endpoint", "base_model", "adapters", "last_heartbeat", "up"}
+        known = {
+            "peer_id",
+            "endpoint",
+            "base_model",
+            "adapters",
+            "last_heartbeat",
+            "up",
+            "owner",
+            "public_key",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"peer has unknown keys {unknown}; valid keys are {sorted(known)}")
@@ -139,41 +354,121 @@ class PeerRegistry:
         self._clock = clock
         self._lock = lock or threading.Lock()
 
-    def register(
-        self, peer_id: str, endpoint: str, base_model: str, adapters: Sequence[str] = ()
-    ) -> PeerInfo:
-        """Insert or update a peer and record a heartbeat now."""
-        peer_id, endpoint, base_model, served = check_peer_fields(
-            peer_id, endpoint, base_model, adapters
-        )
+    def _check_fresh(self, request: SignedPeerRequest, last_signed: float) -> None:
+        now = self._clock()
+        if abs(request.timestamp - now) > MAX_CLOCK_SKEW_S:
+            raise SignatureError(
+                f"{request.action} of peer {request.peer_id!r} is signed at "
+                f"{request.timestamp:.0f}, more than {MAX_CLOCK_SKEW_S:.0f}s from the hub's "
+                f"clock ({now:.0f})"
+            )
+        if request.timestamp <= last_signed:
+            raise SignatureError(
+                f"{request.action} of peer {request.peer_id!r} is not newer than the last "
+                f"accepted one ({request.timestamp} <= {last_signed}); a replay?"
+            )
+
+    def register(self, request: SignedPeerRequest) -> PeerInfo:
+        """Insert or update a peer from a signed registration; counts as a heartbeat.
+
+        Raises
+        ------
+        SignatureError
+            If the signature does not verify or the request is stale or replayed.
+        UntrustedKeyError
+            If the peer id is bound to another owner or key, or the owner's
+            key pinned by its first publish is another one.
+        """
+        if not isinstance(request, SignedPeerRequest) or request.action != "register":
+            raise TypeError(f"`request` must be a signed registration, got {request!r}")
+        key = request.verify()
         now = self._clock()
         values: dict[str, Any] = {
-            "endpoint": endpoint,
-            "base_model": base_model,
-            "adapters": json.dumps(builtins.list(served)),
+            "endpoint": request.endpoint,
+            "base_model": request.base_model,
+            "adapters": json.dumps(builtins.list(request.adapters)),
             "last_heartbeat": now,
+            "last_signed": request.timestamp,
         }
         with self._lock, self._engine.begin() as conn:
-            updated = conn.execute(
-                update(peers_table).where(peers_table.c.peer_id == peer_id).values(**values)
-            )
-            if updated.rowcount == 0:
-                conn.execute(insert(peers_table).values(peer_id=peer_id, registered=now, **values))
-        logger.info("peer %s registered at %s serving %s", peer_id, endpoint, served)
-        return self.get(peer_id)
+            pinned = conn.execute(
+                select(owner_keys_table.c.public_key).where(
+                    owner_keys_table.c.owner == request.owner
+                )
+            ).scalar_one_or_none()
+            if pinned is not None and pinned != key:
+                raise UntrustedKeyError(
+                    f"peer {request.peer_id!r} claims owner {request.owner!r}, whose adapters "
+                    f"are signed with another key; the registration's key is not theirs"
+                )
+            row = conn.execute(
+                select(peers_table).where(peers_table.c.peer_id == request.peer_id)
+            ).one_or_none()
+            if row is None:
+                self._check_fresh(request, 0.0)
+                conn.execute(
+                    insert(peers_table).values(
+                        peer_id=request.peer_id,
+                        registered=now,
+                        owner=request.owner,
+                        public_key=key,
+                        **values,
+                    )
+                )
+            else:
+                old = row._mapping
+                if (old["owner"], old["public_key"]) != (request.owner, key):
+                    raise UntrustedKeyError(
+                        f"peer {request.peer_id!r} is bound to owner {old['owner']!r}; a "
+                        f"registration by {request.owner!r} with another key cannot change it"
+                    )
+                self._check_fresh(request, float(old["last_signed"]))
+                conn.execute(
+                    update(peers_table)
+                    .where(peers_table.c.peer_id == request.peer_id)
+                    .values(**values)
+                )
+        logger.info(
+            "peer %s (owner %s) registered at %s serving %s",
+            request.peer_id,
+            request.owner,
+            request.endpoint,
+            request.adapters,
+        )
+        return self.get(request.peer_id)
 
-    def heartbeat(self, peer_id: str) -> PeerInfo:
-        """Record a heartbeat now; ``NotFoundError`` if the peer is unknown."""
-        check_name("peer_id", peer_id)
+    def heartbeat(self, request: SignedPeerRequest) -> PeerInfo:
+        """Record a signed heartbeat now; ``NotFoundError`` if the peer is unknown.
+
+        Raises
+        ------
+        SignatureError, UntrustedKeyError
+            If it is not signed by the key the peer is bound to, or is stale.
+        """
+        if not isinstance(request, SignedPeerRequest) or request.action != "heartbeat":
+            raise TypeError(f"`request` must be a signed heartbeat, got {request!r}")
+        key = request.verify()
         with self._lock, self._engine.begin() as conn:
-            updated = conn.execute(
+            row = conn.execute(
+                select(peers_table).where(peers_table.c.peer_id == request.peer_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(
+                    f"peer {request.peer_id!r} is not registered; register it first"
+                )
+            old = row._mapping
+            if (old["owner"], old["public_key"]) != (request.owner, key):
+                raise UntrustedKeyError(
+                    f"heartbeat for peer {request.peer_id!r} is not signed by its owner "
+                    f"{old['owner']!r}"
+                )
+            self._check_fresh(request, float(old["last_signed"]))
+            conn.execute(
                 update(peers_table)
-                .where(peers_table.c.peer_id == peer_id)
-                .values(last_heartbeat=self._clock())
+                .where(peers_table.c.peer_id == request.peer_id)
+                .values(last_heartbeat=self._clock(), last_signed=request.timestamp)
             )
-        if updated.rowcount == 0:
-            raise NotFoundError(f"peer {peer_id!r} is not registered; register it first")
-        return self.get(peer_id)
+        return self.get(request.peer_id)
 
     def get(self, peer_id: str, alive_within: float | None = None) -> PeerInfo:
         """One peer by id; ``NotFoundError`` if unknown."""
@@ -216,4 +511,6 @@ def _from_row(row: Mapping[str, Any], now: float, timeout: float) -> PeerInfo:
         adapters=tuple(json.loads(row["adapters"])),
         last_heartbeat=row["last_heartbeat"],
         up=now - row["last_heartbeat"] <= timeout,
+        owner=row.get("owner") or "",
+        public_key=row.get("public_key") or "",
     )

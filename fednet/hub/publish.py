@@ -30,31 +30,41 @@ from typing import Any
 
 from safetensors import safe_open
 
-from fednet.hub.bundle import ADAPTER_CONFIG, HEAD_FILE, SKETCH_FILE
+from fednet.hub.bundle import ADAPTER_CONFIG, HEAD_FILE, SKETCH_FILE, prepare_unsigned
 from fednet.hub.client import HubClient, open_hub
 from fednet.hub.keys import (
     Ed25519PrivateKey,
+    encode_public_key,
     generate_private_key,
     load_private_key,
+    load_public_key,
     save_private_key,
     save_public_key,
 )
 from fednet.hub.manifest import Manifest, check_name
 from fednet.hub.store import HubStore
+from fednet.hub.trust import TrustStore
 
 __all__ = [
     "ADAPTER_KINDS",
     "adapter_name",
+    "SIGNED_DIR",
     "client_key",
+    "client_releases",
     "find_sketch",
+    "keys_dir_trust",
     "publish_adapter_dir",
     "publish_run",
+    "publish_signed_run",
 ]
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_KINDS: tuple[str, ...] = ("shared", "personalized")
 """The kinds of adapter a run publishes per client."""
+
+SIGNED_DIR = "signed"
+"""Run subdirectory of the manifests its clients signed, one ``<name>.json`` each."""
 
 _SKETCH_LOCATIONS = (
     "sketches/{cid}.safetensors",
@@ -91,6 +101,18 @@ def client_key(keys_dir: str | Path, client_id: str) -> Ed25519PrivateKey:
     save_public_key(key, root / f"{client_id}.pub")
     logger.info("generated owner key for %s in %s", client_id, path)
     return key
+
+
+def keys_dir_trust(keys_dir: str | Path) -> TrustStore:
+    """An in-memory trust store pinning every ``<client-id>.pub`` in ``keys_dir``.
+
+    For a process that plays every client and the reader at once (the
+    benchmark, a demo): it trusts exactly the keys it made itself.
+    """
+    pinned: dict[str, list[str]] = {}
+    for path in sorted(Path(keys_dir).glob("*.pub")):
+        pinned[check_name("client id", path.stem)] = [encode_public_key(load_public_key(path))]
+    return TrustStore(None, keys=pinned)
 
 
 def find_sketch(run_dir: str | Path, client_id: str) -> Path | None:
@@ -312,18 +334,58 @@ def publish_run(
     return published
 
 
-def _publish_client(
+def client_releases(
+    run_dir: str | Path,
+    client_id: str,
+    *,
+    kinds: Iterable[str] = ADAPTER_KINDS,
+    sketch: str | Path | None = None,
+) -> list[tuple[Manifest, dict[str, bytes]]]:
+    """The unsigned manifests and files of one client's adapters in a finished run.
+
+    This is what the client is asked to sign (it never leaves the client's key
+    with anyone else); see :mod:`fednet.federation.signing`.
+
+    Raises
+    ------
+    ValueError
+        If the run is unfinished or the client is not in it.
+    """
+    root = Path(run_dir)
+    summary_path = root / "summary.json"
+    if not summary_path.is_file():
+        raise ValueError(f"`run_dir` {str(root)!r} has no summary.json; is the run finished?")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    info = summary.get("clients", {}).get(client_id)
+    if info is None:
+        raise ValueError(f"client {client_id!r} is not in the run {str(root)!r}")
+    found = sketch or find_sketch(root, client_id)
+    with tempfile.TemporaryDirectory(prefix=".release-", dir=root) as tmp:
+        return [
+            prepare_unsigned(staged, draft)
+            for draft, staged in _client_drafts(
+                root,
+                client_id,
+                info,
+                list(kinds),
+                _last_round(root),
+                Path(tmp),
+                None if found is None else Path(found),
+                summary.get("privacy", {}),
+            )
+        ]
+
+
+def _client_drafts(
     root: Path,
-    hub: HubStore | HubClient,
     cid: str,
     info: Mapping[str, Any],
     kinds: list[str],
     last_round: int,
-    keys_dir: str | Path,
     staging: Path,
     sketch: Path | None,
     run_privacy: Mapping[str, Any],
-) -> list[Manifest]:
+) -> list[tuple[Manifest, Path]]:
     dirs = {
         "shared": root / "rounds" / str(last_round) / str(info["base_model"]) / str(info["task"]),
         "personalized": root / "personalized" / cid,
@@ -349,9 +411,61 @@ def _publish_client(
         )
         stage = staging / f"{cid}-{kind}"
         stage.mkdir()
-        staged = _stage(source, sketch, stage)
-        out.append(hub.publish(staged, draft, client_key(keys_dir, cid)))
-        shutil.rmtree(stage, ignore_errors=True)
+        out.append((draft, _stage(source, sketch, stage)))
     if sketch is None:
         logger.info("run has no sketch for %s; its adapters are published without one", cid)
     return out
+
+
+def _publish_client(
+    root: Path,
+    hub: HubStore | HubClient,
+    cid: str,
+    info: Mapping[str, Any],
+    kinds: list[str],
+    last_round: int,
+    keys_dir: str | Path,
+    staging: Path,
+    sketch: Path | None,
+    run_privacy: Mapping[str, Any],
+) -> list[Manifest]:
+    drafts = _client_drafts(root, cid, info, kinds, last_round, staging, sketch, run_privacy)
+    return [hub.publish(staged, draft, client_key(keys_dir, cid)) for draft, staged in drafts]
+
+
+def publish_signed_run(
+    run_dir: str | Path, hub: HubStore | HubClient | str | Path, *, token: str | None = None
+) -> list[Manifest]:
+    """Forward the manifests the clients signed (``<run>/signed/``) to a hub.
+
+    Only a run whose clients signed their own releases has them (see
+    :func:`fednet.federation.server.collect_signatures`); nobody but the
+    clients held a key. The files are re-read from the run and must still
+    match what the clients signed.
+
+    Raises
+    ------
+    ValueError
+        If the run has no signed manifests.
+    """
+    root = Path(run_dir)
+    signed_dir = root / SIGNED_DIR
+    paths = sorted(signed_dir.glob("*.json"))
+    if not paths:
+        raise ValueError(f"run {str(root)!r} has no client-signed manifests in {SIGNED_DIR}/")
+    target = open_hub(hub, token=token) if isinstance(hub, str | Path) else hub
+    published = []
+    try:
+        by_client: dict[str, list[Manifest]] = {}
+        for path in paths:
+            manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+            by_client.setdefault(manifest.owner, []).append(manifest)
+        for cid, manifests in sorted(by_client.items()):
+            kinds = [m.kind for m in manifests]
+            releases = {m.name: files for m, files in client_releases(root, cid, kinds=kinds)}
+            for manifest in manifests:
+                published.append(target.publish_signed(manifest, releases[manifest.name]))
+    finally:
+        if target is not hub:
+            target.close()
+    return published

@@ -1,13 +1,19 @@
 """HTTP service exposing a :class:`HubStore` (FastAPI; OpenAPI docs at ``/docs``).
 
-Writes (publish, peer registration, heartbeats) need ``Authorization: Bearer
-<write_token>``; reads are public unless a ``read_token`` is set, in which case
-either token reads. Every error is JSON ``{"error": message, "type": name}``:
+Every write needs ``Authorization: Bearer <token>`` with a scope: ``publish``
+for adapters, ``heartbeat`` for peer registrations and heartbeats. Tokens are
+made with ``fednet hub token create`` and the hub keeps only their sha256
+(:mod:`fednet.hub.tokens`); there is no default token. Reads are public unless
+``public_reads=False`` (or a ``read_token`` is given), then they need the
+``read`` scope. A token alone is not enough to write: manifests, peer
+registrations and heartbeats must also be signed by their owner's key, and a
+name or peer id stays bound to the key that first claimed it. Every error is
+JSON ``{"error": message, "type": name}``:
 
 =====  ==========================================================
 400    malformed request (bad JSON, base64 or version)
 401    missing bearer token
-403    wrong token, or a manifest key not trusted for its owner
+403    wrong token or scope, a key not bound to the name, owner or peer
 404    unknown adapter, version, file, peer or route
 409    stored data failed verification (tampered blob or manifest)
 413    upload larger than ``max_upload_bytes``
@@ -35,8 +41,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fednet.errors import HubError, IntegrityError, NotFoundError, SignatureError, UntrustedKeyError
-from fednet.hub.manifest import Manifest, VersionSpec, parse_version
+from fednet.hub.manifest import Manifest, VersionSpec, check_name, parse_version
+from fednet.hub.peers import SignedPeerRequest
 from fednet.hub.store import HubStore
+from fednet.hub.tokens import SCOPES
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
@@ -67,12 +75,17 @@ class PublishRequest(BaseModel):
 
 
 class PeerRequest(BaseModel):
-    """A peer registration."""
+    """A peer registration or heartbeat signed by the peer owner's key."""
 
     model_config = ConfigDict(extra="forbid")
+    action: str
     peer_id: str
-    endpoint: str
-    base_model: str
+    owner: str
+    public_key: str
+    timestamp: float
+    signature: str
+    endpoint: str = ""
+    base_model: str = ""
     adapters: list[str] = Field(default_factory=list)
 
 
@@ -186,8 +199,9 @@ def _version(text: str) -> VersionSpec:
 def create_app(
     store: HubStore,
     *,
-    write_token: str,
+    write_token: str | None = None,
     read_token: str | None = None,
+    public_reads: bool | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
 ) -> FastAPI:
     """Build the hub's FastAPI application around ``store``.
@@ -195,20 +209,28 @@ def create_app(
     Parameters
     ----------
     store : HubStore
-        The store to serve.
-    write_token : str
-        Bearer token required for every write.
+        The store to serve; its :attr:`~HubStore.tokens` authorize requests.
+    write_token : str, optional
+        An extra token, held in memory only, with every scope.
     read_token : str, optional
-        When set, reads need this token (or the write token).
+        An extra token with the ``read`` scope; giving it makes reads private.
+    public_reads : bool, optional
+        Whether reads need no token (default: yes, unless ``read_token``).
     max_upload_bytes : int
         Request bodies larger than this get 413.
     """
     if not isinstance(store, HubStore):
         raise TypeError(f"`store` must be a HubStore, got {type(store).__name__}")
-    if not isinstance(write_token, str) or not write_token:
-        raise ValueError("`write_token` must be a non-empty string")
-    if read_token is not None and (not isinstance(read_token, str) or not read_token):
-        raise ValueError("`read_token` must be a non-empty string or None")
+    for key, value in (("write_token", write_token), ("read_token", read_token)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"`{key}` must be a non-empty string or None")
+    if public_reads is None:
+        public_reads = read_token is None
+    extra: dict[str, frozenset[str]] = {}
+    if write_token:
+        extra[write_token] = frozenset(SCOPES)
+    if read_token:
+        extra[read_token] = extra.get(read_token, frozenset()) | {"read"}
     if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int):
         raise TypeError(f"`max_upload_bytes` must be an int, got {max_upload_bytes!r}")
     if max_upload_bytes <= 0:
@@ -218,24 +240,36 @@ def create_app(
     app.add_middleware(_UploadLimit, max_bytes=max_upload_bytes)
     _install_error_handlers(app)
 
-    def _authorize(creds: HTTPAuthorizationCredentials | None, allowed: list[str]) -> None:
+    def _authorize(creds: HTTPAuthorizationCredentials | None, scope: str) -> None:
         if creds is None:
             raise ApiError(
-                401, "missing bearer token", "Unauthorized", {"WWW-Authenticate": "Bearer"}
+                401,
+                f"missing bearer token (this needs a token with the {scope!r} scope)",
+                "Unauthorized",
+                {"WWW-Authenticate": "Bearer"},
             )
-        given = creds.credentials.encode()
-        if not any(hmac.compare_digest(given, token.encode()) for token in allowed):
-            raise ApiError(403, "bearer token is not valid for this operation", "Forbidden")
+        given = creds.credentials
+        scopes = frozenset[str]()
+        for token, token_scopes in extra.items():
+            if hmac.compare_digest(given.encode(), token.encode()):
+                scopes = token_scopes
+        scopes = scopes | store.tokens.scopes(given)
+        if scope not in scopes:
+            raise ApiError(403, f"bearer token does not have the {scope!r} scope", "Forbidden")
 
-    def require_write(creds: _Credentials) -> None:
-        _authorize(creds, [write_token])
+    def require_publish(creds: _Credentials) -> None:
+        _authorize(creds, "publish")
+
+    def require_heartbeat(creds: _Credentials) -> None:
+        _authorize(creds, "heartbeat")
 
     def require_read(creds: _Credentials) -> None:
-        if read_token is not None:
-            _authorize(creds, [read_token, write_token])
+        if not public_reads:
+            _authorize(creds, "read")
 
     reads = [Depends(require_read)]
-    writes = [Depends(require_write)]
+    writes = [Depends(require_publish)]
+    peer_writes = [Depends(require_heartbeat)]
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, Any]:
@@ -288,18 +322,40 @@ def create_app(
             raise ApiError(422, str(e), type(e).__name__) from e
         return stored.to_dict()
 
-    @app.post("/v1/peers", status_code=201, dependencies=writes, tags=["peers"])
+    def _signed(request: PeerRequest, action: str) -> SignedPeerRequest:
+        if request.action != action:
+            raise ApiError(
+                422, f"`action` must be {action!r}, got {request.action!r}", "ValueError"
+            )
+        return SignedPeerRequest.from_dict(request.model_dump())
+
+    @app.post("/v1/peers", status_code=201, dependencies=peer_writes, tags=["peers"])
     def register_peer(request: PeerRequest) -> dict[str, Any]:
-        """Register or update an inference peer."""
-        peer = store.register_peer(
-            request.peer_id, request.endpoint, request.base_model, request.adapters
-        )
+        """Register or update an inference peer (signed by its owner's key)."""
+        signed = _signed(request, "register")
+        try:
+            peer = store.register_peer_signed(signed)
+        except UntrustedKeyError as e:
+            raise ApiError(403, str(e), type(e).__name__) from e
+        except SignatureError as e:
+            raise ApiError(422, str(e), type(e).__name__) from e
         return peer.to_dict()
 
-    @app.post("/v1/peers/{peer_id}/heartbeat", dependencies=writes, tags=["peers"])
-    def heartbeat(peer_id: str) -> dict[str, Any]:
-        """Mark a peer alive now."""
-        return store.heartbeat(peer_id).to_dict()
+    @app.post("/v1/peers/{peer_id}/heartbeat", dependencies=peer_writes, tags=["peers"])
+    def heartbeat(peer_id: str, request: PeerRequest) -> dict[str, Any]:
+        """Mark a peer alive now (signed by its owner's key)."""
+        check_name("peer_id", peer_id)
+        signed = _signed(request, "heartbeat")
+        if signed.peer_id != peer_id:
+            raise ApiError(
+                422, f"heartbeat body is for {signed.peer_id!r}, not {peer_id!r}", "ValueError"
+            )
+        try:
+            return store.heartbeat_signed(signed).to_dict()
+        except UntrustedKeyError as e:
+            raise ApiError(403, str(e), type(e).__name__) from e
+        except SignatureError as e:
+            raise ApiError(422, str(e), type(e).__name__) from e
 
     @app.get("/v1/peers", dependencies=reads, tags=["peers"])
     def peers(alive_within: float | None = None) -> dict[str, Any]:
@@ -314,18 +370,24 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
-    write_token: str,
-    read_token: str | None = None,
+    public_reads: bool = True,
     db_url: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
 ) -> None:
-    """Serve the hub stored under ``root`` with uvicorn until interrupted."""
+    """Serve the hub stored under ``root`` with uvicorn until interrupted.
+
+    Requests are authorized by the tokens in the hub's database only (made
+    with ``fednet hub token create``); there is no default token.
+    """
     import uvicorn
 
     store = HubStore(root, db_url=db_url)
-    app = create_app(
-        store, write_token=write_token, read_token=read_token, max_upload_bytes=max_upload_bytes
-    )
+    if not store.tokens.list():
+        logger.warning(
+            "hub %s has no tokens: nothing can be published until `fednet hub token create`",
+            root,
+        )
+    app = create_app(store, public_reads=public_reads, max_upload_bytes=max_upload_bytes)
     logger.info("serving hub %s on http://%s:%d", root, host, port)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")

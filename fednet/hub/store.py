@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from fednet.errors import IntegrityError, NotFoundError, SignatureError, UntrustedKeyError
@@ -35,7 +35,7 @@ from fednet.hub.bundle import (
     write_atomic,
     write_files_atomically,
 )
-from fednet.hub.db import adapters_table, make_engine, owner_keys_table
+from fednet.hub.db import adapters_table, make_engine, name_keys_table, owner_keys_table
 from fednet.hub.keys import (
     Ed25519PrivateKey,
     TrustedKeys,
@@ -44,7 +44,9 @@ from fednet.hub.keys import (
     verify_manifest,
 )
 from fednet.hub.manifest import Manifest, VersionSpec, check_name, parse_version, utc_now_iso
-from fednet.hub.peers import PeerInfo, PeerRegistry
+from fednet.hub.peers import PeerInfo, PeerRegistry, SignedPeerRequest, sign_peer_request
+from fednet.hub.tokens import TokenRegistry
+from fednet.hub.trust import TrustStore, fingerprint, verify_rotation
 
 __all__ = ["HubStore"]
 
@@ -65,8 +67,15 @@ class HubStore:
         ``sqlite:///<root>/hub.db``.
     trusted_keys : mapping, optional
         Owner id to the public keys allowed to publish for it. Without it the
-        store trusts on first use: an owner's first publish pins its key and
-        later publishes under another key raise ``UntrustedKeyError``.
+        store pins on first use: an owner's first publish pins its key.
+        Either way, the first publish of a name binds the name to its owner
+        and key; a later version must be signed by that key or carry a
+        rotation signed by it (``Manifest.rotation``), else
+        ``UntrustedKeyError``.
+    trust : TrustStore, optional
+        The reader's trust store: when given, :meth:`fetch` and
+        :meth:`read_file` also refuse manifests whose key it does not trust
+        (see :func:`~fednet.hub.open_hub`, which always gives one).
     peer_timeout : float
         Seconds after the last heartbeat within which a peer counts as up.
     clock : callable
@@ -81,7 +90,11 @@ class HubStore:
         trusted_keys: TrustedKeys | None = None,
         peer_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
+        trust: TrustStore | None = None,
     ) -> None:
+        if trust is not None and not isinstance(trust, TrustStore):
+            raise TypeError(f"`trust` must be a TrustStore, got {type(trust).__name__}")
+        self.trust = trust
         self.root = Path(root)
         self.blob_root = self.root / "blobs" / "sha256"
         self.blob_root.mkdir(parents=True, exist_ok=True)
@@ -93,9 +106,12 @@ class HubStore:
         )
         self._engine = make_engine(self.db_url)
         self._write_lock = threading.Lock()
+        self._clock = clock
         self._peers = PeerRegistry(
             self._engine, timeout=peer_timeout, clock=clock, lock=self._write_lock
         )
+        self.tokens = TokenRegistry(self._engine)
+        """Bearer tokens of the HTTP service, stored as sha256 only."""
 
     def __repr__(self) -> str:
         return f"HubStore(root={str(self.root)!r}, db_url={self.db_url!r})"
@@ -208,8 +224,8 @@ class HubStore:
             os.close(fd)
 
     def _insert_manifest(self, conn: Connection, manifest: Manifest) -> Manifest:
+        key = normalize_public_key(manifest.owner_public_key)
         if self.trusted_keys is None:
-            key = normalize_public_key(manifest.owner_public_key)
             pinned = conn.execute(
                 select(owner_keys_table.c.public_key).where(
                     owner_keys_table.c.owner == manifest.owner
@@ -222,7 +238,14 @@ class HubStore:
                     )
                 )
             elif pinned != key:
-                raise self._key_mismatch(manifest, pinned)
+                if not verify_rotation(manifest, pinned):
+                    raise self._key_mismatch(manifest, pinned)
+                conn.execute(
+                    update(owner_keys_table)
+                    .where(owner_keys_table.c.owner == manifest.owner)
+                    .values(public_key=key, registered=utc_now_iso())
+                )
+        self._bind_name(conn, manifest, key)
         latest = conn.execute(
             select(func.max(adapters_table.c.version)).where(adapters_table.c.name == manifest.name)
         ).scalar_one_or_none()
@@ -239,6 +262,60 @@ class HubStore:
 
     # -- trust ---------------------------------------------------------------------
 
+    @staticmethod
+    def _name_binding(conn: Connection, name: str) -> list[tuple[str, str]]:
+        """``(public_key, owner)`` the name was bound to, oldest first."""
+        rows = conn.execute(
+            select(name_keys_table.c.public_key, name_keys_table.c.owner)
+            .where(name_keys_table.c.name == name)
+            .order_by(name_keys_table.c.seq)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def _check_name(self, manifest: Manifest, bound: list[tuple[str, str]]) -> bool:
+        """Raise unless ``manifest`` may be the next version of its name; ``True``
+        when it rotates the name to a new key."""
+        if not bound:
+            return False
+        current, owner = bound[-1]
+        if manifest.owner != owner:
+            raise UntrustedKeyError(
+                f"adapter name {manifest.name!r} is bound to owner {owner!r} (key "
+                f"{fingerprint(current)}); owner {manifest.owner!r} with key "
+                f"{fingerprint(manifest.owner_public_key)} cannot publish it"
+            )
+        key = normalize_public_key(manifest.owner_public_key)
+        if key == current:
+            return False
+        if verify_rotation(manifest, current):
+            return True
+        raise UntrustedKeyError(
+            f"adapter name {manifest.name!r} of owner {owner!r} is bound to key "
+            f"{fingerprint(current)}; {manifest.ref} is signed with {fingerprint(key)} and "
+            f"carries no rotation signed by the bound key"
+        )
+
+    def _bind_name(self, conn: Connection, manifest: Manifest, key: str) -> None:
+        bound = self._name_binding(conn, manifest.name)
+        if bound and not self._check_name(manifest, bound):
+            return
+        conn.execute(
+            insert(name_keys_table).values(
+                name=manifest.name,
+                public_key=key,
+                owner=manifest.owner,
+                seq=len(bound),
+                registered=utc_now_iso(),
+            )
+        )
+        if bound:
+            logger.info("adapter name %s rotated to key %s", manifest.name, fingerprint(key))
+
+    def name_keys(self, name: str) -> builtins.list[str]:
+        """Keys ``name`` was bound to, oldest first (the last one is current)."""
+        with self._engine.connect() as conn:
+            return [key for key, _ in self._name_binding(conn, name)]
+
     def owner_key(self, owner: str) -> str | None:
         """The public key pinned for ``owner`` on first publish, if any."""
         with self._engine.connect() as conn:
@@ -254,12 +331,32 @@ class HubStore:
         )
 
     def _check_trust(self, manifest: Manifest) -> None:
+        """Before a publish: the key may publish for the owner and for the name."""
+        with self._engine.connect() as conn:
+            self._check_name(manifest, self._name_binding(conn, manifest.name))
         if self.trusted_keys is not None:
             check_trusted_key(manifest, self.trusted_keys)
             return
         pinned = self.owner_key(manifest.owner)
-        if pinned is not None and pinned != normalize_public_key(manifest.owner_public_key):
+        key = normalize_public_key(manifest.owner_public_key)
+        if pinned is not None and pinned != key and not verify_rotation(manifest, pinned):
             raise self._key_mismatch(manifest, pinned)
+
+    def _check_stored(self, manifest: Manifest) -> None:
+        """On a read: a stored version must be signed by a key its name was bound to."""
+        with self._engine.connect() as conn:
+            bound = self._name_binding(conn, manifest.name)
+        key = normalize_public_key(manifest.owner_public_key)
+        if bound and (key, manifest.owner) not in bound:
+            raise UntrustedKeyError(
+                f"{manifest.ref} is signed by owner {manifest.owner!r} with key "
+                f"{fingerprint(key)}, but the name is bound to "
+                f"{[(o, fingerprint(k)) for k, o in bound]}"
+            )
+        if self.trusted_keys is not None:
+            check_trusted_key(manifest, self.trusted_keys)
+        if self.trust is not None:
+            self.trust.check(manifest)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -358,7 +455,7 @@ class HubStore:
 
     def _verified(self, manifest: Manifest, names: Sequence[str]) -> dict[str, bytes]:
         verify_manifest(manifest)
-        self._check_trust(manifest)
+        self._check_stored(manifest)
         return {filename: self._read_blob(manifest, filename) for filename in names}
 
     def read_file(self, name: str, version: VersionSpec, filename: str) -> bytes:
@@ -425,7 +522,7 @@ class HubStore:
                 problems.append(f"{ref}: manifest claims to be {manifest.ref}")
             try:
                 verify_manifest(manifest)
-                self._check_trust(manifest)
+                self._check_stored(manifest)
             except SignatureError as e:
                 problems.append(f"{ref}: {e}")
             blobs: dict[str, bytes] = {}
@@ -447,14 +544,44 @@ class HubStore:
     # -- peers -------------------------------------------------------------------
 
     def register_peer(
-        self, peer_id: str, endpoint: str, base_model: str, adapters: Sequence[str] = ()
+        self,
+        peer_id: str,
+        endpoint: str,
+        base_model: str,
+        adapters: Sequence[str] = (),
+        *,
+        owner: str,
+        key: Ed25519PrivateKey,
     ) -> PeerInfo:
-        """Register or update a peer; counts as a heartbeat. See :class:`PeerRegistry`."""
-        return self._peers.register(peer_id, endpoint, base_model, adapters)
+        """Sign a registration with the owner's ``key`` and register it here."""
+        return self.register_peer_signed(
+            sign_peer_request(
+                key,
+                action="register",
+                peer_id=peer_id,
+                owner=owner,
+                endpoint=endpoint,
+                base_model=base_model,
+                adapters=adapters,
+                timestamp=self._clock(),
+            )
+        )
 
-    def heartbeat(self, peer_id: str) -> PeerInfo:
-        """Record that ``peer_id`` is alive now; ``NotFoundError`` if unregistered."""
-        return self._peers.heartbeat(peer_id)
+    def register_peer_signed(self, request: SignedPeerRequest) -> PeerInfo:
+        """Register or update a peer from a signed request; see :class:`PeerRegistry`."""
+        return self._peers.register(request)
+
+    def heartbeat(self, peer_id: str, *, owner: str, key: Ed25519PrivateKey) -> PeerInfo:
+        """Record a heartbeat signed with the owner's ``key``."""
+        return self.heartbeat_signed(
+            sign_peer_request(
+                key, action="heartbeat", peer_id=peer_id, owner=owner, timestamp=self._clock()
+            )
+        )
+
+    def heartbeat_signed(self, request: SignedPeerRequest) -> PeerInfo:
+        """Record a signed heartbeat; ``NotFoundError`` if the peer is unregistered."""
+        return self._peers.heartbeat(request)
 
     def peers(self, alive_within: float | None = None) -> builtins.list[PeerInfo]:
         """All peers, each marked up if heard from within ``alive_within`` seconds.

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import torch
 
-from fednet.errors import PeerError
-from fednet.hub.client import HubClient, open_hub
+from fednet.errors import PeerError, SignatureError, UntrustedKeyError
+from fednet.hub.client import HubClient, as_trust_store, open_hub
+from fednet.hub.manifest import Manifest
 from fednet.hub.store import HubStore
+from fednet.hub.trust import TrustStore
 from fednet.inference.combine import Answer, create_combiner
 from fednet.inference.config import AskConfig
 from fednet.inference.engine import AdapterEngine
-from fednet.inference.transport import LocalBackend, PeerClient, PeerReply
+from fednet.inference.transport import LocalBackend, PeerClient, PeerReply, check_reply
 from fednet.routing import (
     Candidate,
     Embedder,
@@ -118,6 +120,14 @@ class Network:
         shared with the local engines in local mode).
     costs : mapping, optional
         Cost per query by peer id.
+    trust : TrustStore, optional
+        Owner keys this network trusts (default: the hub's ``trust``, else the
+        trust store file). Adapters signed by other keys are never routed to,
+        and every peer's reply is checked against the signed manifest of the
+        adapter it claims; a reply that does not match is dropped and shown
+        in the answer's provenance as a failed call.
+    peer_token : str, optional
+        Bearer token for peers that require one.
     """
 
     def __init__(
@@ -131,14 +141,22 @@ class Network:
         router: Router | None = None,
         embedder: Embedder | None = None,
         costs: Mapping[str, float] | None = None,
+        trust: TrustStore | None = None,
+        peer_token: str | None = None,
     ) -> None:
         self.config = config or AskConfig()
         self._owns_hub = isinstance(hub, str | Path)
+        if trust is None and not isinstance(hub, str | Path):
+            trust = getattr(hub, "trust", None)
+        self.trust = as_trust_store(trust)
         self.hub = (
-            open_hub(hub, token=token, timeout=self.config.hub_timeout_s)
+            open_hub(hub, token=token, timeout=self.config.hub_timeout_s, trust=self.trust)
             if isinstance(hub, str | Path)
             else hub
         )
+        self.peer_token = peer_token
+        self.manifests: dict[str, Manifest] = {}
+        self.untrusted: dict[str, str] = {}
         self.local = local
         self.cache_dir = cache_dir
         self.costs = dict(costs or {})
@@ -167,6 +185,7 @@ class Network:
                     source=self.hub,
                     cache_dir=cache,
                     max_length=self.config.max_length,
+                    trust=self.trust,
                 )
             return self._engines[base_model]
 
@@ -176,12 +195,40 @@ class Network:
     def _client(self, endpoint: str) -> PeerClient:
         with self._lock:
             if endpoint not in self._clients:
-                self._clients[endpoint] = PeerClient(endpoint, timeout=self.config.peer_timeout_s)
+                self._clients[endpoint] = PeerClient(
+                    endpoint, timeout=self.config.peer_timeout_s, token=self.peer_token
+                )
             return self._clients[endpoint]
 
     def refresh(self) -> list[Candidate]:
-        """Re-read manifests, sketches and live peers from the hub."""
-        self.candidates = candidates_from_hub(self.hub, local=self.local, costs=self.costs)
+        """Re-read manifests, sketches and live peers from the hub.
+
+        Only adapters whose manifests verify under a trusted key become
+        candidates; the others are logged and kept in :attr:`untrusted`.
+
+        Raises
+        ------
+        UntrustedKeyError
+            If the hub lists adapters but none of them is trusted (the error
+            names each owner and key fingerprint).
+        """
+        trusted: list[Manifest] = []
+        untrusted: dict[str, str] = {}
+        for manifest in self.hub.list():
+            try:
+                self.trust.check(manifest)
+            except SignatureError as e:
+                untrusted[manifest.name] = str(e)
+                logger.warning("not routing to %s: %s", manifest.ref, e)
+                continue
+            trusted.append(manifest)
+        self.untrusted = untrusted
+        if untrusted and not trusted:
+            raise _none_trusted(untrusted)
+        self.manifests = {m.name: m for m in trusted}
+        self.candidates = candidates_from_hub(
+            self.hub, local=self.local, costs=self.costs, manifests=trusted
+        )
         self._refreshed = time.monotonic()
         logger.info(
             "%d candidates (%s mode)", len(self.candidates), "local" if self.local else "peer"
@@ -194,9 +241,24 @@ class Network:
             return backend.classify(text, candidate.adapter)
         if candidate.endpoint is None:
             raise PeerError(f"candidate {candidate.key} has no endpoint")
-        return self._client(candidate.endpoint).classify(
+        reply = self._client(candidate.endpoint).classify(
             text, candidate.adapter, timeout=self.config.peer_timeout_s
         )
+        return check_reply(reply, self._manifest(candidate, reply), where=f"peer {candidate.key}")
+
+    def _manifest(self, candidate: Candidate, reply: PeerReply) -> Manifest:
+        """The trusted manifest of the adapter a candidate serves, at the reply's version."""
+        manifest = self.manifests.get(candidate.adapter)
+        if manifest is None or manifest.version != reply.version:
+            if reply.adapter != candidate.adapter:
+                manifest = manifest or self.hub.resolve(candidate.adapter)
+            else:
+                manifest = self.hub.resolve(candidate.adapter, reply.version)
+            try:
+                self.trust.check(manifest)
+            except SignatureError as e:
+                raise PeerError(f"peer {candidate.key} answered with untrusted {e}") from e
+        return manifest
 
     def _observed_call(self, text: str) -> Callable[[Scored], PeerReply]:
         """A call that reports every outcome to the router and benches failed peers."""
@@ -321,6 +383,14 @@ class Network:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _none_trusted(untrusted: Mapping[str, str]) -> UntrustedKeyError:
+    """One error listing every refused adapter, with its owner and key fingerprint."""
+    return UntrustedKeyError(
+        "no adapter on the hub is signed by a trusted key: "
+        + "; ".join(f"{name}: {why}" for name, why in sorted(untrusted.items()))
+    )
 
 
 def ask(

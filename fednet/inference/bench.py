@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from fednet.hub.client import HubClient, open_hub
-from fednet.hub.publish import find_sketch, publish_run
+from fednet.hub.publish import client_key, find_sketch, keys_dir_trust, publish_run
 from fednet.hub.store import HubStore
 from fednet.inference.ask import Network
 from fednet.inference.combine import Answer
@@ -263,8 +263,10 @@ def run_routing_bench(
         hub = work / "hub"
     store = open_hub(hub, token=token) if isinstance(hub, str | Path) else hub
     sketches = stand_in_sketches(run_dir, cfg, work / "sketches")
+    keys = Path(keys_dir or work / "keys")
     if not store.list():
-        publish_run(run_dir, store, keys_dir=keys_dir or work / "keys", sketches=sketches)
+        publish_run(run_dir, store, keys_dir=keys, sketches=sketches)
+    store.trust = keys_dir_trust(keys)  # the benchmark plays every owner and the reader
     datasets = sorted({c.dataset for c in cfg.clients})
     stream = dict(
         seed=cfg.seed + seed, test_fraction=cfg.test_fraction, max_chars=cfg.hub.max_query_chars
@@ -283,6 +285,7 @@ def run_routing_bench(
             adapters=owned_adapters(store, c.id),
             config=PeerConfig(max_length=cfg.max_length),
             cache_dir=work / "cache" / c.id,
+            key=client_key(keys, c.id),
         )
         for c in cfg.clients
     ]

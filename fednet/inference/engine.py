@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from fednet.errors import IntegrityError, NotFoundError
 from fednet.hub.bundle import HEAD_FILE, REQUIRED_FILES, check_adapter_fits, sha256_hex
 from fednet.hub.manifest import Manifest, VersionSpec
+from fednet.hub.trust import TrustStore
 from fednet.models import create_base_model, load_tokenizer, mean_pool
 
 __all__ = ["AdapterSource", "LoadedAdapter", "AdapterEngine"]
@@ -81,6 +82,10 @@ class AdapterEngine:
         Tokens per text.
     resolve_ttl_s : float
         Seconds a resolved ``latest`` version is reused.
+    trust : TrustStore, optional
+        Owner keys this engine trusts (default: the source's ``trust``, else
+        the trust store file). Every manifest is checked against it before an
+        adapter is attached, from the hub or from the disk cache alike.
     """
 
     def __init__(
@@ -92,7 +97,11 @@ class AdapterEngine:
         cache_size: int = 8,
         max_length: int = 64,
         resolve_ttl_s: float = 30.0,
+        trust: TrustStore | None = None,
     ) -> None:
+        if trust is None:
+            trust = getattr(source, "trust", None)
+        self.trust: TrustStore = trust if isinstance(trust, TrustStore) else TrustStore()
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
             raise ValueError(f"`cache_size` must be an int >= 1, got {cache_size!r}")
         self.base_model = base_model
@@ -155,11 +164,14 @@ class AdapterEngine:
             If the hub does not have the adapter.
         IntegrityError, SignatureError
             If it fails verification.
+        UntrustedKeyError
+            If its owner's key is not in the engine's trust store.
         ValueError
             If it is for another base model or its head does not fit.
         """
         started = time.perf_counter()
         manifest = self.resolve(name, version)
+        self.trust.check(manifest)
         with self._lock:
             hit = self._lru.get(manifest.ref)
             if hit is not None:
@@ -211,17 +223,26 @@ class AdapterEngine:
     def load_dir(self, directory: str | Path, manifest: Manifest) -> LoadedAdapter:
         """Attach the adapter in ``directory`` described by ``manifest``.
 
-        The adapter's tensors are checked against the base model and its own
-        ``adapter_config.json`` first. An adapter that still fails inside peft
-        is removed again, so a failed load leaves the model as it was.
+        The manifest is checked against the engine's trust store, the files
+        against the manifest's sha256, and the adapter's tensors against the
+        base model and its own ``adapter_config.json``. An adapter that still
+        fails inside peft is removed again, so a failed load leaves the model
+        as it was.
 
         Raises
         ------
+        SignatureError, UntrustedKeyError
+            If ``manifest`` does not verify under a key the engine trusts.
+        IntegrityError
+            If a file in ``directory`` does not match the manifest's sha256.
         ValueError
             If the adapter is for another base model, does not fit it, has no
             usable head, or peft cannot load it; the model is unchanged.
         """
+        self.trust.check(manifest)
         self._check_base(manifest)
+        if not self._cached_ok(Path(directory), manifest):
+            raise IntegrityError(f"files in {str(directory)!r} do not match {manifest.ref}")
         directory = Path(directory)
         weight, bias = self._read_head(directory, manifest)
         try:

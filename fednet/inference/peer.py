@@ -7,7 +7,8 @@ heartbeats. Errors are JSON ``{"error": message, "type": name}``:
 
 =====  ==========================================================
 400    malformed request, empty text list or empty text
-404    adapter unknown to the hub
+401    missing or wrong bearer token, when the peer requires one
+404    adapter not served by this peer, or unknown to the hub
 409    adapter failed verification (tampered blob, bad signature)
 413    too many texts or a text over ``max_query_chars``
 422    adapter unusable here (other base model, bad head)
@@ -19,6 +20,7 @@ heartbeats. Errors are JSON ``{"error": message, "type": name}``:
 from __future__ import annotations
 
 import concurrent.futures
+import hmac
 import logging
 import time
 from typing import Any
@@ -78,6 +80,7 @@ def create_peer_app(
     peer_id: str,
     adapters: list[str],
     config: PeerConfig | None = None,
+    token: str | None = None,
 ) -> FastAPI:
     """Build a peer's FastAPI application.
 
@@ -93,8 +96,14 @@ def create_peer_app(
         Adapters the peer serves; the first is the default.
     config : PeerConfig, optional
         Request limits and timeouts.
+    token : str, optional
+        When given, ``/v1/classify`` needs ``Authorization: Bearer <token>``.
+
+    Only the adapters in ``adapters`` are served: the peer never loads
+    another adapter on a caller's behalf.
     """
     config = config or PeerConfig()
+    served = frozenset(adapters)
     app = FastAPI(title=f"fednet peer {peer_id}", version="1", docs_url="/docs")
 
     @app.exception_handler(_RefusedError)
@@ -123,9 +132,13 @@ def create_peer_app(
         }
 
     @app.post("/v1/classify")
-    def classify(request: ClassifyRequest) -> dict[str, Any]:
+    def classify(request: ClassifyRequest, http: Request) -> dict[str, Any]:
         """Labels and probabilities of ``texts`` under one adapter."""
         started = time.perf_counter()
+        if token is not None:
+            given = http.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise _RefusedError(401, "missing or wrong bearer token", "Unauthorized")
         texts = request.texts
         if not texts:
             raise _RefusedError(400, "`texts` must hold at least one text", "ValueError")
@@ -146,6 +159,12 @@ def create_peer_app(
         name = request.adapter or (adapters[0] if adapters else None)
         if name is None:
             raise _RefusedError(400, "this peer serves no default adapter; name one", "ValueError")
+        if name not in served:
+            raise _RefusedError(
+                404,
+                f"peer {peer_id} does not serve adapter {name!r}; it serves {sorted(served)}",
+                "NotFoundError",
+            )
         try:
             version = parse_version(request.version)
         except ValueError as e:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fednet.errors import FednetError, HubError, NotFoundError
 from fednet.hub.client import HubClient
+from fednet.hub.keys import Ed25519PrivateKey
 from fednet.hub.manifest import check_name
 from fednet.hub.store import HubStore
 from fednet.inference.batcher import MicroBatcher
@@ -62,6 +63,13 @@ class PeerServer:
         Disk cache of fetched adapters.
     register : bool
         Register with the hub and heartbeat.
+    owner : str, optional
+        Client id owning the peer (default ``peer_id``).
+    key : Ed25519PrivateKey, optional
+        The owner's key, which signs the registration and every heartbeat;
+        required with ``register``.
+    token : str, optional
+        When given, ``/v1/classify`` answers only requests bearing it.
     """
 
     def __init__(
@@ -75,10 +83,20 @@ class PeerServer:
         config: PeerConfig | None = None,
         cache_dir: str | Path | None = None,
         register: bool = True,
+        owner: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        token: str | None = None,
     ) -> None:
         check_name("peer_id", peer_id)
         if not adapters:
             raise ValueError(f"peer {peer_id!r} must serve at least one adapter")
+        if register and not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(
+                f"peer {peer_id!r} registers with the hub, so it needs its owner's signing `key`"
+            )
+        self.owner = check_name("owner", owner or peer_id)
+        self.key = key
+        self.token = token
         self.hub = hub
         self.peer_id = peer_id
         self.adapters = list(adapters)
@@ -128,7 +146,12 @@ class PeerServer:
             self.engine, window_s=cfg.batch_window_s, max_batch_texts=cfg.max_batch_texts
         )
         app = create_peer_app(
-            self.engine, self.batcher, peer_id=self.peer_id, adapters=self.adapters, config=cfg
+            self.engine,
+            self.batcher,
+            peer_id=self.peer_id,
+            adapters=self.adapters,
+            config=cfg,
+            token=self.token,
         )
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -157,13 +180,21 @@ class PeerServer:
         return self.url
 
     def _register(self) -> None:
-        assert self.engine is not None
-        self.hub.register_peer(self.peer_id, self.url, self.engine.base_model, self.adapters)
+        assert self.engine is not None and self.key is not None
+        self.hub.register_peer(
+            self.peer_id,
+            self.url,
+            self.engine.base_model,
+            self.adapters,
+            owner=self.owner,
+            key=self.key,
+        )
 
     def _beat(self) -> None:
         while not self._stop.wait(self.config.heartbeat_s):
             try:
-                self.hub.heartbeat(self.peer_id)
+                assert self.key is not None
+                self.hub.heartbeat(self.peer_id, owner=self.owner, key=self.key)
             except NotFoundError:
                 logger.info("hub forgot peer %s; registering again", self.peer_id)
                 try:

@@ -17,9 +17,17 @@ from typing import Any, Protocol
 import httpx
 
 from fednet.errors import FednetError, PeerError
+from fednet.hub.manifest import Manifest
 from fednet.inference.engine import AdapterEngine
 
-__all__ = ["PeerReply", "Backend", "PeerClient", "LocalBackend", "parse_reply"]
+__all__ = [
+    "PeerReply",
+    "Backend",
+    "PeerClient",
+    "LocalBackend",
+    "check_reply",
+    "parse_reply",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +125,33 @@ def parse_reply(body: Any, *, latency_s: float, where: str) -> PeerReply:
     )
 
 
+def check_reply(reply: PeerReply, manifest: Manifest, *, where: str) -> PeerReply:
+    """Return ``reply`` if it matches the signed ``manifest`` of the adapter it claims.
+
+    The adapter name, the task and the label names (in order) must be the
+    manifest's; a peer cannot answer for an adapter it does not serve, nor
+    with another task's labels.
+
+    Raises
+    ------
+    PeerError
+        Naming each field that does not match.
+    """
+    problems = []
+    if reply.adapter != manifest.name:
+        problems.append(f"adapter {reply.adapter!r} != {manifest.name!r}")
+    if reply.task != manifest.task:
+        problems.append(f"task {reply.task!r} != {manifest.task!r}")
+    if tuple(reply.probabilities) != tuple(manifest.label_names):
+        problems.append(f"labels {list(reply.probabilities)} != {list(manifest.label_names)}")
+    if problems:
+        raise PeerError(
+            f"{where} answered for {reply.adapter}@v{reply.version}, which does not match "
+            f"the signed manifest {manifest.ref} (owner {manifest.owner!r}): " + "; ".join(problems)
+        )
+    return reply
+
+
 class PeerClient:
     """HTTP client of one peer's ``/v1/classify``.
 
@@ -126,18 +161,28 @@ class PeerClient:
         Base URL of the peer.
     timeout : float
         Default seconds before the call is abandoned.
+    token : str, optional
+        Bearer token for peers that require one.
     transport : httpx.BaseTransport, optional
         Custom transport (tests).
     """
 
     def __init__(
-        self, endpoint: str, *, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 5.0,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"`endpoint` must start with http:// or https://, got {endpoint!r}")
         self.endpoint = endpoint.rstrip("/")
         self.timeout = float(timeout)
-        self._http = httpx.Client(base_url=self.endpoint, timeout=self.timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.endpoint, timeout=self.timeout, headers=headers, transport=transport
+        )
 
     def classify(self, text: str, adapter: str, *, timeout: float | None = None) -> PeerReply:
         """Ask the peer; ``PeerError`` on any failure (see the module notes)."""

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
@@ -84,6 +85,7 @@ class FednetStrategy(Strategy):
         self.failures: dict[str, list[dict[str, object]]] = {}
         self.trained: dict[str, int] = {}
         self.server_round = 0
+        self.preset: Any = None  # the FederationConfig that profiles are checked against
 
     def reset_round(self, server_round: int | None = None) -> None:
         """Clear the per-round byte counters; note the round now running."""
@@ -140,7 +142,11 @@ class FednetStrategy(Strategy):
             self.note_missing("profile", msgs, replies)
             for reply in replies:
                 node = reply.metadata.src_node_id
-                if not reply.has_error() and P.STATUS in reply.content.config_records:
+                if (
+                    not reply.has_error()
+                    and P.STATUS in reply.content.config_records
+                    and P.PROFILE not in reply.content.config_records
+                ):
                     status = reply.content.config_records[P.STATUS]
                     self.refusals[f"node {node}"] = str(status.get("reason"))
                     logger.warning("node %s refused to join: %s", node, status.get("reason"))
@@ -157,11 +163,24 @@ class FednetStrategy(Strategy):
                     self.fail(str(who), "profile", str(reason))
                     continue
                 try:
-                    self.profiles[node] = ClientProfile.from_record(node, record)
+                    profile = ClientProfile.from_record(node, record, preset=self.preset)
                 except ValueError as e:
                     claimed = record.get("client-id")
                     who = claimed if is_safe_name(claimed) else f"node {node}"
                     self.fail(str(who), "profile", str(e))
+                    continue
+                taken = next(
+                    (n for n, p in self.profiles.items() if p.client_id == profile.client_id),
+                    None,
+                )
+                if taken is not None and taken != node:
+                    self.fail(
+                        f"node {node}",
+                        "profile",
+                        f"claims client {profile.client_id!r}, already held by node {taken}",
+                    )
+                    continue
+                self.profiles[node] = profile
         logger.info("clients: %s", sorted(p.client_id for p in self.profiles.values()))
         return self.profiles
 

@@ -103,9 +103,9 @@ class Procs:
             "--config",
             PRESET,
             "--certs",
-            str(certs),
+            str(certs / "clients" / cid if (certs / "clients" / cid).is_dir() else certs),
             "--state-dir",
-            str(self.tmp / "clients"),
+            str(self.tmp / "clients" / cid),  # each client its own state and owner key
             *extra,
         )
 

@@ -122,3 +122,32 @@ def test_command_line(tmp_path, capsys):
     assert "client news-0" in out and "10.0.0.5" in out
     assert _names(tmp_path / "server.crt") >= {"10.0.0.5", "gateway"}
     assert main(["--out", str(tmp_path), "--client", "bad/id"]) == 2
+
+
+def test_each_client_gets_only_its_own_bundle(tmp_path):
+    """The server's side holds public node keys only; each client's private key is in
+    a bundle (ca.crt and node.key) made for that client alone."""
+    paths = make_certs(tmp_path, client_ids=["spam-0", "news-0"])
+    assert sorted(p.name for p in paths.nodes.iterdir()) == ["news-0.pub", "spam-0.pub"]
+    for cid in ("spam-0", "news-0"):
+        bundle = paths.client_dir(cid)
+        assert sorted(p.name for p in bundle.iterdir()) == ["ca.crt", "node.key"]
+        assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
+        assert stat.S_IMODE((bundle / "node.key").stat().st_mode) == 0o600
+        assert (bundle / "ca.crt").read_bytes() == paths.ca_cert.read_bytes()
+    for path in paths.root.rglob("*"):
+        if path.is_file() and "PRIVATE KEY" in path.read_text(errors="ignore"):
+            assert path in (paths.ca_key, paths.server_key) or path.parent.parent.name == "clients"
+
+
+def test_a_client_brings_its_own_node_key(tmp_path, capsys):
+    own = tmp_path / "on-the-client"
+    assert main(["--node-key-only", "--client", "spam-0", "--out", str(own)]) == 0
+    assert "send only" in capsys.readouterr().out
+    issuer = tmp_path / "issuer"
+    pub = own / "nodes" / "spam-0.pub"
+    assert main(["--out", str(issuer), "--import-pub", f"spam-0={pub}"]) == 0
+    paths = make_certs(issuer)
+    assert paths.node_pub("spam-0").read_bytes() == pub.read_bytes()
+    assert not paths.client_dir("spam-0").exists()  # the issuer never saw its private key
+    assert main(["--out", str(issuer), "--import-pub", f"x={own / 'clients/spam-0/node.key'}"]) == 2

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,16 @@ from .wire_audit import WireRecorder, load_wire
 pytestmark = pytest.mark.integration
 
 
+OPENED: list[str] = []
+"""Paths this (the server's) process opened while the simulation ran."""
+_RECORDING = [False]
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _RECORDING[0] and event == "open" and isinstance(args[0], str | bytes | Path):
+        OPENED.append(os.fsdecode(args[0]))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     cfg = load_preset("configs/tiny.toml")
@@ -29,7 +42,12 @@ def run(tmp_path_factory):
     cfg = dataclasses.replace(cfg, hub=HubConfig(location=str(hub)))
     wire = tmp_path_factory.mktemp("wire")
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    summary = simulate(cfg, run_dir, mods=(WireRecorder(wire),))
+    sys.addaudithook(_audit)  # the ServerApp runs in this process, the ClientApps in workers
+    _RECORDING[0] = True
+    try:
+        summary = simulate(cfg, run_dir, mods=(WireRecorder(wire),))
+    finally:
+        _RECORDING[0] = False
     return cfg, run_dir, summary, load_wire(wire)
 
 
@@ -86,7 +104,7 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
     for entry in wire:
         assert entry["error"] is None
         for name, (kind, payload) in entry["records"].items():
-            assert name in {"lora", "head", "sketch", "metrics", "profile"}, name
+            assert name in {"lora", "head", "sketch", "metrics", "profile", "signed"}, name
             if kind == "arrays":
                 for key, arr in payload.items():
                     assert (
@@ -100,6 +118,12 @@ def test_nothing_but_adapters_and_metrics_leave_a_client(run):
                         assert not any(np.array_equal(arr, b) for b in base.values()), key
             elif kind == "metrics":
                 assert all(isinstance(v, int | float) for v in payload.values())
+            elif kind == "config" and name == "signed":
+                # manifests the client signed: hashes, a public key, a signature
+                for text in payload.values():
+                    manifest = json.loads(text)
+                    assert manifest["signature"] and manifest["owner_public_key"]
+                    assert "PRIVATE" not in text
             elif kind == "config":
                 for v in payload.values():
                     for s in v if isinstance(v, list) else [v]:
@@ -129,6 +153,58 @@ def test_run_publishes_signed_adapters_to_the_hub(run):
             assert m.owner == c.id and m.kind == kind and m.signature
             assert m.sketch and m.epsilon is not None
     assert store.verify() == []
+
+
+def test_clients_sign_with_keys_the_server_never_reads(run):
+    """Each client's key stays in its own key directory (0700, key 0600); the server
+    process never opens it, and nothing the server writes holds a private key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from fednet.federation.simulation import client_key_dir
+    from fednet.hub import HubStore, encode_public_key, load_private_key
+
+    cfg, run_dir, _, _ = run
+    keys = client_key_dir(cfg, run_dir)
+    hub = Path(cfg.hub.location)
+    assert keys.resolve() not in (run_dir.resolve(), *run_dir.resolve().parents)
+    assert not keys.resolve().is_relative_to(run_dir.resolve())
+    assert not keys.resolve().is_relative_to(hub.resolve())
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    private = {}
+    for c in cfg.clients:
+        path = keys / f"{c.id}.key"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        key = load_private_key(path)
+        private[c.id] = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        with HubStore(hub) as store:
+            for kind in ("shared", "personalized"):
+                m = store.resolve(f"{c.id}-{kind}")
+                assert m.owner_public_key == encode_public_key(key)  # signed by the client
+        assert (run_dir / "signed" / f"{c.id}-shared.json").is_file()
+    # the server process opened no file in the clients' key directory
+    touched = [p for p in OPENED if Path(p).resolve().is_relative_to(keys.resolve())]
+    assert touched == []
+    assert any(Path(p).resolve().is_relative_to(run_dir.resolve()) for p in OPENED)  # the hook saw
+    # the run keeps what its clients signed, and `hub push` forwards it as it is
+    from fednet.cli import main
+
+    again = run_dir.parent / "hub-again"
+    assert main(["hub", "push", str(run_dir), "--hub", str(again)]) == 0
+    with HubStore(again) as store:
+        for c in cfg.clients:
+            m = store.resolve(f"{c.id}-personalized")
+            assert m.owner_public_key == encode_public_key(load_private_key(keys / f"{c.id}.key"))
+    # and nothing the server wrote (the run, the hub) holds a private key
+    for root in (run_dir, hub):
+        for path in root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert b"PRIVATE KEY" not in data, path
+                assert not any(raw in data for raw in private.values()), path
 
 
 def test_local_only_strategy_runs(tmp_path):

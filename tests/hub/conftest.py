@@ -12,7 +12,14 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
-from fednet.hub import HubClient, HubStore, Manifest, create_app, generate_private_key
+from fednet.hub import (
+    HubClient,
+    HubStore,
+    Manifest,
+    create_app,
+    encode_public_key,
+    generate_private_key,
+)
 from fednet.hub.keys import Ed25519PrivateKey
 
 from ..loopback import serving as running
@@ -109,6 +116,8 @@ def hub_url(store: HubStore, serve_store: Callable[..., Any]) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(hub_url: str) -> Iterator[HubClient]:
-    with HubClient(hub_url, token=WRITE_TOKEN, timeout=5.0) as hub:
+def client(hub_url: str, key: Ed25519PrivateKey) -> Iterator[HubClient]:
+    """A writer and reader that pinned ``key`` for owner ``client-1`` only."""
+    trust = {"client-1": [encode_public_key(key)]}
+    with HubClient(hub_url, token=WRITE_TOKEN, timeout=5.0, trust=trust) as hub:
         yield hub

@@ -151,7 +151,13 @@ def test_cli_hub_push_ls_show_pull_verify(
     assert "spam-0-shared@v1" in listing and "sms-spam" in listing and "yes" in listing
     assert main(["hub", "show", "news-0-shared@1", "--hub", hub]) == 0
     assert json.loads(capsys.readouterr().out)["task"] == "bbc-news"
-    assert main(["hub", "pull", "news-0-shared", str(tmp_path / "pulled"), "--hub", hub]) == 0
+    pull = ["hub", "pull", "news-0-shared", str(tmp_path / "pulled"), "--hub", hub]
+    assert main(pull) == 2  # news-0's key is not pinned: the reader fails closed
+    assert "owner 'news-0'" in capsys.readouterr().err
+    assert not (tmp_path / "pulled").exists()
+    assert main(["trust", "add", "news-0", str(tmp_path / "k" / "news-0.pub")]) == 0
+    assert "pinned news-0 SHA256:" in capsys.readouterr().out
+    assert main(pull) == 0
     assert (tmp_path / "pulled" / "head.safetensors").is_file()
     capsys.readouterr()
     # a single adapter directory, signed with a given key
@@ -182,7 +188,13 @@ def test_cli_hub_push_ls_show_pull_verify(
             "tiny-bert",
             "business",
         )
-        assert main(["hub", "verify", "--hub", hub]) == 0
+        capsys.readouterr()
+        assert main(["hub", "verify", "--hub", hub]) == 1  # only news-0 is pinned so far
+        assert "owner 'spam-0'" in capsys.readouterr().out
+        assert main(["hub", "verify", "--hub", hub, "--tofu"]) == 0  # pins and writes them
+        assert main(["trust", "ls"]) == 0
+        pinned = capsys.readouterr().out
+        assert all(f"{o} " in pinned for o in ("me", "news-0", "spam-0")) and "tofu" in pinned
         blob = store.blob_path(mine.files["head.safetensors"])
         blob.write_bytes(b"tampered")
     capsys.readouterr()

@@ -144,8 +144,11 @@ def test_owner_key_is_pinned_on_first_use(
     store.publish(adapter_dir, make_draft(), key)
     with pytest.raises(UntrustedKeyError, match="owner 'client-1' is pinned"):
         store.publish(adapter_dir, make_draft(name="fresh-name"), other_key)
-    store.publish(adapter_dir, make_draft(owner="client-2"), other_key)
-    assert store.list_versions("sst2-lora") == [1, 2]
+    # another owner may not take over the name either: it is bound to client-1's key
+    with pytest.raises(UntrustedKeyError, match="bound to owner 'client-1'"):
+        store.publish(adapter_dir, make_draft(owner="client-2"), other_key)
+    store.publish(adapter_dir, make_draft(name="other-name", owner="client-2"), other_key)
+    assert store.list_versions("sst2-lora") == [1]
 
 
 def test_trusted_keys_registry(
@@ -159,9 +162,9 @@ def test_trusted_keys_registry(
     with HubStore(tmp_path / "hub", trusted_keys=registry) as hub:
         hub.publish(adapter_dir, make_draft(), key)
         with pytest.raises(UntrustedKeyError, match="not trusted"):
-            hub.publish(adapter_dir, make_draft(), other_key)
+            hub.publish(adapter_dir, make_draft(name="fresh-name"), other_key)
         with pytest.raises(UntrustedKeyError, match="no trusted key"):
-            hub.publish(adapter_dir, make_draft(owner="client-9"), key)
+            hub.publish(adapter_dir, make_draft(name="fresh-name", owner="client-9"), key)
         assert hub.owner_key("client-1") is None  # the registry, not first use, decides
 
 
@@ -258,26 +261,27 @@ def test_verify_collects_every_problem(
         store.fetch("two", 1, store.root / "x")
 
 
-def test_peers_heartbeat_and_timeout(tmp_path: Path) -> None:
+def test_peers_heartbeat_and_timeout(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     now = [1000.0]
+    own = {"owner": "client-1", "key": key}
     with HubStore(tmp_path / "hub", peer_timeout=30.0, clock=lambda: now[0]) as hub:
-        peer = hub.register_peer("peer-a", "http://a:9000", "tiny-bert", ["sst2-lora"])
+        peer = hub.register_peer("peer-a", "http://a:9000", "tiny-bert", ["sst2-lora"], **own)
         assert peer.up and peer.adapters == ("sst2-lora",)
-        hub.register_peer("peer-b", "http://b:9000", "tiny-bert")
+        hub.register_peer("peer-b", "http://b:9000", "tiny-bert", **own)
         now[0] += 20
-        hub.heartbeat("peer-a")
+        hub.heartbeat("peer-a", **own)
         now[0] += 20
         states = {p.peer_id: p.up for p in hub.peers()}
         assert states == {"peer-a": True, "peer-b": False}
         assert [p.up for p in hub.peers(alive_within=60)] == [True, True]
         assert [p.up for p in hub.peers(alive_within=5)] == [False, False]
         with pytest.raises(NotFoundError, match="'ghost' is not registered"):
-            hub.heartbeat("ghost")
+            hub.heartbeat("ghost", **own)
         with pytest.raises(ValueError, match="`alive_within`"):
             hub.peers(alive_within=0)
         with pytest.raises(ValueError, match="`peer_id`"):
-            hub.register_peer("bad id", "http://x", "m")
-        updated = hub.register_peer("peer-b", "http://b2:9000", "tiny-bert", ["x"])
+            hub.register_peer("bad id", "http://x", "m", **own)
+        updated = hub.register_peer("peer-b", "http://b2:9000", "tiny-bert", ["x"], **own)
         assert updated.endpoint == "http://b2:9000" and updated.up
         assert len(hub.peers()) == 2
 

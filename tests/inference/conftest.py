@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from fednet.hub import HubStore
 from fednet.hub.db import adapters_table
-from fednet.hub.publish import publish_run
+from fednet.hub.publish import keys_dir_trust, publish_run
 
 from .fake_run import write_run
 
@@ -46,7 +46,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hub_store(run_dir: Path, tmp_path: Path) -> Iterator[HubStore]:
-    """A fresh store holding every adapter of the run (peers count as down after 2 s)."""
+    """A fresh store holding every adapter of the run (peers count as down after 2 s),
+    read with a trust store that pinned every publisher's key."""
     with HubStore(tmp_path / "hub", peer_timeout=2.0) as store:
         publish_run(run_dir, store, keys_dir=tmp_path / "keys")
+        store.trust = keys_dir_trust(tmp_path / "keys")
         yield store

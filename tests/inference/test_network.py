@@ -22,7 +22,8 @@ import pytest
 from fednet.cli import main as cli_main
 from fednet.errors import HubError
 from fednet.hub import HubClient, HubStore, create_app
-from fednet.hub.publish import publish_run
+from fednet.hub.publish import client_key, keys_dir_trust, publish_run
+from fednet.hub.trust import TrustStore
 from fednet.inference import AskConfig, Network, PeerConfig, PeerServer, owned_adapters
 from fednet.routing import LearnedRouter, RouterConfig, create_router
 
@@ -39,9 +40,15 @@ THREAD_PEERS = ("news-0", "spam-1", "tweets-0")
 class Env:
     def __init__(self, store: HubStore, url: str, peers: dict[str, PeerServer], root: Path):
         self.store, self.url, self.peers, self.root = store, url, peers, root
+        # the readers pinned every publisher's key (in memory, and in a file for the CLI)
+        self.trust = keys_dir_trust(root / "keys")
+        self.trust_file = root / "trust.json"
 
     def client(self) -> HubClient:
-        return HubClient(self.url, token=TOKEN, timeout=5.0)
+        return HubClient(self.url, token=TOKEN, timeout=5.0, trust=self.trust)
+
+    def network(self, **kwargs: Any) -> Network:
+        return Network(self.url, trust=self.trust, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +56,23 @@ def env(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env
     root = tmp_path_factory.mktemp("network")
     store = HubStore(root / "hub", peer_timeout=1.5)
     with serving(create_app(store, write_token=TOKEN)) as url:
-        with HubClient(url, token=TOKEN) as publisher:
+        with HubClient(url, token=TOKEN, trust={}) as publisher:
             publish_run(run_dir, publisher, keys_dir=root / "keys")
+        trust = keys_dir_trust(root / "keys")
+        file = TrustStore(root / "trust.json")
+        for owner, keys in trust.as_mapping().items():
+            file.add(owner, keys[0])
         peers: dict[str, PeerServer] = {}
         try:
             for cid in THREAD_PEERS:
-                hub = HubClient(url, token=TOKEN, timeout=5.0)
+                hub = HubClient(url, token=TOKEN, timeout=5.0, trust=trust)
                 peers[cid] = PeerServer(
                     hub,
                     peer_id=cid,
                     adapters=owned_adapters(hub, cid),
                     config=PeerConfig(heartbeat_s=0.3),
                     cache_dir=root / "cache" / cid,
+                    key=client_key(root / "keys", cid),
                 )
                 peers[cid].start()
             yield Env(store, url, peers, root)
@@ -74,7 +86,7 @@ def test_publish_route_cascade_ensemble_answer(env: Env) -> None:
     with env.client() as hub:
         assert [(p.peer_id, p.up) for p in hub.peers()] == [(c, True) for c in THREAD_PEERS]
         assert len(hub.list()) == 8
-    with Network(env.url) as net:
+    with env.network() as net:
         assert len(net.refresh()) == 6  # three live peers, two adapters each
         spam = net.ask(SPAM)
         assert spam.task == "sms-spam" and spam.label in ("ham", "spam")
@@ -90,21 +102,29 @@ def test_publish_route_cascade_ensemble_answer(env: Env) -> None:
         assert len(every.answered_by) == 6 and every.mode == "ensemble"
         assert sum(every.votes.values()) > 0 and every.label in every.votes
     # local mode runs the same signed adapters in-process: the same answer
-    with Network(env.url, local=True, cache_dir=env.root / "local") as local:
+    with env.network(local=True, cache_dir=env.root / "local") as local:
         mine = local.ask(SPAM, k=1)
         assert mine.calls[0].peer_id == "local"
         assert mine.calls[0].adapter == "spam-0-personalized"  # not served: no peer bias
+        served = [c for c in local.refresh() if c.adapter == "spam-1-personalized"]
+        same = local.ask(SPAM, k=1, candidates=served)
         remote = httpx.post(
-            f"{env.peers['news-0'].url}/v1/classify",
-            json={"texts": [SPAM], "adapter": "spam-0-personalized"},
+            f"{env.peers['spam-1'].url}/v1/classify",
+            json={"texts": [SPAM], "adapter": "spam-1-personalized"},
         ).json()
-        assert remote["labels"] == [mine.label]
-        assert remote["confidences"][0] == pytest.approx(mine.confidence, abs=1e-5)
+        assert remote["labels"] == [same.label]
+        assert remote["confidences"][0] == pytest.approx(same.confidence, abs=1e-5)
+    # a peer answers only for the adapters it registered
+    refused = httpx.post(
+        f"{env.peers['news-0'].url}/v1/classify",
+        json={"texts": [SPAM], "adapter": "spam-0-personalized"},
+    )
+    assert refused.status_code == 404 and "does not serve" in refused.json()["error"]
 
 
 def test_learned_router_takes_feedback(env: Env) -> None:
     config = AskConfig(router=RouterConfig(name="learned"))
-    with Network(env.url, config=config) as net:
+    with env.network(config=config) as net:
         answer = net.ask(TWEET)
         assert answer.decision.router == "learned"
         router = net.router
@@ -130,7 +150,7 @@ def test_peer_refuses_bad_requests_clearly(env: Env) -> None:
         ({"texts": ["  "]}, 400, "`texts[0]` is empty"),
         ({"texts": ["x" * 2001]}, 413, "2001 characters; the limit is 2000"),
         ({"texts": ["x"] * 65}, 413, "65 texts exceed the limit of 64"),
-        ({"texts": ["x"], "adapter": "ghost"}, 404, "'ghost' not found"),
+        ({"texts": ["x"], "adapter": "ghost"}, 404, "does not serve adapter 'ghost'"),
         ({"texts": ["x"], "version": "v9"}, 400, "`version` must be a positive integer"),
         ({"text": "x"}, 400, "invalid request"),
     ]
@@ -191,6 +211,10 @@ def test_peer_killed_mid_query(env: Env) -> None:
         "0.3",
         "--cache-dir",
         str(env.root / "cache" / "spam-0"),
+        "--key",
+        str(env.root / "keys" / "spam-0.key"),
+        "--trust-file",
+        str(env.trust_file),
     ]
     log = (env.root / "spam-0.log").open("wb")
     proc = subprocess.Popen(
@@ -208,7 +232,7 @@ def test_peer_killed_mid_query(env: Env) -> None:
             assert time.monotonic() < deadline, "peer subprocess did not start"
             time.sleep(0.2)
         config = AskConfig(router=RouterConfig(name="prior", top_k=3), confidence_threshold=0.0)
-        with Network(env.url, config=config) as net:
+        with env.network(config=config) as net:
             net.router = create_router("prior", config=config.router)
             assert [c.peer_id for c in net.refresh()].count("spam-0") == 2
             threading.Timer(0.5, proc.kill).start()  # while the query waits in its batch
@@ -231,10 +255,13 @@ def test_peer_killed_mid_query(env: Env) -> None:
 
 
 def test_cli_ask_and_ls(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["ask", TWEET, "--hub", env.url, "--json"]) == 0
+    assert cli_main(["ask", TWEET, "--hub", env.url, "--json"]) == 2  # nothing pinned: refused
+    assert "no adapter on the hub is signed by a trusted key" in capsys.readouterr().err
+    trusted = ["--trust-file", str(env.trust_file)]
+    assert cli_main(["ask", TWEET, "--hub", env.url, "--json", *trusted]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["task"] == "tweets-sentiment" and out["calls"][0]["peer_id"] == "tweets-0"
-    assert cli_main(["hub", "ls", "--hub", env.url, "--peers"]) == 0
+    assert cli_main(["hub", "ls", "--hub", env.url, "--peers", *trusted]) == 0
     assert "tweets-0" in capsys.readouterr().out
     assert cli_main(["ask", "", "--hub", env.url]) == 2
     assert "query is empty" in capsys.readouterr().err
@@ -263,24 +290,23 @@ def test_tampered_blob_and_bad_signature(env: Env) -> None:
     blob = env.store.blob_path(m.files["adapter_model.safetensors"])
     blob.write_bytes(blob.read_bytes()[:-2] + b"!!")
     break_signature(env.store, "tweets-0-shared")
+    # a peer never hot-loads an adapter it did not register, damaged or not
     url = env.peers["news-0"].url
-    tampered = httpx.post(
-        f"{url}/v1/classify", json={"texts": ["x"], "adapter": "spam-0-shared"}, timeout=10
-    )
-    assert tampered.status_code == 409
-    assert "'adapter_model.safetensors' is tampered" in tampered.json()["error"]
-    forged = httpx.post(
-        f"{url}/v1/classify", json={"texts": ["x"], "adapter": "tweets-0-shared"}, timeout=10
-    )
-    assert forged.status_code == 409 and "does not verify" in forged.json()["error"]
+    for name in ("spam-0-shared", "tweets-0-shared"):
+        refused = httpx.post(
+            f"{url}/v1/classify", json={"texts": ["x"], "adapter": name}, timeout=10
+        )
+        assert refused.status_code == 404 and "does not serve" in refused.json()["error"]
     # locally, the damaged adapters are skipped with the reason in the provenance
     config = AskConfig(router=RouterConfig(top_k=8), confidence_threshold=1.0)
-    with Network(env.url, local=True, config=config, cache_dir=env.root / "l2") as net:
+    with env.network(local=True, config=config, cache_dir=env.root / "l2") as net:
         answer = net.ask(SPAM)
+        # a manifest whose signature does not verify is never routed to
+        assert "does not verify" in net.untrusted["tweets-0-shared"]
     errors = {c.adapter: c.error for c in answer.calls if not c.ok}
     assert "is tampered" in str(errors["spam-0-shared"])
     assert "is tampered" in str(errors["spam-1-shared"])
-    assert "does not verify" in str(errors["tweets-0-shared"])
+    assert "tweets-0-shared" not in {c.adapter for c in answer.calls}
     assert len(answer.answered_by) == 5
     with env.client() as hub:
         assert {p.peer_id for p in hub.peers() if p.up} >= set(THREAD_PEERS)

@@ -49,8 +49,11 @@ def test_local_candidates_carry_manifest_and_sketch(hub: HubStore) -> None:
 
 
 def test_peer_candidates_only_for_live_peers(hub: HubStore) -> None:
-    hub.register_peer("p1", "http://127.0.0.1:9001", "tiny-bert", ["spam-0-shared", "nope"])
-    hub.register_peer("p2", "http://127.0.0.1:9002", "minilm-l6", ["news-0-shared"])
+    from fednet.hub import generate_private_key
+
+    own = {"owner": "p1", "key": generate_private_key()}
+    hub.register_peer("p1", "http://127.0.0.1:9001", "tiny-bert", ["spam-0-shared", "nope"], **own)
+    hub.register_peer("p2", "http://127.0.0.1:9002", "minilm-l6", ["news-0-shared"], **own)
     cands = candidates_from_hub(hub, costs={"p1": 3.0}, latencies={"p1/spam-0-shared": 0.2})
     # unknown adapters and adapters of another base model are not candidates
     assert [(c.key, c.endpoint, c.cost, c.latency_s) for c in cands] == [

@@ -1,0 +1,78 @@
+"""A server that asks clients to sign: it can only get what each client checked.
+
+The releases come from a small real run (tiny-bert adapters); the client side is
+:func:`fednet.federation.signing.sign_release`, as the ClientApp runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from flwr.app import ConfigRecord
+
+from fednet.config import ClientConfig
+from fednet.errors import SignatureError
+from fednet.federation.signing import read_signed, release_record, sign_release
+from fednet.hub import HubStore, encode_public_key, generate_private_key
+from fednet.hub.manifest import Manifest
+from fednet.hub.publish import client_releases, publish_signed_run
+
+SPAM0 = ClientConfig(
+    id="spam-0", dataset="sms-spam", base_model="tiny-bert", lora_rank=2
+)  # as in the run
+
+
+def test_the_client_signs_its_own_release_and_the_server_forwards_it(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    key = generate_private_key()
+    releases = client_releases(run_dir, "spam-0")
+    assert {m.kind for m, _ in releases} == {"shared", "personalized"}
+    reply = sign_release(release_record(releases), SPAM0, key)
+    signed = read_signed(reply, releases, "spam-0")
+    assert {m.owner_public_key for m in signed} == {encode_public_key(key)}
+    with HubStore(tmp_path / "hub") as hub:
+        for manifest, (_, files) in zip(signed, releases, strict=True):
+            assert hub.publish_signed(manifest, files).owner == "spam-0"
+
+
+@pytest.mark.parametrize("who", ["news-0", "spam-1"])
+def test_a_client_refuses_to_sign_another_clients_release(run_dir: Path, who: str) -> None:
+    releases = client_releases(run_dir, who, kinds=("shared",))
+    with pytest.raises(ValueError, match="refuses to sign.*not 'spam-0"):
+        sign_release(release_record(releases), SPAM0, generate_private_key())
+
+
+def test_a_client_refuses_weights_that_do_not_match_the_manifest(run_dir: Path) -> None:
+    (manifest, files), *_ = client_releases(run_dir, "spam-0", kinds=("shared",))
+    swapped = {**files, "adapter_model.safetensors": files["adapter_model.safetensors"][:-1]}
+    with pytest.raises(ValueError, match="adapter_model.safetensors"):
+        sign_release(release_record([(manifest, swapped)]), SPAM0, generate_private_key())
+    other_task = dataclasses.replace(manifest, task="bbc-news")
+    with pytest.raises(ValueError, match="task is 'bbc-news'"):
+        sign_release(release_record([(other_task, files)]), SPAM0, generate_private_key())
+
+
+def test_the_server_checks_what_came_back(run_dir: Path) -> None:
+    releases = client_releases(run_dir, "spam-0", kinds=("shared",))
+    reply = sign_release(release_record(releases), SPAM0, generate_private_key())
+    signed = Manifest.from_json(str(reply["shared"]))
+    # a signature over another manifest (here: better metrics) is not what was asked
+    forged = dataclasses.replace(releases[0][0], metrics={"accuracy": 1.0})
+    from fednet.hub.keys import sign_manifest
+
+    other = sign_manifest(forged, generate_private_key())
+    with pytest.raises(SignatureError, match="other than the one asked"):
+        read_signed(ConfigRecord({"shared": other.to_json()}), releases, "spam-0")
+    with pytest.raises(SignatureError, match="does not verify"):
+        tampered = dataclasses.replace(signed, round=99).to_json()
+        read_signed(ConfigRecord({"shared": tampered}), releases, "spam-0")
+    with pytest.raises(SignatureError, match="did not sign"):
+        read_signed(ConfigRecord({}), releases, "spam-0")
+
+
+def test_hub_push_of_a_run_needs_its_clients_signatures(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no client-signed manifests"):
+        publish_signed_run(run_dir, tmp_path / "hub")
