@@ -162,6 +162,8 @@ def make_client_app(
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         personal = bool(conf.get("personalize", 0))
         steps = int(conf.get("steps", rt.client.local_steps))
+        frozen_a = bool(conf.get(P.FROZEN_A_KEY, 0))
+        rt.model.freeze_lora_a(frozen_a)
         ledger = _state_dir(context, state_dir) / rt.client.id / "ledger.json"
         try:
             res = PrivateRound(rt, ledger_path=ledger).run(
@@ -184,9 +186,10 @@ def make_client_app(
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
         metrics["wall-s"] = time.perf_counter() - started  # the client's own time this round
+        lora = {k: v for k, v in res.lora.items() if not (frozen_a and ".lora_A." in k)}
         content = RecordDict(
             {
-                P.LORA: P.to_wire(res.lora, wire),
+                P.LORA: P.to_wire(lora, wire),
                 P.HEAD: P.to_wire(res.head, wire),
                 P.METRICS: MetricRecord(metrics),  # type: ignore[arg-type]
             }

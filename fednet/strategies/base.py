@@ -37,6 +37,9 @@ class RoundOutcome:
     bytes_up: dict[str, int] = field(default_factory=dict)
     bytes_down: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    events: list[dict] = field(default_factory=list)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    contributions: list[dict] = field(default_factory=list)
 
 
 RoundHook = Callable[[RoundOutcome], None]
@@ -67,11 +70,29 @@ class FednetStrategy(Strategy):
         self.bytes_up: dict[str, int] = {}
         self.bytes_down: dict[str, int] = {}
         self.refusals: dict[str, str] = {}
+        self.events: list[dict] = []
+        self.diagnostics: dict[str, float] = {}
 
     def reset_round(self) -> None:
-        """Clear the per-round byte counters."""
+        """Clear the per-round byte counters, events and diagnostics."""
         self.bytes_up.clear()
         self.bytes_down.clear()
+        self.events.clear()
+        self.diagnostics.clear()
+
+    def log_event(self, server_round: int, client_id: str, status: str, stage: str, **info: object):
+        """Record what happened to one client's update this round (with its reason).
+
+        ``status`` is ``rejected`` (not aggregated), ``clipped`` or ``down-weighted``
+        (aggregated with less weight); ``stage`` names the check that decided.
+        """
+        self.events.append(
+            {"round": server_round, "client": client_id, "status": status, "stage": stage, **info}
+        )
+
+    def contributions(self, server_round: int, arrays: ArrayRecord) -> list[dict]:
+        """Per-client contribution records of the round just aggregated (none by default)."""
+        return []
 
     # -- discovery -----------------------------------------------------------
     def discover(self, grid: Grid, *, min_nodes: int, timeout: float) -> dict[int, ClientProfile]:
@@ -206,6 +227,9 @@ class FednetStrategy(Strategy):
                         dict(self.bytes_up),
                         dict(self.bytes_down),
                         time.monotonic() - t0,
+                        events=list(self.events),
+                        diagnostics=dict(self.diagnostics),
+                        contributions=self.contributions(rnd, arrays),
                     )
                 )
         return result
