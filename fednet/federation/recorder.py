@@ -5,7 +5,11 @@
 - ``rounds/<r>/<base-model>/<task>/``: the round's aggregated adapter in PEFT
   format with the task head beside it;
 - ``personalized/<client-id>/``: each client's personalised adapter and head;
-- ``summary.json``: the final metrics and the bytes communicated.
+- ``summary.json``: the final metrics, the bytes communicated, and every
+  update that was rejected, clipped or down-weighted, with its reason;
+- ``contributions.json``: the contribution ledger, one row per client and round
+  (accepted or not, cosine to the aggregate, contribution estimate and its
+  method; see :mod:`fednet.strategies.contribution`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ def base_model_nbytes(base_model: str) -> int:
 
     model = create_base_model(base_model)
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class RunRecorder:
@@ -107,6 +115,22 @@ class RunRecorder:
             w.add_scalar(f"bytes-down/{client}", n, r)
         w.add_scalar("bytes-up/total", sum(outcome.bytes_up.values()), r)
         w.add_scalar("bytes-down/total", sum(outcome.bytes_down.values()), r)
+        for key, value in outcome.diagnostics.items():  # e.g. svd-energy/<group>
+            w.add_scalar(key, value, r)
+        for status in ("rejected", "clipped", "down-weighted"):
+            w.add_scalar(
+                f"updates-{status}/total",
+                sum(e["status"] == status for e in outcome.events),
+                r,
+            )
+        for e in outcome.events:
+            w.add_scalar(f"updates-{e['status']}/{e['client']}", 1.0, r)
+            w.add_text(f"update-events/{e['client']}", f"{e['stage']}: {e.get('detail', '')}", r)
+        for row in outcome.contributions:
+            if row.get("contribution") is not None:
+                w.add_scalar(f"contribution/{row['client']}", row["contribution"], r)
+            if row.get("cosine") is not None:
+                w.add_scalar(f"cosine-to-aggregate/{row['client']}", row["cosine"], r)
         w.flush()
         self.save_state(
             self.run_dir / "rounds" / str(r), GlobalState.from_arrayrecord(outcome.arrays)
@@ -119,14 +143,25 @@ class RunRecorder:
                 "bytes_up": outcome.bytes_up,
                 "bytes_down": outcome.bytes_down,
                 "wall_s": outcome.wall_s,
+                "events": outcome.events,
+                "diagnostics": outcome.diagnostics,
+                "contributions": outcome.contributions,
             }
         )
+        write_json_atomic(self.run_dir / "contributions.json", self.contribution_ledger())
         logger.info(
             "round %s: accuracy %.4f (weighted), %.4f (mean of clients)",
             r,
             ev.get("accuracy", float("nan")),
             ev.get("accuracy-mean", float("nan")),
         )
+
+    def contribution_ledger(self) -> dict[str, Any]:
+        """Every round's contribution rows, as ``contributions.json`` holds them."""
+        return {
+            "method": "gradient-projection",
+            "rows": [row for h in self.history for row in h.get("contributions", [])],
+        }
 
     def epsilon_of(self, client_id: str, personalized: dict[str, dict[str, float]]) -> float | None:
         """The last ε the client reported (its ledger composes every release)."""
@@ -144,6 +179,7 @@ class RunRecorder:
         last: dict[str, Any] = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
         rounds = max(1, len(self.history))
+        events = [e for h in self.history for e in h.get("events", [])]
         clients: dict[str, Any] = {}
         for cid, p in sorted(self.profiles.items()):
             up = sum(h["bytes_up"].get(cid, 0) for h in self.history)
@@ -161,6 +197,17 @@ class RunRecorder:
                 "bytes_up_per_round": up / rounds,
                 "epsilon": self.epsilon_of(cid, personalized),
                 "refused": (refusals or {}).get(cid),
+                "updates_rejected": sum(
+                    e["client"] == cid and e["status"] == "rejected" for e in events
+                ),
+                "contribution_mean": _mean(
+                    [
+                        r["contribution"]
+                        for h in self.history
+                        for r in h.get("contributions", [])
+                        if r["client"] == cid and r.get("contribution") is not None
+                    ]
+                ),
             }
         bases = sorted({p.base_model for p in self.profiles.values()})
         full = {b: base_model_nbytes(b) for b in bases}
@@ -200,6 +247,9 @@ class RunRecorder:
                 ),
                 "sketch_epsilon": self.cfg.privacy.sketch_epsilon,
             },
+            "robust": self.cfg.strategy.robust,
+            "rank_aggregation": self.cfg.strategy.rank_aggregation,
+            "update_events": events,
             "history": self.history,
             "wall_s": time.time() - self.started,
         }

@@ -364,6 +364,51 @@ class FedLoRA(FednetStrategy):
             }
         return new
 
+    def contributions(self, server_round: int, arrays: ArrayRecord) -> list[dict]:
+        """The contribution ledger's rows for this round (see
+        :mod:`fednet.strategies.contribution`): every validated update, marked
+        accepted or with the wrappers' decision, and every rejected reply."""
+        from fednet.strategies.contribution import contribution_rows
+
+        decided: dict[str, dict] = {}
+        for e in self.events:  # the last decision about a client wins
+            decided[e["client"]] = e
+        excluded = {c for c, e in decided.items() if e["status"] == "rejected"}
+        rows = []
+        if self.last_accepted:
+            after = GlobalState.from_arrayrecord(arrays)
+            rows = contribution_rows(
+                server_round,
+                self._state_for_round,
+                after,
+                [(p, lora, head) for p, lora, head, _ in self.last_accepted],
+                group_of=self.group_of,
+                excluded=excluded,
+                complete=lambda p, lora: self.with_frozen_a(p, lora, self._state_for_round),
+            )
+        seen = {r["client"] for r in rows}
+        for r in rows:
+            e = decided.get(r["client"])
+            r["status"] = e["status"] if e else "accepted"
+            r["reasons"] = list(e.get("reasons", [])) if e else []
+        for cid, e in sorted(decided.items()):
+            if cid not in seen:
+                rows.append(
+                    {
+                        "round": server_round,
+                        "client": cid,
+                        "group": e.get("group"),
+                        "status": e["status"],
+                        "reasons": list(e.get("reasons", [])),
+                        "weight": 0.0,
+                        "update_norm": None,
+                        "cosine": None,
+                        "contribution": None,
+                        "method": "gradient-projection",
+                    }
+                )
+        return rows
+
     def _train_metrics(self, accepted: list) -> MetricRecord:
         out: dict[str, float] = {"clients": float(len(accepted))}
         total = sum(p.num_examples for p, *_ in accepted)
