@@ -52,6 +52,12 @@ def _check(cond: bool, key: str, expected: str, value: Any) -> None:
 LORA_GROUPINGS = ("base-model", "task")
 """Values of ``strategy.lora-grouping`` (see :mod:`fednet.strategies.state`)."""
 
+RANK_AGGREGATIONS = ("rank-wise", "zero-pad", "fedit", "svd", "frozen-a")
+"""Values of ``strategy.rank-aggregation`` (see :mod:`fednet.lora.aggregate`)."""
+
+ROBUST_RULES = ("none", "norm-bound", "trimmed-mean", "median", "multi-krum")
+"""Values of ``strategy.robust`` (see :mod:`fednet.strategies.robust`)."""
+
 WIRE_DTYPES = ("float32", "float16")
 """Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
 
@@ -122,9 +128,28 @@ class StrategyConfig:
     name : str
         Registered strategy name (see ``fednet.strategies.available_strategies``).
     rank_aggregation : str
-        How factors of different ranks are combined: ``"rank-wise"`` averages each
-        rank slice over the clients that have it; ``"zero-pad"`` pads every update to
-        the largest rank with zeros and averages all of them (HetLoRA's padding).
+        How a group's LoRA factors are combined (see :mod:`fednet.lora.aggregate`).
+        FedIT's separate averaging of A and B, which is inexact: ``"rank-wise"``
+        (default) averages each rank slice over the clients that have it;
+        ``"fedit"`` (alias ``"zero-pad"``) pads every update to the largest rank with
+        zeros and averages all of them. Exact: ``"svd"`` (FlexLoRA) averages the
+        products ``B A`` and factors them back by truncated SVD; ``"frozen-a"``
+        (FFA-LoRA) keeps A at its seeded initialisation and trains and sends B only.
+    robust : str
+        Robust aggregation wrapper: ``"none"`` (default), ``"norm-bound"``,
+        ``"trimmed-mean"``, ``"median"`` or ``"multi-krum"`` (see
+        :mod:`fednet.strategies.robust`).
+    norm_bound_multiple : float
+        ``norm-bound`` scales every update longer than this multiple of the round's
+        median update norm (per LoRA group) back to it; >= 1.
+    trim_fraction : float
+        ``trimmed-mean`` drops this fraction of the values at each end of every
+        coordinate, in [0, 0.5).
+    krum_byzantine : int
+        ``multi-krum``: ``f``, the number of malicious clients per LoRA group to
+        tolerate; >= 0.
+    krum_select : int
+        ``multi-krum``: how many updates of a group to average; 0 means ``n - f``.
     fraction_train : float
         Fraction of connected clients sampled each round, in (0, 1].
     min_clients : int
@@ -144,14 +169,39 @@ class StrategyConfig:
     fraction_train: float = 1.0
     min_clients: int = 0
     round_timeout: float = 3600.0
+    robust: str = "none"
+    norm_bound_multiple: float = 3.0
+    trim_fraction: float = 0.2
+    krum_byzantine: int = 1
+    krum_select: int = 0
 
     def __post_init__(self) -> None:
         _check(
-            self.rank_aggregation in ("rank-wise", "zero-pad"),
+            self.rank_aggregation in RANK_AGGREGATIONS,
             "strategy.rank-aggregation",
-            "'rank-wise' or 'zero-pad'",
+            "one of " + ", ".join(repr(m) for m in RANK_AGGREGATIONS),
             self.rank_aggregation,
         )
+        _check(
+            self.robust in ROBUST_RULES,
+            "strategy.robust",
+            "one of " + ", ".join(repr(m) for m in ROBUST_RULES),
+            self.robust,
+        )
+        _check(
+            math.isfinite(self.norm_bound_multiple) and self.norm_bound_multiple >= 1.0,
+            "strategy.norm-bound-multiple",
+            ">= 1",
+            self.norm_bound_multiple,
+        )
+        _check(
+            0.0 <= self.trim_fraction < 0.5,
+            "strategy.trim-fraction",
+            "in [0, 0.5)",
+            self.trim_fraction,
+        )
+        _check(self.krum_byzantine >= 0, "strategy.krum-byzantine", ">= 0", self.krum_byzantine)
+        _check(self.krum_select >= 0, "strategy.krum-select", ">= 0", self.krum_select)
         _check(
             0.0 < self.fraction_train <= 1.0,
             "strategy.fraction-train",

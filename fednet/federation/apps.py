@@ -255,6 +255,8 @@ def make_client_app(
         personal = bool(conf.get("personalize", 0))
         steps = int(conf.get("steps", rt.client.local_steps))
         state = _state_dir(context, state_dir, rt.cfg)
+        frozen_a = bool(conf.get(P.FROZEN_A_KEY, 0))
+        rt.model.freeze_lora_a(frozen_a)
         try:
             res = PrivateRound(rt, state_dir=state).run(
                 server_round=rnd,
@@ -274,7 +276,8 @@ def make_client_app(
         metrics = _release(rt, state, "train", rnd, metrics)
         content = RecordDict({P.METRICS: MetricRecord(metrics)})  # type: ignore[arg-type]
         if res.lora is not None and res.head is not None:
-            content[P.LORA] = P.to_wire(res.lora, wire)
+            lora = {k: v for k, v in res.lora.items() if not (frozen_a and ".lora_A." in k)}
+            content[P.LORA] = P.to_wire(lora, wire)
             content[P.HEAD] = P.to_wire(res.head, wire)
         if res.sketch is not None:
             content[P.SKETCH] = ArrayRecord(res.sketch)

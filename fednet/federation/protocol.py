@@ -62,6 +62,7 @@ __all__ = [
     "record_nbytes",
     "WIRE_DTYPES",
     "WIRE_DTYPE_KEY",
+    "FROZEN_A_KEY",
     "wire_dtype",
     "to_wire",
     "from_wire",
@@ -81,6 +82,8 @@ RELEASE = "release"  # server -> client: manifests (and files) to sign
 SIGNED = "signed"  # client -> server: the manifests it signed
 
 WIRE_DTYPE_KEY = "wire-dtype"
+FROZEN_A_KEY = "frozen-a"
+"""Message-config flag (0/1): the client keeps LoRA A fixed and replies with B only."""
 WIRE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in config.WIRE_DTYPES}
 
 HEAD_KEYS = frozenset({"head.weight", "head.bias"})

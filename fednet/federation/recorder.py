@@ -9,6 +9,11 @@
   data figures (rows read, kept, dropped by reason, duplicates, encoding), every
   client that failed with its reasons, and whether enough clients finished
   (``complete``: at least ``strategy.min-clients``, and at least one).
+- ``summary.json``: the final metrics, the bytes communicated, and every
+  update that was rejected, clipped or down-weighted, with its reason;
+- ``contributions.json``: the contribution ledger, one row per client and round
+  (accepted or not, cosine to the aggregate, contribution estimate and its
+  method; see :mod:`fednet.strategies.contribution`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ def base_model_nbytes(base_model: str) -> int:
 
     model = create_base_model(base_model)
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class RunRecorder:
@@ -113,6 +122,22 @@ class RunRecorder:
             w.add_scalar(f"bytes-down/{client}", n, r)
         w.add_scalar("bytes-up/total", sum(outcome.bytes_up.values()), r)
         w.add_scalar("bytes-down/total", sum(outcome.bytes_down.values()), r)
+        for key, value in outcome.diagnostics.items():  # e.g. svd-energy/<group>
+            w.add_scalar(key, value, r)
+        for status in ("rejected", "clipped", "down-weighted"):
+            w.add_scalar(
+                f"updates-{status}/total",
+                sum(e["status"] == status for e in outcome.events),
+                r,
+            )
+        for e in outcome.events:
+            w.add_scalar(f"updates-{e['status']}/{e['client']}", 1.0, r)
+            w.add_text(f"update-events/{e['client']}", f"{e['stage']}: {e.get('detail', '')}", r)
+        for row in outcome.contributions:
+            if row.get("contribution") is not None:
+                w.add_scalar(f"contribution/{row['client']}", row["contribution"], r)
+            if row.get("cosine") is not None:
+                w.add_scalar(f"cosine-to-aggregate/{row['client']}", row["cosine"], r)
         w.flush()
         self.save_state(
             self.run_dir / "rounds" / str(r), GlobalState.from_arrayrecord(outcome.arrays)
@@ -125,14 +150,25 @@ class RunRecorder:
                 "bytes_up": outcome.bytes_up,
                 "bytes_down": outcome.bytes_down,
                 "wall_s": outcome.wall_s,
+                "events": outcome.events,
+                "diagnostics": outcome.diagnostics,
+                "contributions": outcome.contributions,
             }
         )
+        write_json_atomic(self.run_dir / "contributions.json", self.contribution_ledger())
         logger.info(
             "round %s: accuracy %.4f (weighted), %.4f (mean of clients)",
             r,
             ev.get("accuracy", float("nan")),
             ev.get("accuracy-mean", float("nan")),
         )
+
+    def contribution_ledger(self) -> dict[str, Any]:
+        """Every round's contribution rows, as ``contributions.json`` holds them."""
+        return {
+            "method": "gradient-projection",
+            "rows": [row for h in self.history for row in h.get("contributions", [])],
+        }
 
     def epsilon_of(
         self, client_id: str, personalized: dict[str, dict[str, float]], key: str = "epsilon"
@@ -202,6 +238,7 @@ class RunRecorder:
         last: dict[str, Any] = self.history[-1] if self.history else {"evaluate": {}, "round": 0}
         ev = last["evaluate"]
         rounds = max(1, len(self.history))
+        events = [e for h in self.history for e in h.get("events", [])]
         clients: dict[str, Any] = {}
         for cid, p in sorted(self.profiles.items()):
             up = sum(h["bytes_up"].get(cid, 0) for h in self.history)
@@ -224,6 +261,17 @@ class RunRecorder:
                 "data": p.data_report(),
                 "finished": cid in done,
                 "failures": failures.get(cid, []),
+                "updates_rejected": sum(
+                    e["client"] == cid and e["status"] == "rejected" for e in events
+                ),
+                "contribution_mean": _mean(
+                    [
+                        r["contribution"]
+                        for h in self.history
+                        for r in h.get("contributions", [])
+                        if r["client"] == cid and r.get("contribution") is not None
+                    ]
+                ),
             }
         for c in self.cfg.clients:
             if c.id not in clients:
@@ -279,6 +327,9 @@ class RunRecorder:
             "complete": len(done) >= need,
             "failed_clients": {w: f for w, f in sorted(failures.items())},
             "privacy": self.privacy_summary(),
+            "robust": self.cfg.strategy.robust,
+            "rank_aggregation": self.cfg.strategy.rank_aggregation,
+            "update_events": events,
             "history": self.history,
             "wall_s": time.time() - self.started,
         }

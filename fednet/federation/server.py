@@ -13,7 +13,7 @@ from fednet.config import FederationConfig
 from fednet.errors import ConfigError, UpdateRejectedError
 from fednet.federation import protocol as P
 from fednet.federation.recorder import RunRecorder
-from fednet.strategies import FednetStrategy, GlobalState, create_strategy
+from fednet.strategies import FednetStrategy, GlobalState, create_strategy, create_wrapper
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
 
@@ -30,7 +30,15 @@ logger = logging.getLogger(__name__)
 
 
 def build_strategy(cfg: FederationConfig) -> FednetStrategy:
-    """The strategy the preset names, wrapped by central DP when configured."""
+    """The strategy the preset names, wrapped by its robust rule and by central DP
+    (outermost) when configured."""
+    central = cfg.privacy.enabled and cfg.privacy.update_mode == "central"
+    if central and cfg.strategy.rank_aggregation == "frozen-a":
+        raise ConfigError(
+            "`strategy.rank-aggregation` 'frozen-a' does not yet compose with "
+            "`privacy.update-mode` 'central' (central DP would add noise to the fixed A); "
+            "use update-mode 'local' or another rank-aggregation"
+        )
     strategy = create_strategy(
         cfg.strategy.name,
         rank_aggregation=cfg.strategy.rank_aggregation,
@@ -41,7 +49,14 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
         lora_grouping=cfg.strategy.lora_grouping,
     )
     strategy.preset = cfg  # every client profile is checked against the preset
-    if cfg.privacy.enabled and cfg.privacy.update_mode == "central":
+    strategy = create_wrapper(cfg.strategy.robust, strategy, cfg.strategy)
+    if central and not getattr(strategy, "composes_with_central_dp", True):
+        raise ConfigError(
+            f"`strategy.robust` {cfg.strategy.robust!r} replaces the mean that central DP "
+            "noises, so it cannot run under `privacy.update-mode` 'central'; "
+            "use 'norm-bound' or 'multi-krum'"
+        )
+    if central:
         from fednet.privacy.randomness import noise_source
         from fednet.strategies.dp_central import CentralDP
 
@@ -147,6 +162,7 @@ def personalize(
         except UpdateRejectedError as e:
             strategy.fail(p.client_id, "personalize", str(e))
             continue
+        lora = strategy.with_frozen_a(p, lora, state)
         metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]
         out[p.client_id] = metrics
         save_adapter(

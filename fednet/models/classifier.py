@@ -64,6 +64,16 @@ class LoraClassifier(nn.Module):
         """LoRA factors and head parameters: the only weights that train."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def freeze_lora_a(self, frozen: bool) -> None:
+        """Keep every LoRA A factor fixed (``frozen``) or let it train again.
+
+        FFA-LoRA (Sun et al., ICLR 2024, https://arxiv.org/abs/2403.12313) trains
+        only B, on an A shared by the whole group, so the group's average is exact.
+        """
+        for name, param in self.encoder.named_parameters():
+            if ".lora_A." in name:
+                param.requires_grad_(not frozen)
+
     # -- state that travels --------------------------------------------------
     def lora_state(self) -> dict[str, torch.Tensor]:
         return get_lora_state(self.encoder)

@@ -40,6 +40,9 @@ class RoundOutcome:
     bytes_up: dict[str, int] = field(default_factory=dict)
     bytes_down: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    events: list[dict] = field(default_factory=list)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    contributions: list[dict] = field(default_factory=list)
 
 
 RoundHook = Callable[[RoundOutcome], None]
@@ -86,11 +89,15 @@ class FednetStrategy(Strategy):
         self.trained: dict[str, int] = {}
         self.server_round = 0
         self.preset: Any = None  # the FederationConfig that profiles are checked against
+        self.events: list[dict] = []
+        self.diagnostics: dict[str, float] = {}
 
     def reset_round(self, server_round: int | None = None) -> None:
-        """Clear the per-round byte counters; note the round now running."""
+        """Clear the per-round byte counters, events and diagnostics; note the round now running."""
         self.bytes_up.clear()
         self.bytes_down.clear()
+        self.events.clear()
+        self.diagnostics.clear()
         if server_round is not None:
             self.server_round = server_round
 
@@ -121,6 +128,20 @@ class FednetStrategy(Strategy):
             if node not in answered:
                 p = self.profiles.get(node)
                 self.fail(p.client_id if p else f"node {node}", kind, "no reply within the timeout")
+
+    def log_event(self, server_round: int, client_id: str, status: str, stage: str, **info: object):
+        """Record what happened to one client's update this round (with its reason).
+
+        ``status`` is ``rejected`` (not aggregated), ``clipped`` or ``down-weighted``
+        (aggregated with less weight); ``stage`` names the check that decided.
+        """
+        self.events.append(
+            {"round": server_round, "client": client_id, "status": status, "stage": stage, **info}
+        )
+
+    def contributions(self, server_round: int, arrays: ArrayRecord) -> list[dict]:
+        """Per-client contribution records of the round just aggregated (none by default)."""
+        return []
 
     # -- discovery -----------------------------------------------------------
     def discover(self, grid: Grid, *, min_nodes: int, timeout: float) -> dict[int, ClientProfile]:
@@ -284,6 +305,9 @@ class FednetStrategy(Strategy):
                         dict(self.bytes_up),
                         dict(self.bytes_down),
                         time.monotonic() - t0,
+                        events=list(self.events),
+                        diagnostics=dict(self.diagnostics),
+                        contributions=self.contributions(rnd, arrays),
                     )
                 )
         return result

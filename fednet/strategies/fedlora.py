@@ -12,14 +12,42 @@ from flwr.serverapp import Grid
 
 from fednet.errors import UpdateRejectedError
 from fednet.federation import protocol as P
-from fednet.lora import LoraUpdate, aggregate_lora, truncate_rank, weighted_mean
+from fednet.lora import (
+    RANK_AGGREGATIONS,
+    LoraUpdate,
+    aggregate_lora,
+    svd_aggregate,
+    truncate_rank,
+    weighted_mean,
+)
 from fednet.strategies.base import FednetStrategy
 from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState, lora_group
 
-__all__ = ["FedLoRA", "validate_update"]
+__all__ = ["FedLoRA", "validate_update", "rejection_reasons"]
 
 logger = logging.getLogger(__name__)
+
+_REASONS = (
+    ("non-finite", "non-finite"),
+    ("expected float", "wrong-dtype"),
+    (" has shape ", "wrong-shape"),
+    ("is not a LoRA factor", "unexpected-key"),
+    ("is not a head tensor", "unexpected-key"),
+    ("keys differ", "unexpected-key"),
+    ("lacks the `lora` or `head` record", "missing-record"),
+    ("no global LoRA for group", "unknown-group"),
+)
+
+
+def rejection_reasons(problems: list[str]) -> list[str]:
+    """Named reasons (``non-finite``, ``wrong-dtype``, ``wrong-shape``,
+    ``unexpected-key``, ``missing-record``, ``unknown-group``, ``not-allowed``)
+    of the problems an :class:`UpdateRejectedError` lists."""
+    out = set()
+    for text in problems:
+        out.add(next((name for pat, name in _REASONS if pat in text), "not-allowed"))
+    return sorted(out)
 
 
 def validate_update(
@@ -29,12 +57,14 @@ def validate_update(
     *,
     wire_dtype: str = "float32",
     lora_grouping: str = "base-model",
+    frozen_a: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Check a training reply against the allowlist and the client's profile.
 
     Returns the LoRA and head tensors in float32; raises
     :class:`UpdateRejectedError` listing every problem (wrong keys, ranks,
-    shapes or wire dtype, non-finite values).
+    shapes or wire dtype, non-finite values). With ``frozen_a`` the reply must
+    hold the B factors only (FFA-LoRA: A never travels up).
     """
     problems: list[str] = []
     try:
@@ -51,8 +81,15 @@ def validate_update(
     if ref is None:
         problems.append(f"no global LoRA for group {group!r}")
     else:
+        if frozen_a:
+            ref = {k: v for k, v in ref.items() if k.endswith(".lora_B.weight")}
         if set(lora) != set(ref):
-            problems.append("LoRA keys differ from the group's adapter")
+            extra, missing = sorted(set(lora) - set(ref)), sorted(set(ref) - set(lora))
+            problems.append(
+                f"LoRA keys differ from the group's adapter"
+                f"{' (frozen-a: B factors only)' if frozen_a else ''}: "
+                f"unexpected {extra[:3]}, missing {missing[:3]}"
+            )
         else:
             for k, v in lora.items():
                 expect = truncate_rank({k: ref[k]}, profile.rank)[k].shape
@@ -87,7 +124,10 @@ class FedLoRA(FednetStrategy):
     Parameters
     ----------
     rank_aggregation : str
-        ``"rank-wise"`` (default) or ``"zero-pad"``.
+        ``"rank-wise"`` (default), ``"zero-pad"`` or ``"fedit"`` (FedIT's separate,
+        inexact averaging), ``"svd"`` (FlexLoRA, exact) or ``"frozen-a"``
+        (FFA-LoRA: A stays at its seeded initialisation, only B trains and travels;
+        exact). See :mod:`fednet.lora.aggregate`.
     lora_grouping : str
         ``"base-model"`` (default) or ``"task"``: which clients average their
         LoRA factors together (see :mod:`fednet.strategies.state`).
@@ -111,15 +151,20 @@ class FedLoRA(FednetStrategy):
         super().__init__(fraction_train=fraction_train, min_clients=min_clients, seed=seed)
         lora_group("", "", lora_grouping)  # names the valid groupings if it is not one
         self.lora_grouping = lora_grouping
-        if rank_aggregation not in ("rank-wise", "zero-pad"):
-            raise ValueError(
-                f"`rank-aggregation` must be 'rank-wise' or 'zero-pad', got {rank_aggregation!r}"
-            )
+        if rank_aggregation not in RANK_AGGREGATIONS:
+            valid = ", ".join(map(repr, RANK_AGGREGATIONS))
+            raise ValueError(f"`rank-aggregation` must be one of {valid}, got {rank_aggregation!r}")
         P.wire_dtype(wire_dtype)
         self.rank_aggregation = rank_aggregation
         self.wire_dtype = wire_dtype
         self._state_for_round = GlobalState()
         self.sketches: dict[str, dict[str, torch.Tensor]] = {}
+        self.last_accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
+
+    @property
+    def frozen_a(self) -> bool:
+        """Whether A stays fixed and only B travels up (``rank-aggregation = "frozen-a"``)."""
+        return self.rank_aggregation == "frozen-a"
 
     # -- what each client receives --------------------------------------------
     def payload(self, state: GlobalState, profile: ClientProfile) -> RecordDict:
@@ -132,17 +177,28 @@ class FedLoRA(FednetStrategy):
             }
         )
 
+    def with_frozen_a(
+        self, profile: ClientProfile, lora: dict[str, torch.Tensor], state: GlobalState
+    ) -> dict[str, torch.Tensor]:
+        """``lora`` completed with the group's fixed A at the client's rank (``frozen-a``
+        replies carry B only); unchanged otherwise."""
+        if not self.frozen_a:
+            return lora
+        ref = truncate_rank(state.lora[self.group_of(profile)], profile.rank)
+        return {**{k: v for k, v in ref.items() if k.endswith(".lora_A.weight")}, **lora}
+
     def group_of(self, profile: ClientProfile) -> str:
         """Key of ``profile``'s LoRA group in the global state."""
         return profile.lora_group(self.lora_grouping)
 
     def message_config(self, server_round: int, config: ConfigRecord | None = None) -> ConfigRecord:
-        """``config`` plus the round and the wire dtype every message carries."""
+        """``config`` plus the round, the wire dtype and whether A is frozen."""
         return ConfigRecord(
             {
                 **dict(config or ConfigRecord()),
                 "server-round": server_round,
                 P.WIRE_DTYPE_KEY: self.wire_dtype,
+                P.FROZEN_A_KEY: int(self.frozen_a),
             }
         )
 
@@ -151,7 +207,12 @@ class FedLoRA(FednetStrategy):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """:func:`validate_update` in this strategy's wire dtype."""
         return validate_update(
-            content, profile, state, wire_dtype=self.wire_dtype, lora_grouping=self.lora_grouping
+            content,
+            profile,
+            state,
+            wire_dtype=self.wire_dtype,
+            lora_grouping=self.lora_grouping,
+            frozen_a=self.frozen_a,
         )
 
     def _messages(
@@ -224,6 +285,15 @@ class FedLoRA(FednetStrategy):
                 lora, head = self.validate(r.content, p, self._state_for_round)
             except UpdateRejectedError as e:
                 self.fail(p.client_id, "train", str(e))
+                self.log_event(
+                    server_round,
+                    p.client_id,
+                    "rejected",
+                    "validate",
+                    group=self.group_of(p),
+                    reasons=rejection_reasons(e.problems),
+                    detail="; ".join(e.problems)[:500],
+                )
                 continue
             self.trained[p.client_id] = server_round
             if P.SKETCH in r.content.array_records:
@@ -238,6 +308,7 @@ class FedLoRA(FednetStrategy):
                 metrics.get("compute-s", math.nan),
             )
             accepted.append((p, lora, head, metrics))
+        self.last_accepted = list(accepted)
         return accepted
 
     def aggregate_train(
@@ -260,8 +331,25 @@ class FedLoRA(FednetStrategy):
     ) -> GlobalState:
         """New global state from accepted (profile, lora, head, metrics) updates."""
         new = GlobalState(lora=dict(state.lora), heads=dict(state.heads))
-        for key in {self.group_of(p) for p, *_ in accepted}:
+        for key in sorted({self.group_of(p) for p, *_ in accepted}):
             group = [(p, lora) for p, lora, _, _ in accepted if self.group_of(p) == key]
+            if self.rank_aggregation == "svd":
+                res = svd_aggregate(
+                    [lora for _, lora in group],
+                    [p.num_examples for p, _ in group],
+                    rank=state.rank_of(key),
+                )
+                new.lora[key] = res.state
+                self.diagnostics[f"svd-energy/{key}"] = res.min_energy
+                self.diagnostics[f"svd-revived/{key}"] = float(sum(res.revived.values()))
+                if res.min_energy < 0.9:
+                    logger.warning(
+                        "group %s: rank %d keeps only %.1f%% of the aggregate's energy",
+                        key,
+                        state.rank_of(key),
+                        100 * res.min_energy,
+                    )
+                continue
             new.lora[key] = aggregate_lora(
                 [LoraUpdate(lora, p.weight) for p, lora in group],
                 rank=state.rank_of(key),
@@ -275,6 +363,51 @@ class FedLoRA(FednetStrategy):
                 for k in group[0][1]
             }
         return new
+
+    def contributions(self, server_round: int, arrays: ArrayRecord) -> list[dict]:
+        """The contribution ledger's rows for this round (see
+        :mod:`fednet.strategies.contribution`): every validated update, marked
+        accepted or with the wrappers' decision, and every rejected reply."""
+        from fednet.strategies.contribution import contribution_rows
+
+        decided: dict[str, dict] = {}
+        for e in self.events:  # the last decision about a client wins
+            decided[e["client"]] = e
+        excluded = {c for c, e in decided.items() if e["status"] == "rejected"}
+        rows = []
+        if self.last_accepted:
+            after = GlobalState.from_arrayrecord(arrays)
+            rows = contribution_rows(
+                server_round,
+                self._state_for_round,
+                after,
+                [(p, lora, head) for p, lora, head, _ in self.last_accepted],
+                group_of=self.group_of,
+                excluded=excluded,
+                complete=lambda p, lora: self.with_frozen_a(p, lora, self._state_for_round),
+            )
+        seen = {r["client"] for r in rows}
+        for r in rows:
+            e = decided.get(r["client"])
+            r["status"] = e["status"] if e else "accepted"
+            r["reasons"] = list(e.get("reasons", [])) if e else []
+        for cid, e in sorted(decided.items()):
+            if cid not in seen:
+                rows.append(
+                    {
+                        "round": server_round,
+                        "client": cid,
+                        "group": e.get("group"),
+                        "status": e["status"],
+                        "reasons": list(e.get("reasons", [])),
+                        "weight": 0.0,
+                        "update_norm": None,
+                        "cosine": None,
+                        "contribution": None,
+                        "method": "gradient-projection",
+                    }
+                )
+        return rows
 
     def _train_metrics(self, accepted: list) -> MetricRecord:
         out: dict[str, float] = {"clients": float(len(accepted))}

@@ -45,5 +45,6 @@ class LocalOnly(FedLoRA):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         accepted = self.accept(server_round, replies)
         for p, lora, head, _ in accepted:
+            lora = self.with_frozen_a(p, lora, self._state_for_round)
             self.own[p.client_id] = GlobalState(lora={p.base_model: lora}, heads={p.task: head})
         return None, self._train_metrics(accepted)

@@ -6,9 +6,17 @@ from typing import Any
 
 from fednet.strategies.base import FednetStrategy
 
-__all__ = ["register_strategy", "create_strategy", "available_strategies"]
+__all__ = [
+    "register_strategy",
+    "create_strategy",
+    "available_strategies",
+    "register_wrapper",
+    "create_wrapper",
+    "available_wrappers",
+]
 
 _REGISTRY: dict[str, type[FednetStrategy]] = {}
+_WRAPPERS: dict[str, Any] = {}
 
 
 def register_strategy(name: str, cls: type[FednetStrategy]) -> None:
@@ -31,3 +39,30 @@ def create_strategy(name: str, **kwargs: Any) -> FednetStrategy:
             f"unknown strategy {name!r}; valid: {', '.join(available_strategies())}"
         ) from None
     return cls(**kwargs)
+
+
+def register_wrapper(name: str, cls: Any) -> None:
+    """Register robust wrapper class ``cls`` (a ``RobustWrapper``) under ``name``."""
+    if name in _WRAPPERS or name == "none":
+        raise ValueError(f"robust wrapper {name!r} is already registered")
+    _WRAPPERS[name] = cls
+
+
+def available_wrappers() -> list[str]:
+    """Values of ``strategy.robust``: ``none`` and every registered wrapper."""
+    return ["none", *sorted(_WRAPPERS)]
+
+
+def create_wrapper(name: str, strategy: Any, cfg: Any) -> Any:
+    """Wrap ``strategy`` in robust wrapper ``name`` configured from ``cfg``
+    (a ``StrategyConfig``); ``none`` returns ``strategy``. An unknown name lists
+    the valid ones."""
+    if name == "none":
+        return strategy
+    try:
+        cls = _WRAPPERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown robust wrapper {name!r}; valid: {', '.join(available_wrappers())}"
+        ) from None
+    return cls.from_config(strategy, cfg)

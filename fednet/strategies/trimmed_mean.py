@@ -1,0 +1,47 @@
+"""Coordinate-wise trimmed mean of the clients' updates."""
+
+from __future__ import annotations
+
+import torch
+
+from fednet.config import StrategyConfig
+from fednet.strategies.coordinate import CoordinateWise
+from fednet.strategies.fedlora import FedLoRA
+from fednet.strategies.robust import RobustWrapper
+from fednet.strategies.robust_utils import trimmed_mean
+
+__all__ = ["TrimmedMean"]
+
+
+class TrimmedMean(CoordinateWise):
+    """Drop the ``trim_fraction`` largest and smallest values of every coordinate.
+
+    Implementation based on the coordinate-wise trimmed mean (Yin et al.,
+    "Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates",
+    ICML 2018, https://arxiv.org/abs/1803.01498); see
+    :class:`~fednet.strategies.coordinate.CoordinateWise`. At a coordinate held
+    by ``c`` clients, ``floor(trim_fraction * c)`` values go at each end, so
+    ``trim_fraction`` must reach ``1 / c`` to drop anything.
+
+    Parameters
+    ----------
+    strategy : FedLoRA
+        The strategy to protect.
+    trim_fraction : float
+        In [0, 0.5) (``strategy.trim-fraction``).
+    """
+
+    name = "trimmed-mean"
+
+    def __init__(self, strategy: FedLoRA, *, trim_fraction: float = 0.2) -> None:
+        super().__init__(strategy)
+        if not 0.0 <= trim_fraction < 0.5:
+            raise ValueError(f"`strategy.trim-fraction` must be in [0, 0.5), got {trim_fraction}")
+        self.trim_fraction = float(trim_fraction)
+
+    @classmethod
+    def from_config(cls, strategy: FedLoRA, cfg: StrategyConfig) -> RobustWrapper:
+        return cls(strategy, trim_fraction=cfg.trim_fraction)
+
+    def rule(self, x: torch.Tensor) -> torch.Tensor:
+        return trimmed_mean(x, trim_fraction=self.trim_fraction)

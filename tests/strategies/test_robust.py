@@ -1,0 +1,232 @@
+"""Robust aggregation wrappers on hand-built updates: values computed by hand."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from fednet.config import parse_preset
+from fednet.errors import ConfigError
+from fednet.federation import protocol as P
+from fednet.federation.server import build_strategy
+from fednet.strategies import (
+    ClientProfile,
+    CoordinateMedian,
+    FedLoRA,
+    GlobalState,
+    MultiKrum,
+    NormBound,
+    TrimmedMean,
+    available_wrappers,
+    create_wrapper,
+)
+from fednet.strategies.dp_central import CentralDP
+from fednet.strategies.robust_utils import coordinate_median, krum_scores, trimmed_mean
+
+A = "m.lora_A.weight"
+B = "m.lora_B.weight"
+NAN = math.nan
+
+
+@pytest.fixture(autouse=True)
+def _task_identity():
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+
+
+def inner(n=6, rank=1, method="rank-wise"):
+    s = FedLoRA(rank_aggregation=method)
+    s.profiles = {
+        i: ClientProfile(i, f"c{i}", "tiny", "t", ("a", "b"), rank, 2.0 * rank, 10)
+        for i in range(1, n + 1)
+    }
+    s._state_for_round = GlobalState(
+        lora={"tiny": {A: torch.zeros(rank, 2), B: torch.zeros(2, rank)}},
+        heads={"t": {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}},
+    )
+    return s
+
+
+def reply(node, a, b=(0.0, 0.0), h=0.0):
+    msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
+    content = RecordDict(
+        {
+            P.LORA: ArrayRecord({A: torch.tensor([a]), B: torch.tensor([b]).T.contiguous()}),
+            P.HEAD: ArrayRecord(
+                {"head.weight": torch.full((2, 2), h), "head.bias": torch.zeros(2)}
+            ),
+            P.METRICS: MetricRecord({"train-loss": 1.0}),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+def new_a(arrays):
+    return GlobalState.from_arrayrecord(arrays).lora["tiny"][A]
+
+
+# -- the maths, by hand ------------------------------------------------------------
+def test_trimmed_mean_and_median_by_hand_with_missing_slices():
+    x = torch.tensor([[1.0, NAN], [2.0, 5.0], [3.0, 7.0], [100.0, NAN], [4.0, 6.0]])
+    # column 0: 5 values, drop 1 at each end -> mean(2, 3, 4) = 3; column 1: 3 values, k=0 -> 6
+    assert trimmed_mean(x, trim_fraction=0.2).tolist() == [3.0, 6.0]
+    # median: column 0 -> 3; column 1 -> 6
+    assert coordinate_median(x).tolist() == [3.0, 6.0]
+    assert coordinate_median(torch.tensor([[1.0], [2.0], [3.0], [100.0]])).tolist() == [2.5]
+    assert math.isnan(coordinate_median(torch.tensor([[NAN], [NAN]]))[0])
+
+
+def test_krum_scores_by_hand():
+    # points 0, 1, 10 with f=0: n-f-2 = 1 nearest neighbour
+    s = krum_scores(torch.tensor([[0.0], [1.0], [10.0]]), byzantine=0)
+    assert s.tolist() == [1.0, 1.0, 81.0]
+
+
+# -- the wrappers on Flower replies ------------------------------------------------
+def test_norm_bound_clips_to_a_multiple_of_the_median_and_logs_it():
+    s = NormBound(inner(3), multiple=3.0)
+    arrays, metrics = s.aggregate_train(
+        1, [reply(1, [1.0, 0.0]), reply(2, [2.0, 0.0]), reply(3, [300.0, 0.0])]
+    )
+    # median norm 2, bound 6: c3 scaled to [6, 0]; mean of (1, 2, 6) = 3
+    assert new_a(arrays).tolist() == [[3.0, 0.0]]
+    assert metrics["clients"] == 3
+    (ev,) = s.events
+    assert ev["client"] == "c3" and ev["status"] == "clipped" and ev["stage"] == "norm-bound"
+    assert ev["scale"] == pytest.approx(6 / 300) and ev["reasons"] == ["norm-above-bound"]
+
+
+def test_trimmed_mean_wrapper_by_hand():
+    s = TrimmedMean(inner(5), trim_fraction=0.2)
+    vals = [1.0, 2.0, 3.0, 4.0, 100.0]
+    arrays, _ = s.aggregate_train(1, [reply(i + 1, [v, -v]) for i, v in enumerate(vals)])
+    assert new_a(arrays).tolist() == [[3.0, -3.0]]
+    assert [e["client"] for e in s.events] == ["c5"]  # 100 is far beyond the others
+    assert s.events[0]["status"] == "down-weighted"
+
+
+def test_median_wrapper_by_hand():
+    s = CoordinateMedian(inner(4))
+    arrays, _ = s.aggregate_train(
+        1, [reply(i + 1, [v, 0.0]) for i, v in enumerate([1.0, 2.0, 3.0, 100.0])]
+    )
+    assert new_a(arrays).tolist() == [[2.5, 0.0]]
+
+
+HONEST = [[1.0, 1.0], [1.1, 0.9], [0.9, 1.1], [1.0, 1.05], [1.05, 1.0]]
+
+
+@pytest.mark.parametrize(
+    "attack",
+    {
+        "norm-x100": [100.0, 100.0],
+        "sign-flip": [-1.0, -1.0],
+        "gaussian-noise": [7.3, -12.1],  # a fixed draw of N(0, 10^2)
+    }.items(),
+    ids=lambda a: a[0],
+)
+@pytest.mark.parametrize("wrapper", ["multi-krum", "median", "trimmed-mean", "norm-bound"])
+def test_one_malicious_of_six_is_contained(wrapper, attack):
+    name, bad = attack
+    cfg = parse_preset(
+        {
+            "clients": [{"id": "x", "dataset": "sms-spam"}],
+            "strategy": {"robust": wrapper, "trim-fraction": 0.2, "krum-byzantine": 1},
+        }
+    ).strategy
+    s = create_wrapper(wrapper, inner(6), cfg)
+    replies = [reply(i + 1, v) for i, v in enumerate(HONEST)] + [reply(6, bad)]
+    arrays, _ = s.aggregate_train(1, replies)
+    got = new_a(arrays)[0]
+    clean = torch.tensor(HONEST).mean(0)
+    plain, _ = inner(6).aggregate_train(1, replies)
+    plain_err = float((new_a(plain)[0] - clean).norm())
+    err = float((got - clean).norm())
+    if wrapper == "norm-bound" and name == "sign-flip":
+        # a sign flip of honest size is within the bound: norm bounding cannot see it
+        assert s.events == [] and err == pytest.approx(plain_err)
+        return
+    assert err < 0.5 * plain_err, (wrapper, name, got.tolist())
+    # norm bounding only limits the shift: to (3 x median norm + clean norm) / 6 = 0.94
+    assert err < (0.95 if wrapper == "norm-bound" else 0.4)
+    flagged = {e["client"] for e in s.events}
+    assert "c6" in flagged, s.events
+    assert flagged <= {"c6"} or wrapper == "multi-krum"
+
+
+def test_multi_krum_drops_the_outlier_with_its_reason():
+    s = MultiKrum(inner(6), byzantine=1)
+    replies = [reply(i + 1, v) for i, v in enumerate(HONEST)] + [reply(6, [100.0, 100.0])]
+    arrays, metrics = s.aggregate_train(1, replies)
+    assert metrics["clients"] == 5
+    assert torch.allclose(new_a(arrays)[0], torch.tensor(HONEST).mean(0))
+    (ev,) = s.events
+    assert ev["client"] == "c6" and ev["status"] == "rejected" and ev["reasons"] == ["krum-outlier"]
+
+
+def test_wrappers_compose_with_frozen_a_and_svd():
+    s = MultiKrum(inner(6, rank=1, method="frozen-a"), byzantine=1)
+    msgs = []
+    for i, b in enumerate([*HONEST, [100.0, 100.0]]):
+        m = reply(i + 1, [0.0, 0.0], b)
+        del m.content[P.LORA]
+        m.content[P.LORA] = ArrayRecord({B: torch.tensor([b]).T.contiguous()})
+        msgs.append(m)
+    arrays, metrics = s.aggregate_train(1, msgs)
+    assert metrics["clients"] == 5 and [e["client"] for e in s.events] == ["c6"]
+    state = GlobalState.from_arrayrecord(arrays).lora["tiny"]
+    assert torch.equal(state[A], torch.zeros(1, 2))  # A stays fixed
+    m = CoordinateMedian(inner(3, rank=1, method="svd"))
+    arrays, _ = m.aggregate_train(
+        1, [reply(i + 1, [1.0, 0.0], [v, 0.0]) for i, v in enumerate([1.0, 2.0, 300.0])]
+    )
+    st = GlobalState.from_arrayrecord(arrays).lora["tiny"]
+    # median of the products [[v, 0], [0, 0]] is [[2, 0], [0, 0]]
+    assert torch.allclose(st[B] @ st[A], torch.tensor([[2.0, 0.0], [0.0, 0.0]]), atol=1e-6)
+
+
+def test_filters_compose_inside_central_dp():
+    dp = CentralDP(NormBound(inner(3), multiple=3.0), noise_multiplier=0.0, clipping_norm=1e6)
+    arrays, _ = dp.aggregate_train(
+        1, [reply(1, [1.0, 0.0]), reply(2, [2.0, 0.0]), reply(3, [300.0, 0.0])]
+    )
+    assert new_a(arrays).tolist() == [[3.0, 0.0]]  # norm bound applied before DP's mean
+    assert dp.events[0]["client"] == "c3"
+    with pytest.raises(TypeError, match="put CentralDP outside"):
+        NormBound(CentralDP(inner(3), noise_multiplier=0.0, clipping_norm=1.0))  # type: ignore[arg-type]
+
+
+def _cfg(**strategy):
+    return parse_preset(
+        {
+            "clients": [{"id": "x", "dataset": "sms-spam"}],
+            "strategy": strategy,
+            "privacy": {"enabled": True, "update-mode": "central", "dpsgd": False},
+        }
+    )
+
+
+def test_build_strategy_composes_or_refuses_with_a_clear_error():
+    s = build_strategy(_cfg(robust="multi-krum"))
+    assert isinstance(s, CentralDP) and isinstance(s.strategy, MultiKrum)
+    with pytest.raises(ConfigError, match="cannot run under `privacy.update-mode` 'central'"):
+        build_strategy(_cfg(robust="median"))
+    with pytest.raises(ConfigError, match="frozen-a"):
+        build_strategy(_cfg(**{"rank-aggregation": "frozen-a"}))
+    plain = dataclasses.replace(_cfg(robust="trimmed-mean"), privacy=_cfg().privacy.__class__())
+    assert isinstance(build_strategy(plain), TrimmedMean)
+
+
+def test_config_validates_robust_keys():
+    base = {"clients": [{"id": "x", "dataset": "sms-spam"}]}
+    assert available_wrappers() == ["none", "median", "multi-krum", "norm-bound", "trimmed-mean"]
+    with pytest.raises(ConfigError, match="`strategy.robust` must be one of 'none', 'norm-bound'"):
+        parse_preset({**base, "strategy": {"robust": "krum"}})
+    with pytest.raises(ConfigError, match="`strategy.trim-fraction` must be in \\[0, 0.5\\)"):
+        parse_preset({**base, "strategy": {"trim-fraction": 0.5}})
+    with pytest.raises(ConfigError, match="`strategy.norm-bound-multiple` must be >= 1"):
+        parse_preset({**base, "strategy": {"norm-bound-multiple": 0.5}})
+    with pytest.raises(ConfigError, match="`strategy.krum-byzantine` must be >= 0"):
+        parse_preset({**base, "strategy": {"krum-byzantine": -1}})
