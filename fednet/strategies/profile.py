@@ -164,7 +164,9 @@ class ClientProfile:
                 "least 2"
             )
         if len(names) > MAX_LABELS:
-            raise ValueError(f"{who}: `label-names` must hold at most {MAX_LABELS}, got {len(names)}")
+            raise ValueError(
+                f"{who}: `label-names` must hold at most {MAX_LABELS}, got {len(names)}"
+            )
         if len(set(names)) != len(names):
             raise ValueError(f"{who}: `label-names` repeat a name")
         alpha = raw["lora-alpha"]
@@ -182,9 +184,7 @@ class ClientProfile:
             rank=_int(node_id, "lora-rank", raw["lora-rank"], 1, MAX_RANK),
             lora_alpha=float(alpha),
             num_examples=(
-                None
-                if count is None
-                else _int(node_id, "num-examples", count, 1, MAX_NUM_EXAMPLES)
+                None if count is None else _int(node_id, "num-examples", count, 1, MAX_NUM_EXAMPLES)
             ),
             data=_data_fields(node_id, record),
         )
