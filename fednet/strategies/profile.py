@@ -65,15 +65,15 @@ def _int(node_id: int, key: str, value: Any, low: int, high: int) -> int:
 
 
 def _label_name(node_id: int, i: int, value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL_CHARS:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_LABEL_CHARS
+        or any(ord(ch) < 32 for ch in value)
+    ):
         raise ValueError(
-            f"profile from node {node_id}: `label-names[{i}]` must be a non-empty str of at "
-            f"most {MAX_LABEL_CHARS} characters, got {value!r:.80}"
-        )
-    if any(ord(ch) < 32 for ch in value):
-        raise ValueError(
-            f"profile from node {node_id}: `label-names[{i}]` holds a control character: "
-            f"{value!r:.80}"
+            f"profile from node {node_id}: label names must be 1-{MAX_LABEL_CHARS} characters "
+            f"without control characters; `label-names[{i}]` is {value!r:.80}"
         )
     return value
 
@@ -158,14 +158,10 @@ class ClientProfile:
         if isinstance(labels, str) or not isinstance(labels, list | tuple):
             raise ValueError(f"{who}: `label-names` must be a list of str")
         names = tuple(_label_name(node_id, i, x) for i, x in enumerate(labels))
-        if len(names) < 2:
+        if not 2 <= len(names) <= MAX_LABELS:
+            why = "; its data has a single class" if len(names) == 1 else ""
             raise ValueError(
-                f"{who}: its data has {len(names)} class {list(names)}; a classifier needs at "
-                "least 2"
-            )
-        if len(names) > MAX_LABELS:
-            raise ValueError(
-                f"{who}: `label-names` must hold at most {MAX_LABELS}, got {len(names)}"
+                f"{who}: `label-names` must hold 2 to {MAX_LABELS} labels, got {len(names)}{why}"
             )
         if len(set(names)) != len(names):
             raise ValueError(f"{who}: `label-names` repeat a name")
@@ -175,6 +171,8 @@ class ClientProfile:
         if not (math.isfinite(alpha) and 0 < alpha <= 16 * MAX_RANK):
             raise ValueError(f"{who}: `lora-alpha` must be in (0, {16 * MAX_RANK}], got {alpha!r}")
         count = record.get("num-examples")
+        if count is None and preset is not None and not preset.privacy.enabled:
+            raise ValueError(f"profile from node {node_id} lacks 'num-examples'")
         profile = cls(
             node_id=node_id,
             client_id=raw["client-id"],
