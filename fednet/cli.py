@@ -100,41 +100,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FednetError(f"`--run-dir` {str(run_dir)!r} exists and is not empty")
+    from fednet.federation.recorder import format_summary
     from fednet.federation.simulation import simulate
 
     summary = simulate(cfg, run_dir)
     print(format_summary(summary, run_dir))
     return 0 if summary.get("complete", True) else 1
-
-
-def _num(value: float | None) -> str:
-    """A metric for people: four decimals, or ``-`` when there is none."""
-    return "-" if value is None else f"{value:.4f}"
-
-
-def format_summary(summary: dict, run_dir: Path) -> str:
-    """The lines ``fednet simulate`` prints: accuracy per task, and every failed client."""
-    final = summary["final"]
-    lines = [
-        f"run: {run_dir}",
-        f"final accuracy: weighted {_num(final.get('accuracy'))}, "
-        f"mean of clients {_num(final.get('accuracy-mean'))}",
-    ]
-    for task, t in sorted(summary["tasks"].items()):
-        pers = t["personalized"]
-        lines.append(
-            f"  {task:<20} shared {_num(t['accuracy'])}"
-            + (f"  personalised {_num(pers)}" if pers is not None else "")
-        )
-    for who, failures in sorted(summary.get("failed_clients", {}).items()):
-        last = failures[-1]
-        lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")
-    if not summary.get("complete", True):
-        lines.append(
-            f"only {len(summary['clients_finished'])} clients finished, fewer than "
-            f"strategy.min-clients ({summary['min_clients']})"
-        )
-    return "\n".join(lines)
 
 
 @register_command("data")

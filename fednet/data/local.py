@@ -181,6 +181,38 @@ def _read_json(path: Path, text: str, *, lines: bool) -> pd.DataFrame:
     return _records_to_frame(records, path)
 
 
+def _read_delimited(path: Path, text: str, *, sep: str) -> pd.DataFrame:
+    """Records of a CSV or TSV text under strict RFC 4180 quoting, every cell a ``str``.
+
+    A quoted field may hold the separator, line breaks and doubled quotes; a
+    quote inside an unquoted field is text. Text after a closing quote, or a
+    record with more fields than the header, is an error naming its line. A
+    short record is padded with empty cells (and so dropped and counted).
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    kind = "TSV" if sep == "\t" else "CSV"
+    rows: list[list[str]] = []
+    try:
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{str(path)!r} is empty: no header line")
+        for record in reader:
+            if len(record) > len(header):
+                raise ValueError(
+                    f"{str(path)!r}: the record ending on line {reader.line_num} has "
+                    f"{len(record)} fields, the header has {len(header)}"
+                )
+            rows.append(record + [""] * (len(header) - len(record)))
+    except csv.Error as e:
+        raise ValueError(
+            f"{str(path)!r} is not valid {kind} (RFC 4180 quoting): line {reader.line_num}: {e}"
+        ) from None
+    columns: dict[str, list[str]] = {}
+    for j, name in enumerate(header):
+        columns.setdefault(name, [r[j] for r in rows])
+    return pd.DataFrame(columns, dtype=object)
+
+
 def read_table(
     path: Path, *, columns: dict[str, str], encoding: str | None = None
 ) -> tuple[pd.DataFrame, str, str]:
@@ -222,18 +254,7 @@ def read_table(
         )
     text, codec, how = decode_text_file(path, encoding)
     if suffix in {".csv", ".tsv"}:
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text),
-                sep="\t" if suffix == ".tsv" else ",",
-                quoting=csv.QUOTE_MINIMAL,  # RFC 4180, for TSV as pandas writes it too
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                skip_blank_lines=False,
-            )
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise ValueError(f"{str(path)!r} is not a valid {suffix} file: {e}") from e
+        frame = _read_delimited(path, text, sep="\t" if suffix == ".tsv" else ",")
     else:
         frame = _read_json(path, text, lines=suffix == ".jsonl")
     _check_columns(path, [str(c) for c in frame.columns], columns)

@@ -40,6 +40,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_ROW = "__fednet_group__"
+
 
 class PartitionerFactory(Protocol):
     """Build a partitioner that already holds ``dataset``."""
@@ -185,6 +187,8 @@ def partition_dataset(
 
     Every client calls this with the same arguments but its own
     ``partition_id``; the partitions are disjoint and together cover ``ds``.
+    The method divides the distinct texts, and every copy of a text goes with
+    it, so no text is in two partitions.
 
     Parameters
     ----------
@@ -196,7 +200,7 @@ def partition_dataset(
         proportions, after Yurochkin et al., https://arxiv.org/abs/1905.12022),
         or any name from :func:`available_partitioners`.
     num_partitions : int
-        Number of clients, >= 1 and <= ``len(ds)``.
+        Number of clients, >= 1 and <= the number of distinct texts.
     partition_id : int
         This client's index, in ``[0, num_partitions)``.
     alpha : float, optional
@@ -225,9 +229,22 @@ def partition_dataset(
             f"`partition_id` must be in [0, {num_partitions}) for "
             f"num_partitions={num_partitions}, got {partition_id}"
         )
+    # Every copy of a text goes to one partition: partition one row per distinct
+    # text, then bring the copies along, so no client holds out what another trains on.
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(ds[TEXT_COLUMN]):
+        groups.setdefault(text, []).append(i)
+    members = list(groups.values())
+    repeated = len(members) < ds.num_rows
+    if repeated:
+        ds_or_groups = ds.select([m[0] for m in members]).add_column(
+            _ROW, list(range(len(members)))
+        )
+    else:
+        ds_or_groups = ds
     partitioner = create_partitioner(
         method,
-        ds,
+        ds_or_groups,
         num_partitions=num_partitions,
         alpha=alpha,
         seed=seed,
@@ -241,6 +258,8 @@ def partition_dataset(
         raise ValueError(
             f"cannot build {where} with min_partition_size={min_partition_size}: {e}"
         ) from e
+    if repeated:
+        part = ds.select([i for r in part[_ROW] for i in members[r]])
     if part.num_rows == 0:
         raise ValueError(f"{where} is empty")
     if part.num_rows < min_partition_size:

@@ -312,18 +312,12 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    _print_summary(run_dir, json.loads(summary.read_text()))
-    return 0
+    from fednet.federation.recorder import format_summary
 
-
-def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    final = summary.get("final", {})
-    print(f"run: {run_dir}")
-    print(f"rounds completed: {summary.get('rounds_completed')}")
-    print(
-        f"final accuracy: weighted {final.get('accuracy', float('nan')):.4f}, "
-        f"mean of clients {final.get('accuracy-mean', float('nan')):.4f}"
-    )
+    data = json.loads(summary.read_text())
+    print(format_summary(data, run_dir))
+    print(f"rounds completed: {data.get('rounds_completed')}")
+    return 0 if data.get("complete", True) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,11 +26,12 @@ from typing import Any
 
 from fednet.atomic import write_atomic
 from fednet.config import FederationConfig
+from fednet.names import check_name
 from fednet.strategies.base import RoundOutcome
 from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState
 
-__all__ = ["RunRecorder", "write_json_atomic", "base_model_nbytes"]
+__all__ = ["RunRecorder", "write_json_atomic", "base_model_nbytes", "format_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class RunRecorder:
             rank = state.rank_of(group)
             written.append(
                 save_adapter(
-                    out / p.base_model / p.task,
+                    out / check_name("base-model", p.base_model) / check_name("task", p.task),
                     lora_state=state.lora[group],
                     base_model=p.base_model,
                     rank=rank,
@@ -336,3 +337,33 @@ class RunRecorder:
         write_json_atomic(self.run_dir / "summary.json", summary)
         self.writer.close()
         return summary
+
+
+def _num(value: float | None) -> str:
+    """A metric for people: four decimals, or ``-`` when there is none."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
+    """The lines ``fednet simulate`` prints: accuracy per task, and every failed client."""
+    final = summary["final"]
+    lines = [
+        f"run: {run_dir}",
+        f"final accuracy: weighted {_num(final.get('accuracy'))}, "
+        f"mean of clients {_num(final.get('accuracy-mean'))}",
+    ]
+    for task, t in sorted(summary["tasks"].items()):
+        pers = t["personalized"]
+        lines.append(
+            f"  {task:<20} shared {_num(t['accuracy'])}"
+            + (f"  personalised {_num(pers)}" if pers is not None else "")
+        )
+    for who, failures in sorted(summary.get("failed_clients", {}).items()):
+        last = failures[-1]
+        lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")
+    if not summary.get("complete", True):
+        lines.append(
+            f"only {len(summary['clients_finished'])} clients finished, fewer than "
+            f"strategy.min-clients ({summary['min_clients']})"
+        )
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from fednet.config import FederationConfig
 from fednet.errors import ConfigError, UpdateRejectedError
 from fednet.federation import protocol as P
 from fednet.federation.recorder import RunRecorder
+from fednet.names import check_name
 from fednet.strategies import FednetStrategy, GlobalState, create_strategy, create_wrapper
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
@@ -166,7 +167,7 @@ def personalize(
         metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]
         out[p.client_id] = metrics
         save_adapter(
-            recorder.run_dir / "personalized" / p.client_id,
+            recorder.run_dir / "personalized" / check_name("client id", p.client_id),
             lora_state=lora,
             base_model=p.base_model,
             rank=p.rank,
@@ -194,6 +195,7 @@ def save_sketches(
     from safetensors.torch import save_file
 
     for cid, tensors in sketches.items():
+        check_name("client id", cid)
         target = (
             (run_dir / "personalized" / cid) if into_personalized else (run_dir / "sketches" / cid)
         )

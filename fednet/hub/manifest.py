@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fednet.checks import check_int
+from fednet.names import check_name
 
 __all__ = [
     "Manifest",
@@ -38,30 +39,8 @@ store's sequence number, not a claim of the owner. ``rotation`` is itself a
 signature, by the name's previous key (see :mod:`fednet.hub.trust`).
 """
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def check_name(key: str, value: object) -> str:
-    """Return ``value`` if it is a safe identifier (adapter name, owner, peer id).
-
-    Raises
-    ------
-    TypeError
-        If ``value`` is not a string.
-    ValueError
-        If it is empty, too long, or holds characters other than letters,
-        digits, ``.``, ``_`` and ``-`` (it must start with a letter or digit).
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"`{key}` must be a str, got {type(value).__name__} {value!r}")
-    if not _NAME_RE.match(value):
-        raise ValueError(
-            f"`{key}` must be 1-128 characters of letters, digits, '.', '_' or '-' "
-            f"starting with a letter or digit, got {value!r}"
-        )
-    return value
 
 
 def check_filename(key: str, value: object) -> str:

@@ -167,3 +167,18 @@ def test_report_adds_up_and_counts_duplicates(tmp_path: Path) -> None:
     assert report.dropped == {"empty-text": 1}
     assert report.label_counts == {"x": 4, "y": 2}
     assert (report.duplicate_rows, report.duplicate_texts, report.conflicting_texts) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ('"hello" she said,x\n', r"not valid CSV \(RFC 4180 quoting\): line 2"),
+        ('"never closed,x\nnext,y\n', "not valid CSV"),
+        ("a,x,extra\n", "has 3 fields, the header has 2"),
+    ],
+)
+def test_malformed_quoting_is_refused_not_rewritten(tmp_path: Path, body: str, match: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("text,label\n" + body, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        load_local_file(path)

@@ -48,3 +48,22 @@ def test_local_split_keeps_copies_together() -> None:
 def test_one_distinct_text_cannot_be_split() -> None:
     with pytest.raises(ValueError, match="no text is on both sides"):
         group_split_indices(["same"] * 4, [0, 1, 0, 1], test_fraction=0.5, seed=0, stratify=False)
+
+
+@pytest.mark.parametrize("method", ["iid", "dirichlet"])
+def test_partitions_keep_every_copy_of_a_text_with_one_client(method: str) -> None:
+    from fednet.data import partition_dataset
+
+    texts = [f"x{i % 40}" for i in range(200)]
+    ds = to_text_label_dataset(texts, [i % 40 % 2 for i in range(200)], dataset_name="d")
+    parts = [
+        partition_dataset(ds, method=method, num_partitions=4, partition_id=p, seed=1)
+        for p in range(4)
+    ]
+    assert sum(p.num_rows for p in parts) == 200
+    seen: set[str] = set()
+    for p in parts:
+        mine = set(p["text"])
+        assert not mine & seen
+        seen |= mine
+        assert p.column_names == ["text", "label"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fednet.cli import format_summary, main
+from fednet.cli import main
 from fednet.config import load_preset
+from fednet.federation.recorder import format_summary
 from fednet.federation.simulation import simulate
 
 PRESET = """
