@@ -186,10 +186,10 @@ def check_reply(content: RecordDict, *, private: bool = False) -> None:
                 f"profile key `{k}` is not allowed" for k in record if k not in profile_keys
             ]
         elif name == SIGNED and isinstance(record, ConfigRecord):
-            for k, v in record.items():
+            for k, text in record.items():
                 if k not in SIGNED_KEYS:
                     problems.append(f"signed key `{k}` is not allowed")
-                elif not isinstance(v, str) or len(v) > 65536:
+                elif not isinstance(text, str) or len(text) > 65536:
                     problems.append(f"signed `{k}` must be a manifest's JSON text")
         elif name == STATUS and isinstance(record, ConfigRecord):
             problems += [f"status key `{k}` is not allowed" for k in record if k not in STATUS_KEYS]

@@ -30,6 +30,7 @@ from fednet.hub.keys import (
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.hub.peers import PeerInfo
 from fednet.hub.store import HubStore
+from fednet.hub.trust import TrustStore, fingerprint
 
 if TYPE_CHECKING:
     from fednet.hub.service import DEFAULT_MAX_UPLOAD_BYTES, create_app, serve
@@ -42,11 +43,13 @@ __all__ = [
     "HubStore",
     "Manifest",
     "PeerInfo",
+    "TrustStore",
     "VersionSpec",
     "check_trusted_key",
     "create_app",
     "decode_public_key",
     "encode_public_key",
+    "fingerprint",
     "generate_private_key",
     "load_private_key",
     "load_public_key",

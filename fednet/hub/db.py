@@ -119,4 +119,21 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the peer-binding columns to a hub database made before they existed."""
+    from sqlalchemy import inspect, text
+
+    have = {c["name"] for c in inspect(engine).get_columns("peers")}
+    added = {
+        "owner": "VARCHAR(128) NOT NULL DEFAULT ''",
+        "public_key": "VARCHAR(64) NOT NULL DEFAULT ''",
+        "last_signed": "FLOAT NOT NULL DEFAULT 0",
+    }
+    with engine.begin() as conn:
+        for name, spec in added.items():
+            if name not in have:
+                conn.execute(text(f"ALTER TABLE peers ADD COLUMN {name} {spec}"))

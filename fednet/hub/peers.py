@@ -417,7 +417,11 @@ class PeerRegistry:
                 )
             else:
                 old = row._mapping
-                if (old["owner"], old["public_key"]) != (request.owner, key):
+                if not old["public_key"]:  # registered before peers were signed: bind now
+                    logger.warning(
+                        "peer %s had no owner key; binding it to %s", request.peer_id, request.owner
+                    )
+                elif (old["owner"], old["public_key"]) != (request.owner, key):
                     raise UntrustedKeyError(
                         f"peer {request.peer_id!r} is bound to owner {old['owner']!r}; a "
                         f"registration by {request.owner!r} with another key cannot change it"
@@ -426,7 +430,7 @@ class PeerRegistry:
                 conn.execute(
                     update(peers_table)
                     .where(peers_table.c.peer_id == request.peer_id)
-                    .values(**values)
+                    .values(owner=request.owner, public_key=key, **values)
                 )
         logger.info(
             "peer %s (owner %s) registered at %s serving %s",

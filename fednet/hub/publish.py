@@ -11,10 +11,17 @@ with the client's own Ed25519 key:
 
 Each gets the client's DP capability sketch (``sketch.safetensors``) when the
 run holds one, and a manifest filled from the run: base model, rank, task,
-label names, round, accuracy and loss, ε and δ spent. Owner keys live in
-``keys_dir`` as ``<client-id>.key`` (PKCS#8 PEM, mode 0600) beside
-``<client-id>.pub``; a missing key is generated on first use, so later runs
-publish under the same, hub-pinned key.
+label names, round, accuracy and loss, ε and δ spent.
+
+Two ways to sign. In a federation each client signs its own release inside its
+ClientApp (:func:`client_releases` is what it is asked to sign; see
+:mod:`fednet.federation.signing`), the run keeps the signed manifests in
+``signed/`` and :func:`publish_signed_run` forwards them; nobody else holds a
+client key. :func:`publish_run` signs with keys in ``keys_dir`` instead, for
+whoever holds them all (one owner publishing its own run, the benchmark): keys
+are ``<client-id>.key`` (PKCS#8 PEM, mode 0600, directory 0700) beside
+``<client-id>.pub``, generated on first use, so later runs publish under the
+same key their names are bound to.
 """
 
 from __future__ import annotations

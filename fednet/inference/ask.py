@@ -401,7 +401,8 @@ def ask(
     mode: str | None = None,
     config: AskConfig | None = None,
     token: str | None = None,
+    trust: TrustStore | None = None,
 ) -> Answer:
-    """Ask the network once; see :meth:`Network.ask`."""
-    with Network(hub, config=config, local=local, token=token) as network:
+    """Ask the network once; see :meth:`Network.ask` (``trust``: see :class:`Network`)."""
+    with Network(hub, config=config, local=local, token=token, trust=trust) as network:
         return network.ask(text, mode=mode)

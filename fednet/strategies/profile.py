@@ -147,7 +147,7 @@ class ClientProfile:
             the preset.
         """
         try:
-            raw = {k: record[k] for k in _KEYS}
+            raw: dict[str, Any] = {k: record[k] for k in _KEYS}
         except KeyError as e:
             raise ValueError(f"profile from node {node_id} lacks {e}") from None
         _name(node_id, "client-id", raw["client-id"])

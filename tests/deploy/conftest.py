@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,7 +104,7 @@ class Procs:
             "--config",
             PRESET,
             "--certs",
-            str(certs / "clients" / cid if (certs / "clients" / cid).is_dir() else certs),
+            str(_bundle(certs, cid)),
             "--state-dir",
             str(self.tmp / "clients" / cid),  # each client its own state and owner key
             *extra,
@@ -155,8 +156,22 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CA, server certificate and a node key for every client of deploy-tiny."""
-    return make_certs(tmp_path_factory.mktemp("certs"), client_ids=CLIENTS).root
+    """CA, server certificate and a node key for every client of deploy-tiny.
+
+    The clients' bundles are moved out of the server's directory, as the issuer
+    hands them out: the server sees ``ca.key``, its own key and public node keys.
+    """
+    root = make_certs(tmp_path_factory.mktemp("certs") / "server", client_ids=CLIENTS).root
+    shutil.move(root / "clients", root.parent / "bundles")
+    return root
+
+
+def _bundle(certs: Path, cid: str) -> Path:
+    """The certificate directory client ``cid`` gets: its own bundle when there is one."""
+    for bundle in (certs.parent / "bundles" / cid, certs / "clients" / cid):
+        if bundle.is_dir():
+            return bundle
+    return certs
 
 
 def wait_for(cond: Callable[[], object], timeout: float, what: str, *, fail: Callable[[], str]):

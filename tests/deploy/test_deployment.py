@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -73,6 +74,26 @@ def test_run_finishes_when_a_client_dies_in_round_2(procs, certs, tmp_path):
 
     _stop_clients(procs, [clients["spam-0"], clients["spam-1"]])
     assert procs.wait_no_orphans() == [], "processes left after the run"
+    _check_key_custody(procs.tmp, run_dir, certs, ["spam-0", "spam-1"])
+
+
+def _check_key_custody(tmp: Path, run_dir: Path, certs: Path, signers: list[str]) -> None:
+    """Each surviving client signed with a key in its own state directory (0600 in a
+    0700 directory); the server's run and certificate directories hold no client key."""
+    from fednet.hub import encode_public_key, load_private_key
+    from fednet.hub.manifest import Manifest
+
+    for cid in signers:
+        key_path = tmp / "clients" / cid / "keys" / f"{cid}.key"
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600, key_path
+        assert stat.S_IMODE(key_path.parent.stat().st_mode) == 0o700
+        signed = Manifest.from_json((run_dir / "signed" / f"{cid}-shared.json").read_text())
+        assert signed.owner_public_key == encode_public_key(load_private_key(key_path))
+    server_private = {certs / "ca.key", certs / "server.key"}
+    for root in (run_dir, certs):
+        for path in root.rglob("*"):
+            if path.is_file() and path not in server_private:
+                assert b"PRIVATE KEY" not in path.read_bytes(), path
 
 
 def test_killed_server_resumes_from_its_last_round(procs, certs, tmp_path):

@@ -317,3 +317,27 @@ def test_publish_checks_the_adapter_dir(
     with pytest.raises(ValueError, match=r"missing PEFT files \['adapter_model.safetensors'\]"):
         store.publish(partial, make_draft(), key)
     assert set(read_adapter_dir(adapter_dir)) >= {"adapter_config.json", "head.safetensors"}
+
+
+def test_a_hub_made_before_signed_peers_opens_and_binds_on_first_signed_registration(
+    tmp_path: Path, key: Ed25519PrivateKey, other_key: Ed25519PrivateKey
+) -> None:
+    import sqlite3
+
+    from fednet.errors import UntrustedKeyError as Untrusted
+
+    root = tmp_path / "old"
+    root.mkdir()
+    with sqlite3.connect(root / "hub.db") as db:
+        db.execute(
+            "CREATE TABLE peers (peer_id VARCHAR(128) PRIMARY KEY, endpoint TEXT NOT NULL, "
+            "base_model TEXT NOT NULL, adapters TEXT NOT NULL, registered FLOAT NOT NULL, "
+            "last_heartbeat FLOAT NOT NULL)"
+        )
+        db.execute("INSERT INTO peers VALUES ('p', 'http://a:1', 'tiny-bert', '[]', 1.0, 1.0)")
+    with HubStore(root) as hub:
+        assert [(p.peer_id, p.owner) for p in hub.peers()] == [("p", "")]
+        hub.register_peer("p", "http://a:2", "tiny-bert", owner="o", key=key)
+        with pytest.raises(Untrusted, match="bound to owner 'o'"):
+            hub.register_peer("p", "http://evil:2", "tiny-bert", owner="o", key=other_key)
+        assert hub.peers()[0].endpoint == "http://a:2"

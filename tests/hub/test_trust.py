@@ -1,0 +1,86 @@
+"""The reader's trust store and the hub's tokens, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from fednet.cli import main
+from fednet.errors import UntrustedKeyError
+from fednet.hub import HubStore, encode_public_key, generate_private_key, save_public_key
+from fednet.hub.bundle import prepare_publish
+from fednet.hub.trust import TrustStore, fingerprint, sign_rotation
+
+
+def test_trust_cli_add_ls_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key, other = generate_private_key(), generate_private_key()
+    pub = tmp_path / "spam-0.pub"
+    save_public_key(key, pub)
+    file = tmp_path / "trust.json"
+    assert main(["trust", "add", "spam-0", str(pub), "--trust-file", str(file)]) == 0
+    assert (
+        main(["trust", "add", "spam-0", encode_public_key(other), "--trust-file", str(file)]) == 0
+    )
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    capsys.readouterr()
+    assert main(["trust", "ls", "--trust-file", str(file)]) == 0
+    listing = capsys.readouterr().out
+    assert fingerprint(encode_public_key(key)) in listing and listing.count("spam-0") == 2
+    by_print = fingerprint(encode_public_key(other))
+    assert main(["trust", "remove", "spam-0", by_print, "--trust-file", str(file)]) == 0
+    assert TrustStore(file).keys("spam-0") == [encode_public_key(key)]
+    assert main(["trust", "remove", "spam-0", "--trust-file", str(file)]) == 0
+    assert TrustStore(file).keys("spam-0") == []
+    assert main(["trust", "remove", "spam-0", "--trust-file", str(file)]) == 2
+    assert main(["trust", "add", "spam-0", "not-a-key", "--trust-file", str(file)]) == 2
+
+
+def test_a_broken_trust_file_is_an_error_never_replaced(tmp_path: Path) -> None:
+    file = tmp_path / "trust.json"
+    file.write_text("{not json")
+    with pytest.raises(ValueError, match="not readable JSON"):
+        TrustStore(file)
+    file.write_text(json.dumps({"version": 1, "owners": {"../x": []}}))
+    with pytest.raises(ValueError, match="owner"):
+        TrustStore(file)
+    assert file.read_text() == json.dumps({"version": 1, "owners": {"../x": []}})
+
+
+def test_rotation_is_followed_only_from_a_pinned_key(
+    adapter_dir: Path, make_draft, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    old, new, stranger = (generate_private_key() for _ in range(3))
+    signed, _ = prepare_publish(adapter_dir, make_draft(), new)
+    trust = TrustStore(tmp_path / "t.json")
+    trust.add("client-1", encode_public_key(old))
+    forged = replace(signed, rotation=sign_rotation("sst2-lora", encode_public_key(new), stranger))
+    with pytest.raises(UntrustedKeyError, match="owner 'client-1'"):
+        trust.check(forged)
+    genuine = replace(signed, rotation=sign_rotation("sst2-lora", encode_public_key(new), old))
+    trust.check(genuine)
+    assert TrustStore(tmp_path / "t.json").keys("client-1") == [
+        encode_public_key(old),
+        encode_public_key(new),
+    ]
+
+
+def test_hub_token_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(tmp_path / "hub")
+    assert main(["hub", "token", "create", "--root", root, "--scopes", "read,publish"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("fnt_")
+    with HubStore(root) as store:
+        assert store.tokens.scopes(token) == {"read", "publish"}
+        assert store.tokens.scopes(token + "x") == frozenset()
+    assert main(["hub", "token", "ls", "--root", root]) == 0
+    listing = capsys.readouterr().out
+    assert "publish,read" in listing and token not in listing
+    assert main(["hub", "token", "create", "--root", root, "--scopes", "admin"]) == 2
+    token_id = token.split("_")[1]
+    assert main(["hub", "token", "revoke", token_id, "--root", root]) == 0
+    assert main(["hub", "token", "revoke", token_id, "--root", root]) == 2
