@@ -51,7 +51,7 @@ HUB_ROOT  ?= hub
 HUB_PORT  ?= 8080
 HUB_URL   ?= http://127.0.0.1:$(HUB_PORT)
 SCOPES    ?= read,publish,heartbeat
-KEYS_DIR  ?= runs/keys
+STATE_DIR ?= $(or $(FEDNET_STATE_DIR),$(HOME)/.fednet/state)
 
 .PHONY: hub hub-token peer ask
 
@@ -65,7 +65,7 @@ peer: install  ## serve a client's adapters: make peer ID=spam-0 [PORT=9001] [KE
 	@test -n "$(ID)" || { echo "usage: make peer ID=<client-id> [PORT=<port>] [KEY=<pem>]"; exit 2; }
 	@test -n "$$FEDNET_HUB_TOKEN" || { echo "set FEDNET_HUB_TOKEN (make hub-token)"; exit 2; }
 	$(BIN)/fednet peer serve --hub $(HUB_URL) --client $(ID) \
-		--key $(or $(KEY),$(KEYS_DIR)/$(ID).key) $(if $(PORT),--port $(PORT))
+		--key $(or $(KEY),$(STATE_DIR)/$(ID)/keys/$(ID).key) $(if $(PORT),--port $(PORT))
 
 ask: install  ## ask the network: make ask Q="free entry to win a prize" [LOCAL=1]
 	@test -n "$(Q)" || { echo 'usage: make ask Q="<query>" [LOCAL=1]'; exit 2; }

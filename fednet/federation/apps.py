@@ -157,13 +157,18 @@ def _release(
     return out
 
 
-def _key_root(context: Context, default: str | Path | None) -> Path:
-    """Where a client keeps its owner key: ``<state-dir>/keys`` of the node, else ``default``."""
+def _key_root(
+    context: Context, default: str | Path | None, conf: FederationConfig, client_id: str
+) -> Path:
+    """Where a client keeps its owner key: ``<state-dir>/keys`` of the node, else
+    ``default``, else its own ``<federation.state-dir>/<client-id>/keys``."""
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"])) / "keys"
     if default is not None:
         return Path(default)
-    return PROJECT_ROOT / "runs" / "keys"
+    from fednet.federation.simulation import client_key_dir
+
+    return client_key_dir(conf, client_id)
 
 
 def _sign(msg: Message, context: Context, cfg: FederationConfig | None, key_dir: Any) -> Message:
@@ -174,7 +179,9 @@ def _sign(msg: Message, context: Context, cfg: FederationConfig | None, key_dir:
     conf = _config(context, cfg)
     client = resolve_client(conf, dict(context.node_config))
     key = client_owner_key(
-        client.id, key_root=_key_root(context, key_dir), node_config=context.node_config
+        client.id,
+        key_root=_key_root(context, key_dir, conf, client.id),
+        node_config=context.node_config,
     )
     signed = sign_release(msg.content.config_records[P.RELEASE], client, key)
     return Message(RecordDict({P.SIGNED: signed}), reply_to=msg)

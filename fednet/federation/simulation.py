@@ -16,11 +16,17 @@ __all__ = ["client_key_dir", "simulate"]
 logger = logging.getLogger(__name__)
 
 
-def client_key_dir(cfg: FederationConfig, run_dir: str | Path) -> Path:
-    """Where the simulated clients keep their owner keys (``hub.keys-dir``, else
-    ``keys/`` beside the run directory), each ``<client-id>.key`` mode 0600 in a
-    0700 directory. Only the ClientApps read it; the server never does."""
-    return Path(cfg.hub.keys_dir) if cfg.hub.keys_dir else Path(run_dir).parent / "keys"
+def client_key_dir(cfg: FederationConfig, client_id: str) -> Path:
+    """Where simulated client ``client_id`` keeps its owner key: ``hub.keys-dir`` if
+    set, else ``<federation.state-dir>/<client-id>/keys``, its own state directory,
+    outside every run directory. The key is ``<client-id>.key``, mode 0600 in a 0700
+    directory. Only the ClientApp reads it; the server never does."""
+    from fednet.names import check_name
+
+    check_name("client id", client_id)
+    if cfg.hub.keys_dir:
+        return Path(cfg.hub.keys_dir).expanduser()
+    return Path(cfg.state_dir).expanduser() / client_id / "keys"
 
 
 def simulate(
@@ -62,7 +68,7 @@ def simulate(
                 mods=mods,
                 state_dir=Path(cfg.state_dir).expanduser(),
                 cache_dir=cache,
-                key_dir=client_key_dir(cfg, run_dir),
+                key_dir=cfg.hub.keys_dir or None,
             ),
             num_supernodes=len(cfg.clients),
             backend_config={

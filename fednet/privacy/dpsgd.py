@@ -177,6 +177,8 @@ def step_empty_batch(optimizer: DPOptimizer) -> None:
     for p in optimizer.params:
         p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
     optimizer.step()
+
+
 def _poisson_loader(data_loader: DataLoader, noise: NoiseSource) -> DataLoader:
     """``data_loader``'s data set behind Poisson sampling at ``q = 1 / len(data_loader)``,
     with opacus's collation of empty batches."""

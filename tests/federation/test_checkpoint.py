@@ -270,6 +270,8 @@ def test_flower_server_refuses_to_resume_a_real_run_with_a_changed_preset(tmp_pa
     assert "Traceback" not in err
     assert {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()} == before
     assert not (run / "deploy").exists()
+
+
 def test_no_noise_state_is_ever_checkpointed(tmp_path):
     """A generator's state in a checkpoint would let its reader regenerate the DP noise."""
     from fednet.strategies import FedLoRA

@@ -125,6 +125,8 @@ def test_dpsgd_with_empty_poisson_batches(tmp_path):
         want = compute_epsilon([(z, q, 8), (z_sketch, 1.0, 1)], delta=cfg.privacy.delta)
         assert c["epsilon"] == pytest.approx(want, rel=1e-9), cid
         assert c["bytes_up_total"] > 0, cid
+
+
 def _small(cfg, n_clients=2, steps=2):
     return tuple(dataclasses.replace(c, local_steps=steps) for c in cfg.clients[:n_clients])
 

@@ -164,14 +164,16 @@ def test_clients_sign_with_keys_the_server_never_reads(run):
     from fednet.hub import HubStore, encode_public_key, load_private_key
 
     cfg, run_dir, _, _ = run
-    keys = client_key_dir(cfg, run_dir)
     hub = Path(cfg.hub.location)
-    assert keys.resolve() not in (run_dir.resolve(), *run_dir.resolve().parents)
-    assert not keys.resolve().is_relative_to(run_dir.resolve())
-    assert not keys.resolve().is_relative_to(hub.resolve())
-    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     private = {}
+    key_dirs = {c.id: client_key_dir(cfg, c.id) for c in cfg.clients}
+    assert len(set(key_dirs.values())) == len(cfg.clients)  # each client has its own
     for c in cfg.clients:
+        keys = key_dirs[c.id]
+        assert keys.resolve() not in (run_dir.resolve(), *run_dir.resolve().parents)
+        assert not keys.resolve().is_relative_to(run_dir.resolve())
+        assert not keys.resolve().is_relative_to(hub.resolve())
+        assert stat.S_IMODE(keys.stat().st_mode) == 0o700
         path = keys / f"{c.id}.key"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         key = load_private_key(path)
@@ -186,7 +188,11 @@ def test_clients_sign_with_keys_the_server_never_reads(run):
                 assert m.owner_public_key == encode_public_key(key)  # signed by the client
         assert (run_dir / "signed" / f"{c.id}-shared.json").is_file()
     # the server process opened no file in the clients' key directory
-    touched = [p for p in OPENED if Path(p).resolve().is_relative_to(keys.resolve())]
+    touched = [
+        p
+        for p in OPENED
+        if any(Path(p).resolve().is_relative_to(k.resolve()) for k in key_dirs.values())
+    ]
     assert touched == []
     assert any(Path(p).resolve().is_relative_to(run_dir.resolve()) for p in OPENED)  # the hook saw
     # the run keeps what its clients signed, and `hub push` forwards it as it is
@@ -197,7 +203,8 @@ def test_clients_sign_with_keys_the_server_never_reads(run):
     with HubStore(again) as store:
         for c in cfg.clients:
             m = store.resolve(f"{c.id}-personalized")
-            assert m.owner_public_key == encode_public_key(load_private_key(keys / f"{c.id}.key"))
+            key = load_private_key(key_dirs[c.id] / f"{c.id}.key")
+            assert m.owner_public_key == encode_public_key(key)
     # and nothing the server wrote (the run, the hub) holds a private key
     for root in (run_dir, hub):
         for path in root.rglob("*"):
