@@ -16,7 +16,7 @@ from fednet.hub.publish import publish_run
 pytestmark = pytest.mark.integration
 
 WORKERS = 3
-ROUNDS = 4
+ROUNDS = 3
 
 
 def _run_all(target: Any, args: list[tuple[Any, ...]], timeout: float = 300) -> list[str]:
