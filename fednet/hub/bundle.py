@@ -6,6 +6,8 @@ files the same way.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -13,7 +15,7 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +40,7 @@ __all__ = [
     "tensor_shapes",
     "write_atomic",
     "write_files_atomically",
+    "locked_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -254,28 +257,64 @@ def check_files(manifest: Manifest, files: Mapping[str, bytes]) -> None:
 write_atomic = _write_atomic  # one implementation, in fednet.atomic
 
 
+@contextlib.contextmanager
+def locked_dir(directory: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (created if missing) against every
+    process and thread that locks it too.
+
+    The lock is ``flock(2)`` on the directory itself, so no lock file is left
+    beside a user's files; it is released when the block ends or the process
+    dies. Not reentrant: do not lock a directory already held.
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holds(dest: Path, files: Mapping[str, bytes]) -> bool:
+    """Whether ``dest`` already holds exactly these bytes under these names."""
+    for name, data in files.items():
+        try:
+            if (dest / name).read_bytes() != data:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def write_files_atomically(dest_dir: str | Path, files: Mapping[str, bytes]) -> None:
-    """Write verified ``files`` into ``dest_dir``.
+    """Write verified ``files`` into ``dest_dir``, safely against other processes.
 
     A missing ``dest_dir`` is built as a hidden sibling and renamed into place,
-    so it appears complete or not at all. In an existing directory each file is
-    replaced atomically.
+    so it appears complete or not at all. In an existing directory that already
+    holds these exact files nothing is written; otherwise each file is replaced
+    atomically, and other files there are left alone. Writers into one parent
+    directory take turns (:func:`locked_dir` on the parent), so processes
+    pulling into the same place never see ``Directory not empty`` or a mix of
+    two writes.
     """
     dest = Path(dest_dir)
     for name in files:
         check_filename("file name", name)
-    if dest.exists():
-        if not dest.is_dir():
-            raise ValueError(f"`dest_dir` exists and is not a directory: {str(dest)!r}")
-        for name, data in files.items():
-            write_atomic(dest / name, data)
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
-        for name, data in files.items():
-            write_atomic(staging / name, data)
-        os.replace(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with locked_dir(dest.parent):
+        if dest.exists():
+            if not dest.is_dir():
+                raise ValueError(f"`dest_dir` exists and is not a directory: {str(dest)!r}")
+            if _holds(dest, files):
+                return
+            for name, data in files.items():
+                write_atomic(dest / name, data)
+            return
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+        try:
+            for name, data in files.items():
+                write_atomic(staging / name, data)
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise

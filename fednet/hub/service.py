@@ -11,13 +11,14 @@ name or peer id stays bound to the key that first claimed it. Every error is
 JSON ``{"error": message, "type": name}``:
 
 =====  ==========================================================
-400    malformed request (bad JSON, base64 or version)
+400    malformed request (a body that is not UTF-8, bad JSON, base64 or version)
 401    missing bearer token
 403    wrong token or scope, a key not bound to the name, owner or peer
 404    unknown adapter, version, file, peer or route
 409    stored data failed verification (tampered blob or manifest)
 413    upload larger than ``max_upload_bytes``
-422    invalid manifest or fields, bad signature, hash mismatch
+422    invalid manifest or fields (a string with a lone surrogate), bad
+       signature, hash mismatch
 =====  ==========================================================
 """
 
@@ -36,7 +37,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +46,7 @@ from fednet.hub.manifest import Manifest, VersionSpec, check_name, parse_version
 from fednet.hub.peers import SignedPeerRequest
 from fednet.hub.store import HubStore
 from fednet.hub.tokens import SCOPES
+from fednet.text_input import lone_surrogate_problems, utf8_body_problem
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
@@ -66,7 +68,19 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class PublishRequest(BaseModel):
+class _TextRequest(BaseModel):
+    """A request body whose strings must all be valid Unicode (no lone surrogates)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        problems = lone_surrogate_problems(data)
+        if problems:
+            raise ValueError("; ".join(problems[:5]))
+        return data
+
+
+class PublishRequest(_TextRequest):
     """A signed manifest and its files, each base64-encoded."""
 
     model_config = ConfigDict(extra="forbid")
@@ -74,7 +88,7 @@ class PublishRequest(BaseModel):
     files: dict[str, str] = Field(description="file name -> base64 of its bytes")
 
 
-class PeerRequest(BaseModel):
+class PeerRequest(_TextRequest):
     """A peer registration or heartbeat signed by the peer owner's key."""
 
     model_config = ConfigDict(extra="forbid")
@@ -186,6 +200,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem = utf8_body_problem(exc)
+        if problem:
+            return _error(400, problem, "UnicodeDecodeError")
         return _error(exc.status_code, str(exc.detail), "HTTPException", exc.headers)
 
 

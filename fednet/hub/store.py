@@ -13,6 +13,7 @@ never a visible half adapter. Reads re-check the signature and every sha256.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from fednet.hub.bundle import (
     check_adapter_fits,
     check_files,
     check_required_files,
+    locked_dir,
     prepare_publish,
     sha256_hex,
     write_atomic,
@@ -53,6 +55,37 @@ __all__ = ["HubStore"]
 logger = logging.getLogger(__name__)
 
 _INSERT_RETRIES = 5
+
+
+class _WriteLock:
+    """Serialises the store's database writes across threads and processes.
+
+    SQLite refuses (``database is locked``) a transaction that read before
+    another process wrote; taking turns on the hub directory avoids that.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._thread = threading.Lock()
+        self._root = root
+        self._held: contextlib.AbstractContextManager[Path] | None = None
+
+    def __enter__(self) -> _WriteLock:
+        self._thread.acquire()
+        try:
+            self._held = locked_dir(self._root)
+            self._held.__enter__()
+        except BaseException:
+            self._thread.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        held, self._held = self._held, None
+        try:
+            if held is not None:
+                held.__exit__(None, None, None)
+        finally:
+            self._thread.release()
 
 
 class HubStore:
@@ -104,11 +137,15 @@ class HubStore:
             if trusted_keys is None
             else {owner: frozenset(keys) for owner, keys in trusted_keys.items()}
         )
-        self._engine = make_engine(self.db_url)
-        self._write_lock = threading.Lock()
+        with locked_dir(self.root):  # another process may be creating the same tables
+            self._engine = make_engine(self.db_url)
+        self._write_lock = _WriteLock(self.root)
         self._clock = clock
         self._peers = PeerRegistry(
-            self._engine, timeout=peer_timeout, clock=clock, lock=self._write_lock
+            self._engine,
+            timeout=peer_timeout,
+            clock=clock,
+            lock=self._write_lock,  # type: ignore[arg-type]
         )
         self.tokens = TokenRegistry(self._engine)
         """Bearer tokens of the HTTP service, stored as sha256 only."""

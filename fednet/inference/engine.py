@@ -11,6 +11,7 @@ own LoRA delta, then each row goes through its own head.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,7 +26,13 @@ import torch
 from safetensors.torch import load_file
 
 from fednet.errors import IntegrityError, NotFoundError
-from fednet.hub.bundle import HEAD_FILE, REQUIRED_FILES, check_adapter_fits, sha256_hex
+from fednet.hub.bundle import (
+    HEAD_FILE,
+    REQUIRED_FILES,
+    check_adapter_fits,
+    locked_dir,
+    sha256_hex,
+)
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.hub.trust import TrustStore
 from fednet.models import create_base_model, load_tokenizer, mean_pool
@@ -185,22 +192,34 @@ class AdapterEngine:
             hit = self._lru.get(manifest.ref)
             if hit is not None:
                 return hit
-            if not self._cached_ok(directory, manifest):
-                fetched = self._fetch(manifest, directory)
-                if fetched.signature != manifest.signature:
-                    raise IntegrityError(f"hub served a different manifest for {manifest.ref}")
-                source = "hub"
-            loaded = self.load_dir(directory, manifest)
+            # engines in other processes may share this cache: one at a time per adapter name
+            with locked_dir(directory.parent):
+                if not self._cached_ok(directory, manifest):
+                    fetched = self._fetch(manifest, directory)
+                    if fetched.signature != manifest.signature:
+                        raise IntegrityError(f"hub served a different manifest for {manifest.ref}")
+                    source = "hub"
+                loaded = self.load_dir(directory, manifest)
         self.last_load = (source, time.perf_counter() - started)
         logger.info("loaded %s from %s in %.3fs", manifest.ref, source, self.last_load[1])
         return loaded
 
     def _fetch(self, manifest: Manifest, directory: Path) -> Manifest:
+        """Fetch into a hidden sibling, then swap it in for a stale ``directory``.
+
+        The caller holds :func:`locked_dir` on ``directory.parent``.
+        """
         if self.source is None:
             raise NotFoundError(f"adapter {manifest.ref} is not cached and this engine has no hub")
-        if directory.exists():
-            shutil.rmtree(directory)
-        return self.source.fetch(manifest.name, manifest.version, directory)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            fetched = self.source.fetch(manifest.name, manifest.version, staging / "new")
+            if directory.exists():
+                os.replace(directory, staging / "old")
+            os.replace(staging / "new", directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return fetched
 
     def _check_base(self, manifest: Manifest) -> None:
         if manifest.base_model != self.base_model:

@@ -6,12 +6,14 @@ registers with the hub (endpoint, base model, adapters served) and sends
 heartbeats. Errors are JSON ``{"error": message, "type": name}``:
 
 =====  ==========================================================
-400    malformed request, empty text list or empty text
+400    malformed request (a body that is not UTF-8 or not JSON), empty text
+       list or empty text
 401    missing or wrong bearer token, when the peer requires one
 404    adapter not served by this peer, or unknown to the hub
 409    adapter failed verification (tampered blob, bad signature)
 413    too many texts or a text over ``max_query_chars``
-422    adapter unusable here (other base model, bad head)
+422    a text that is not valid Unicode (a lone surrogate such as ``"\ud800"``),
+       or an adapter unusable here (bad name, other base model, bad head)
 502    the hub is unreachable
 504    not answered within ``request_timeout_s``
 =====  ==========================================================
@@ -29,12 +31,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednet.errors import HubError, IntegrityError, NotFoundError, SignatureError
 from fednet.hub.manifest import parse_version
 from fednet.inference.batcher import MicroBatcher
 from fednet.inference.config import PeerConfig
 from fednet.inference.engine import AdapterEngine
+from fednet.text_input import lone_surrogate_problem, utf8_body_problem
 
 __all__ = ["ClassifyRequest", "create_peer_app"]
 
@@ -59,6 +63,14 @@ class _RefusedError(Exception):
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": message, "type": kind}, status_code=status)
+
+
+def _body_error(exc: StarletteHTTPException) -> JSONResponse:
+    """The peer's error shape for an HTTP error, naming bytes that are not UTF-8."""
+    problem = utf8_body_problem(exc)
+    if problem:
+        return _error(400, problem, "UnicodeDecodeError")
+    return _error(exc.status_code, str(exc.detail), "HTTPException")
 
 
 def _status_of(exc: Exception) -> int:
@@ -110,6 +122,10 @@ def create_peer_app(
     async def refused(_: Request, exc: _RefusedError) -> JSONResponse:
         return _error(exc.status, str(exc), exc.kind)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _body_error(exc)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         text = "; ".join(
@@ -147,6 +163,9 @@ def create_peer_app(
                 413, f"{len(texts)} texts exceed the limit of {config.max_texts}", "ValueError"
             )
         for i, text in enumerate(texts):
+            problem = lone_surrogate_problem(f"texts[{i}]", text)
+            if problem:
+                raise _RefusedError(422, problem, "UnicodeEncodeError")
             if not text.strip():
                 raise _RefusedError(400, f"`texts[{i}]` is empty", "ValueError")
             if len(text) > config.max_query_chars:

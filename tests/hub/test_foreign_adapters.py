@@ -4,52 +4,28 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
-from peft import LoraConfig, get_peft_model
-from safetensors.torch import save_file
-from transformers import BertConfig, BertModel
 
 from fednet.cli import main
-from fednet.hub import HubStore, Manifest, generate_private_key, save_private_key
-from fednet.hub.bundle import read_adapter_dir, sha256_hex
-from fednet.hub.keys import Ed25519PrivateKey, sign_manifest
+from fednet.hub import HubStore, generate_private_key, save_private_key
+from fednet.hub.keys import Ed25519PrivateKey
 from fednet.models import create_base_model
 
 from .conftest import READ_TOKEN, WRITE_TOKEN
-
-
-def _peft_adapter(out: Path, model: torch.nn.Module, hidden: int, r: int = 4) -> Path:
-    """Save a real peft LoRA adapter of ``model`` with a 2-label head, as peft users do."""
-    torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=r, target_modules=["query", "value"]))
-    peft_model.save_pretrained(out)
-    save_file(
-        {"head.weight": torch.randn(2, hidden), "head.bias": torch.zeros(2)},
-        str(out / "head.safetensors"),
-    )
-    return out
+from .foreign import peft_adapter, signed_upload, small_bert, smuggle
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _peft_adapter(tmp_path_factory.mktemp("good") / "a", create_base_model("tiny-bert"), 32)
+    return peft_adapter(tmp_path_factory.mktemp("good") / "a", create_base_model("tiny-bert"), 32)
 
 
 @pytest.fixture(scope="module")
 def other_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An adapter of another, smaller BERT (hidden size 16)."""
-    small = BertConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-    return _peft_adapter(tmp_path_factory.mktemp("small") / "a", BertModel(small), 16)
+    return peft_adapter(tmp_path_factory.mktemp("small") / "a", small_bert(), 16)
 
 
 @pytest.fixture(scope="module")
@@ -117,29 +93,6 @@ def test_push_accepts_a_plain_peft_adapter_that_fits(
     assert main(["hub", "verify", "--hub", hub]) == 0
 
 
-def _draft(name: str, rank: int) -> Manifest:
-    return Manifest(
-        name=name, base_model="tiny-bert", rank=rank, task="t", owner="me", label_names=("a", "b")
-    )
-
-
-def _signed(adapter: Path, name: str, key: Ed25519PrivateKey) -> tuple[Manifest, dict[str, bytes]]:
-    """Sign an adapter as its owner would, without the checks of ``prepare_publish``."""
-    files = read_adapter_dir(adapter)
-    rank = json.loads(files["adapter_config.json"])["r"]
-    digests = {n: sha256_hex(d) for n, d in files.items()}
-    return sign_manifest(replace(_draft(name, rank), files=digests), key), files
-
-
-def _smuggle(store: HubStore, adapter: Path, name: str, key: Ed25519PrivateKey) -> None:
-    """Store an adapter past the checks, as a hub written by an older fednet holds it."""
-    signed, files = _signed(adapter, name, key)
-    for n, digest in signed.files.items():
-        store._write_blob(digest, files[n])  # noqa: SLF001 - the test plays the old hub
-    with store._engine.begin() as conn:  # noqa: SLF001
-        store._insert_manifest(conn, signed)  # noqa: SLF001
-
-
 @pytest.mark.parametrize("served", [False, True], ids=["local", "http"])
 def test_verify_names_adapters_that_do_not_fit(
     other_base: Path,
@@ -152,9 +105,9 @@ def test_verify_names_adapters_that_do_not_fit(
 ) -> None:
     key = generate_private_key()
     with HubStore(tmp_path / "hub") as store:
-        _smuggle(store, other_base, "small", key)
-        _smuggle(store, lying_rank, "lying", key)
-        _smuggle(store, good, "fine", key)
+        smuggle(store, other_base, "small", key)
+        smuggle(store, lying_rank, "lying", key)
+        smuggle(store, good, "fine", key)
         problems = store.verify()
         assert len(problems) == 2, problems
         assert any(
@@ -175,7 +128,7 @@ def test_verify_names_adapters_that_do_not_fit(
 def test_store_refuses_a_signed_upload_that_does_not_fit(
     store: HubStore, other_base: Path, key: Ed25519PrivateKey
 ) -> None:
-    signed, files = _signed(other_base, "small", key)
+    signed, files = signed_upload(other_base, "small", key)
     with pytest.raises(ValueError, match=r"small@v0 does not fit base model 'tiny-bert'"):
         store.publish_signed(signed, files)
     assert store.list() == []
