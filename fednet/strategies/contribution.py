@@ -101,9 +101,9 @@ def contribution_rows(
     weights: dict[str, float] = {}
     for key in {group_of(p) for p, *_ in updates}:
         members = [p for p, *_ in updates if group_of(p) == key and p.client_id not in excluded]
-        total = sum(p.num_examples for p in members)
+        total = sum(p.weight for p in members)
         for p in members:
-            weights[p.client_id] = p.num_examples / total if total else 0.0
+            weights[p.client_id] = p.weight / total if total else 0.0
     rows = []
     for p, _, _ in updates:
         d, g = deltas[p.client_id], agg[p.client_id]

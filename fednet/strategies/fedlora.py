@@ -336,7 +336,7 @@ class FedLoRA(FednetStrategy):
             if self.rank_aggregation == "svd":
                 res = svd_aggregate(
                     [lora for _, lora in group],
-                    [p.num_examples for p, _ in group],
+                    [p.weight for p, _ in group],
                     rank=state.rank_of(key),
                 )
                 new.lora[key] = res.state
