@@ -10,7 +10,8 @@ import pytest
 
 from fednet.cli import main
 from fednet.hub import HubStore, generate_private_key, save_private_key
-from fednet.hub.keys import Ed25519PrivateKey
+from fednet.hub.keys import Ed25519PrivateKey, load_private_key
+from fednet.hub.trust import TrustStore, public_key_of
 from fednet.models import create_base_model
 
 from .conftest import READ_TOKEN, WRITE_TOKEN
@@ -90,6 +91,9 @@ def test_push_accepts_a_plain_peft_adapter_that_fits(
     hub = str(tmp_path / "hub")
     assert _push(hub, good, key_file, "--base-model", "tiny-bert") == 0
     assert "published mine@v1" in capsys.readouterr().out
+    assert main(["hub", "verify", "--hub", hub]) == 1  # readers trust pinned keys only
+    assert "not in the trust store" in capsys.readouterr().out
+    TrustStore().add("me", public_key_of(load_private_key(key_file)))
     assert main(["hub", "verify", "--hub", hub]) == 0
 
 
@@ -108,6 +112,8 @@ def test_verify_names_adapters_that_do_not_fit(
         smuggle(store, other_base, "small", key)
         smuggle(store, lying_rank, "lying", key)
         smuggle(store, good, "fine", key)
+        for m in store.list():  # the reader pinned the owner's key: only the fit is at issue
+            TrustStore().add(m.owner, public_key_of(key))
         problems = store.verify()
         assert len(problems) == 2, problems
         assert any(
