@@ -38,6 +38,7 @@ from fednet.hub.manifest import parse_version
 from fednet.inference.batcher import MicroBatcher
 from fednet.inference.config import PeerConfig
 from fednet.inference.engine import AdapterEngine
+from fednet.names import check_name
 from fednet.text_input import lone_surrogate_problem, utf8_body_problem
 
 __all__ = ["ClassifyRequest", "create_peer_app"]
@@ -178,6 +179,10 @@ def create_peer_app(
         name = request.adapter or (adapters[0] if adapters else None)
         if name is None:
             raise _RefusedError(400, "this peer serves no default adapter; name one", "ValueError")
+        try:  # a bad name is bad input (422) before it is an unknown one (404)
+            check_name("name", name)
+        except (TypeError, ValueError) as e:
+            raise _RefusedError(422, str(e), "ValueError") from e
         if name not in served:
             raise _RefusedError(
                 404,

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from fednet.hub import HubStore, generate_private_key
+from fednet.hub.trust import public_key_of
 from fednet.inference import AdapterEngine, MicroBatcher, PeerServer
 from fednet.inference.peer import create_peer_app
 from tests.hub.foreign import peft_adapter, small_bert, smuggle
@@ -23,7 +24,9 @@ def test_peer_refuses_an_adapter_that_does_not_fit(
 ) -> None:
     # LoRA of a smaller BERT, with a head that happens to fit tiny-bert's hidden size
     adapter = peft_adapter(tmp_path / "small", small_bert(), 32)
-    smuggle(hub_store, adapter, "small", generate_private_key())
+    key = generate_private_key()
+    smuggle(hub_store, adapter, "small", key)
+    hub_store.trust.add("me", public_key_of(key))  # its owner is trusted: only the fit is at issue
     # at start: a clear error, not a traceback from inside peft
     misfit = r"small@v1 does not fit base model 'tiny-bert'.*\[4, 16\]"
     with pytest.raises(ValueError, match=misfit):
@@ -31,7 +34,7 @@ def test_peer_refuses_an_adapter_that_does_not_fit(
     # while serving: 422 in the peer's error shape, and the peer keeps its adapters
     engine = AdapterEngine("tiny-bert", source=hub_store)
     batcher = MicroBatcher(engine, window_s=0.0)
-    app = create_peer_app(engine, batcher, peer_id="p", adapters=["spam-0-shared"])
+    app = create_peer_app(engine, batcher, peer_id="p", adapters=["spam-0-shared", "small"])
     try:
         with serving(app) as url:
             bad = httpx.post(
