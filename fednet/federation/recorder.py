@@ -237,6 +237,7 @@ class RunRecorder:
                 cid: c["bytes_up_per_round"] / full[c["base_model"]] for cid, c in clients.items()
             },
             "privacy": privacy_summary(self.cfg),
+            "refusals": dict(refusals or {}),  # also nodes that refused to join
             "history": self.history,
             "wall_s": time.time() - self.started,
         }
