@@ -333,6 +333,13 @@ UNION_TASK = "union"
 LABEL_SPACES = ("task", "union")
 
 
+def default_state_dir() -> str:
+    """``$FEDNET_STATE_DIR`` if set, else ``~/.fednet/state``."""
+    import os
+
+    return os.environ.get("FEDNET_STATE_DIR") or "~/.fednet/state"
+
+
 @dataclass(frozen=True)
 class FederationConfig:
     """The whole federation: global settings plus one entry per client.
@@ -351,6 +358,7 @@ class FederationConfig:
     what outlives a run: its privacy ledger (``<state-dir>/<client-id>/``). It
     is never inside the run directory, so a new run on the same data continues
     the same privacy budget. A deployed client uses its node's ``state-dir``.
+    The default is ``$FEDNET_STATE_DIR``, else ``~/.fednet/state``.
     """
 
     clients: tuple[ClientConfig, ...]
@@ -364,7 +372,7 @@ class FederationConfig:
     personalize_steps: int = 0
     label_space: str = "task"
     wire_dtype: str = "float32"
-    state_dir: str = "~/.fednet/state"
+    state_dir: str = field(default_factory=lambda: default_state_dir())
     lora: LoraDefaults = field(default_factory=LoraDefaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,8 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
+# clients' privacy ledgers outlive runs; tests keep theirs out of the user's home
+os.environ.setdefault("FEDNET_STATE_DIR", tempfile.mkdtemp(prefix="fednet-test-state-"))
 
 
 @pytest.fixture(autouse=True)

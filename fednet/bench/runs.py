@@ -106,11 +106,15 @@ def simulate_variant(
     """Run one federation in Flower's Simulation Engine; return its summary.
 
     ``clients_at_once`` clients run concurrently, each with an equal share of
-    the machine's cores.
+    the machine's cores. Each variant is a fresh federation on the same data,
+    so its clients keep their privacy ledgers beside the run
+    (``<run-dir>-state``), not in the user's state directory where budgets
+    carry over from run to run.
     """
     from fednet.federation.preflight import check_federation
     from fednet.federation.simulation import simulate
 
+    cfg = cfg.with_overrides(state_dir=str(run_dir.parent / f"{run_dir.name}-state"))
     check_federation(cfg)
     cpus = float(os.cpu_count() or 1)
     started = time.perf_counter()

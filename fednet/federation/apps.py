@@ -301,7 +301,7 @@ def make_client_app(
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
         metrics = _release(rt, _state_dir(context, state_dir, rt.cfg), "evaluate", rnd, metrics)
         return Message(
-            RecordDict({P.METRICS: MetricRecord(metrics)}),
+            RecordDict({P.METRICS: MetricRecord(metrics)}),  # type: ignore[arg-type]
             reply_to=msg,
         )
 

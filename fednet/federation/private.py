@@ -227,6 +227,27 @@ class PrivateRound:
             ledger.save(self.ledger_path)
         return ledger.epsilon
 
+    def check_central_round(self, server_round: int, *, personalize: bool) -> None:
+        """In central mode, refuse a training round beyond the rounds charged at join.
+
+        The client charged ``(z, q, rounds)`` of its own preset; a server that
+        runs longer would spend ε the ledger never saw.
+        """
+        from fednet.errors import BudgetExhaustedError
+
+        rounds = self.rt.cfg.rounds
+        if (
+            self.cfg.enabled
+            and self.cfg.update_mode == "central"
+            and not personalize
+            and server_round > rounds
+        ):
+            raise BudgetExhaustedError(
+                f"client {self.rt.client.id}: central-DP round {server_round} is beyond the "
+                f"{rounds} rounds charged to its ledger when it joined the run",
+                client_id=self.rt.client.id,
+            )
+
     def ledger(self):
         from fednet.privacy import PrivacyLedger
 
@@ -277,6 +298,7 @@ class PrivateRound:
 
         With ``personalize`` in central mode without DP-SGD the adapter is
         saved in the client's state directory and not released."""
+        self.check_central_round(server_round, personalize=personalize)
         plan = self.plan(steps=steps, release_sketch=release_sketch)
         ledger = self.check_budget(plan)
         received_lora = self.rt.model.lora_state()

@@ -31,7 +31,13 @@ from fednet.strategies.base import RoundOutcome
 from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState
 
-__all__ = ["RunRecorder", "write_json_atomic", "base_model_nbytes", "format_summary"]
+__all__ = [
+    "RunRecorder",
+    "base_model_nbytes",
+    "format_summary",
+    "privacy_summary",
+    "write_json_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,45 @@ def base_model_nbytes(base_model: str) -> int:
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def privacy_summary(cfg: FederationConfig) -> dict[str, Any]:
+    """What a run's privacy claims are, truthfully.
+
+    ``updates_private`` is true only when every adapter that leaves a client or
+    is published went through a noising DP mechanism: local update noise or
+    central DP with ``update-noise-multiplier > 0`` (central-mode personalised
+    adapters then stay on the clients unless DP-SGD trained them), or DP-SGD
+    with noise. ``epsilon_note`` voids every ε of a run with reproducible noise.
+    """
+    from fednet.privacy.randomness import NOT_VALID_NOTE
+
+    p = cfg.privacy
+    mode = p.update_mode if p.enabled else "none"
+    noised_updates = mode in ("local", "central") and p.update_noise_multiplier > 0
+    dpsgd = bool(p.enabled and p.dpsgd)
+    noised_dpsgd = dpsgd and (p.dpsgd_epsilon is not None or (p.dpsgd_noise_multiplier or 0) > 0)
+    out: dict[str, Any] = {
+        "delta": p.delta,
+        "epsilon_budget": p.epsilon_budget,
+        "accountant": p.accountant,
+        "update_mode": mode,
+        "dpsgd": dpsgd,
+        "updates_private": bool(noised_updates or noised_dpsgd),
+        "sketch_epsilon": p.sketch_epsilon,
+        "reproducible_noise": bool(p.reproducible_noise),
+        "epsilon_note": NOT_VALID_NOTE if p.reproducible_noise else None,
+    }
+    if mode == "central":
+        from fednet.strategies.dp_central import ACCOUNTING_RULE
+
+        out["accounting"] = {
+            "rule": ACCOUNTING_RULE,
+            "sample_rate": cfg.strategy.fraction_train,
+            "noise_multiplier": p.update_noise_multiplier,
+            "rounds": cfg.rounds,
+        }
+    return out
 
 
 class RunRecorder:
@@ -186,41 +231,6 @@ class RunRecorder:
                 return float(h["train"][f"{client_id}/{key}"])
         return None
 
-    def privacy_summary(self) -> dict[str, Any]:
-        """What the run's privacy claims are, truthfully.
-
-        ``updates_private`` is true only when every adapter that leaves a client
-        or is published went through a DP mechanism: local update noise,
-        DP-SGD, or central DP (whose personalised adapters then stay on the
-        clients unless DP-SGD trained them). ``epsilon_note`` voids every ε of
-        a run with reproducible noise.
-        """
-        from fednet.privacy.randomness import NOT_VALID_NOTE
-
-        p = self.cfg.privacy
-        mode = p.update_mode if p.enabled else "none"
-        out: dict[str, Any] = {
-            "delta": p.delta,
-            "epsilon_budget": p.epsilon_budget,
-            "accountant": p.accountant,
-            "update_mode": mode,
-            "dpsgd": bool(p.enabled and p.dpsgd),
-            "updates_private": bool(p.enabled and (mode != "none" or p.dpsgd)),
-            "sketch_epsilon": p.sketch_epsilon,
-            "reproducible_noise": bool(p.enabled and p.reproducible_noise),
-            "epsilon_note": NOT_VALID_NOTE if p.enabled and p.reproducible_noise else None,
-        }
-        if mode == "central":
-            from fednet.strategies.dp_central import ACCOUNTING_RULE
-
-            out["accounting"] = {
-                "rule": ACCOUNTING_RULE,
-                "sample_rate": self.cfg.strategy.fraction_train,
-                "noise_multiplier": p.update_noise_multiplier,
-                "rounds": self.cfg.rounds,
-            }
-        return out
-
     def finish(
         self,
         personalized: dict[str, dict[str, float]],
@@ -327,7 +337,8 @@ class RunRecorder:
             "min_clients": need,
             "complete": len(done) >= need,
             "failed_clients": {w: f for w, f in sorted(failures.items())},
-            "privacy": self.privacy_summary(),
+            "privacy": privacy_summary(self.cfg),
+            "refusals": dict(refusals or {}),  # also nodes that refused to join
             "robust": self.cfg.strategy.robust,
             "rank_aggregation": self.cfg.strategy.rank_aggregation,
             "update_events": events,

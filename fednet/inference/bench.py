@@ -102,7 +102,7 @@ def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]
 
     from fednet.federation.client import load_client_data
     from fednet.inference.ask import FrozenEncoder
-    from fednet.privacy import build_sketch, sketch_noise_multiplier
+    from fednet.privacy import build_sketch, noise_source, sketch_noise_multiplier
 
     privacy = cfg.privacy
     z = sketch_noise_multiplier(epsilon=privacy.sketch_epsilon, delta=privacy.delta)
@@ -131,7 +131,9 @@ def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]
             noise_multiplier=z,
             delta=privacy.delta,
             label_names=data.label_names,
-            generator=torch.Generator().manual_seed(cfg.seed),
+            noise=noise_source(
+                reproducible=privacy.reproducible_noise, parts=(cfg.seed, client.id, "sketch")
+            ),
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file(sketch.to_tensors(), str(path))

@@ -218,7 +218,7 @@ def _draw_noise_from(optimizer: torch.optim.Optimizer, noise: NoiseSource) -> No
             p.grad = (summed + drawn).view_as(p)
             _mark_as_processed(p.summed_grad)
 
-    optimizer.add_noise = add_noise  # type: ignore[method-assign]
+    optimizer.add_noise = add_noise  # type: ignore[attr-defined]
 
 
 def _resolve_noise_multiplier(

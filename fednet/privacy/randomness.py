@@ -110,7 +110,7 @@ class NoiseSource:
     def __deepcopy__(self, memo: dict[int, object]) -> NoiseSource:
         return self  # never duplicate a stream (a copy of a seeded one would repeat it)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("a NoiseSource is never pickled or checkpointed")
 
     # -- draws -------------------------------------------------------------------

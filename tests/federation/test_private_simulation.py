@@ -95,7 +95,12 @@ def test_dpsgd_trains_every_round(tmp_path):
         ledger = _ledger(tmp_path, cid)
         # two rounds and the personalisation of DP-SGD, and the last round's sketch
         assert ledger["kinds"].count("dpsgd") == 3 and ledger["kinds"].count("sketch") == 1
-        assert c["personalized_accuracy"] is not None
+        # under DP the accuracy stays with the client, in its own record
+        assert c["personalized_accuracy"] is None
+        own = (tmp_path / "state" / cid / "metrics.jsonl").read_text().splitlines()
+        personal = [json.loads(x) for x in own if '"personalized": 1.0' in x]
+        assert personal and 0.0 <= personal[-1]["metrics"]["accuracy"] <= 1.0
+        assert c["update_epsilon"] is not None and c["sketch_epsilon"] is not None
 
 
 def test_dpsgd_with_empty_poisson_batches(tmp_path):

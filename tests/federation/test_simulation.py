@@ -151,7 +151,9 @@ def test_run_publishes_signed_adapters_to_the_hub(run):
         for kind in ("shared", "personalized"):
             m = manifests[f"{c.id}-{kind}"]
             assert m.owner == c.id and m.kind == kind and m.signature
-            assert m.sketch and m.epsilon is not None
+            # privacy is off: only the sketch is private, the weights carry no epsilon
+            assert m.sketch and m.sketch_epsilon is not None
+            assert m.update_epsilon is None and m.epsilon is None
     assert store.verify() == []
 
 

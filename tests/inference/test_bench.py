@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from fednet.inference.bench import query_stream, run_routing_bench
 
@@ -83,3 +84,18 @@ def test_bench_writes_every_figure(run_dir: Path, tmp_path: Path) -> None:
         "a_cpu_at_most_third_of_b",
         "router_share_at_most_15_percent",
     }
+
+
+def test_stand_in_sketches_are_released_with_fresh_noise(tmp_path: Path) -> None:
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from fednet.config import load_preset
+    from fednet.inference.bench import stand_in_sketches
+
+    cfg = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(cfg, clients=cfg.clients[:1], max_length=16)
+    first = load_file(str(stand_in_sketches(tmp_path, cfg, tmp_path / "a")["spam-0"]))
+    second = load_file(str(stand_in_sketches(tmp_path, cfg, tmp_path / "b")["spam-0"]))
+    assert not torch.equal(first["sketch.counts"], second["sketch.counts"])

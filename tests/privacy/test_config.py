@@ -91,3 +91,23 @@ def test_enabled_cross_checks() -> None:
         PrivacyConfig(enabled=True, update_mode="local")
     assert PrivacyConfig(enabled=True, update_mode="local", update_noise_multiplier=1.0)
     assert PrivacyConfig(enabled=True, update_mode="central")  # server may clip only
+
+
+def test_reproducible_noise_and_state_dir_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fednet.config import parse_preset
+    from fednet.errors import ConfigError
+
+    preset = {
+        "federation": {"state-dir": "/tmp/fednet-state"},
+        "privacy": {"reproducible-noise": True},
+        "clients": [{"id": "a", "dataset": "sms-spam"}],
+    }
+    cfg = parse_preset(preset)
+    assert cfg.privacy.reproducible_noise is True and cfg.state_dir == "/tmp/fednet-state"
+    with pytest.raises(ConfigError, match="reproducible-noise"):
+        parse_preset({**preset, "privacy": {"reproducible-noise": "yes"}})
+    with pytest.raises(ConfigError, match="state-dir"):
+        parse_preset({**preset, "federation": {"state-dir": " "}})
+    monkeypatch.setenv("FEDNET_STATE_DIR", "/srv/state")
+    assert parse_preset({"clients": preset["clients"]}).state_dir == "/srv/state"
+    assert PrivacyConfig().reproducible_noise is False

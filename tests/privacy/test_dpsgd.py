@@ -274,7 +274,7 @@ def test_empty_poisson_batch_is_counted_by_the_accountant() -> None:
         DataLoader(_data(n=3), batch_size=1),
         noise_multiplier=1.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(0),
+        noise=NoiseSource.seeded(0),
     )
     accountant = RDPAccountant()
     private.optimizer.attach_step_hook(
@@ -296,7 +296,7 @@ def test_empty_poisson_batch_adds_only_noise() -> None:
         DataLoader(_data(n=3), batch_size=1),
         noise_multiplier=0.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(0),
+        noise=NoiseSource.seeded(0),
     )
     steps, empties, around = _poisson_epochs(private, epochs=6)
     assert steps == 18 and empties > 0
@@ -304,3 +304,30 @@ def test_empty_poisson_batch_adds_only_noise() -> None:
     assert names
     for name in names:
         assert torch.equal(around[f"before:{name}"], around[f"after:{name}"]), name
+
+
+def test_gradient_noise_and_batches_are_fresh_unless_seeded() -> None:
+    """Everything public identical (weights, data, torch's global seed): two DP-SGD runs
+    still differ, because noise and Poisson batches come from OS entropy."""
+    from fednet.privacy import PoissonBatchSampler
+
+    def train(noise: NoiseSource | None) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = TinyClassifier()
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+        module, dp_opt, loader, _, _ = make_private(
+            model,
+            opt,
+            DataLoader(_data(), batch_size=16),
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            noise=noise,
+        )
+        assert isinstance(loader.batch_sampler, PoissonBatchSampler)
+        _train(module, dp_opt, loader)
+        return _trainable(model)
+
+    a, b = train(None), train(None)
+    assert all(not torch.equal(a[k], b[k]) for k in a)
+    c, d = train(NoiseSource.seeded(3)), train(NoiseSource.seeded(3))
+    assert all(torch.equal(c[k], d[k]) for k in c)

@@ -223,3 +223,19 @@ def test_reset_ledgers_retires_and_logs(tmp_path: Path, caplog: pytest.LogCaptur
     assert "reset" in caplog.text and "alice" in caplog.text
     fresh = PrivacyLedger.load_or_create(path, "alice", delta=DELTA, budget=5.0)
     assert fresh.epsilon == 0.0
+
+
+def test_reset_ledger_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fednet.cli import main
+
+    path = tmp_path / "bob" / "ledger-00000000000000aa.json"
+    path.parent.mkdir()
+    ledger = PrivacyLedger("bob", delta=DELTA)
+    ledger.charge(noise_multiplier=2.0, sample_rate=1.0, steps=1, kind="update")
+    ledger.save(path)
+    argv = ["privacy", "reset-ledger", "--state-dir", str(tmp_path), "--client", "bob"]
+    assert main(argv) == 0
+    assert "reset bob ledger-00000000000000aa.json" in capsys.readouterr().out
+    assert not path.exists()
+    assert main(argv) == 2  # nothing left to reset: a clear error
+    assert "no ledger of client 'bob'" in capsys.readouterr().err

@@ -108,3 +108,67 @@ def test_sketch_noise_cannot_be_replayed(released):
     counts = _replay_sketch_counts(cfg, entry)
     off_integer = (counts - counts.round()).abs().max().item()
     assert off_integer > 1e-2, f"the adversary recovered the exact label counts {counts.tolist()}"
+
+
+def _arrays(entry, name):
+    return {k: np.asarray(v) for k, v in entry["records"][name][1].items()}
+
+
+def test_two_runs_of_one_preset_release_different_noise(released, tmp_path):
+    """Same preset, same seed, same data: fresh noise every run, in updates and sketches."""
+    cfg, first = released
+    wire = tmp_path / "wire"
+    wire.mkdir()
+    simulate(cfg, tmp_path / "run", mods=(WireRecorder(wire, tag_client=cfg),))
+    a, b = _victim_reply(first), _victim_reply(load_wire(wire))
+    for name in ("lora", "head", "sketch"):
+        x, y = _arrays(a, name), _arrays(b, name)
+        noisy = [k for k in x if k != "sketch.params" and k != "sketch.label_names"]
+        assert noisy and all(not np.array_equal(x[k], y[k]) for k in noisy), name
+    # and under privacy only the DP metrics left the clients
+    from fednet.federation.protocol import DP_METRIC_KEYS
+
+    for e in first:
+        assert set(e["records"].get("metrics", (None, {}))[1]) <= DP_METRIC_KEYS
+
+
+@pytest.fixture(scope="module")
+def reproducible(tmp_path_factory):
+    from fednet.config import HubConfig
+
+    runs = []
+    for i in range(2):
+        tmp = tmp_path_factory.mktemp(f"reproducible-{i}")
+        cfg = dataclasses.replace(
+            _cfg(tmp, reproducible_noise=True), hub=HubConfig(location=str(tmp / "hub"))
+        )
+        wire = tmp / "wire"
+        wire.mkdir()
+        summary = simulate(cfg, tmp / "run", mods=(WireRecorder(wire, tag_client=cfg),))
+        runs.append((cfg, tmp, summary, load_wire(wire)))
+    return runs
+
+
+def test_reproducible_noise_repeats_voids_epsilon_and_the_attack_succeeds(reproducible):
+    """The test-only flag: the same sketches twice, the replay attack works, and the
+    summary and every manifest say that epsilon is not valid."""
+    from fednet.hub import HubStore
+    from fednet.privacy import NOT_VALID_NOTE, NoiseSource, derive_seed
+
+    (cfg, tmp, summary, wire), (_, _, _, again) = reproducible
+    a, b = _victim_reply(wire), _victim_reply(again)
+    for k, v in _arrays(a, "sketch").items():
+        assert np.array_equal(v, _arrays(b, "sketch")[k]), k
+
+    src = NoiseSource.seeded(derive_seed(cfg.seed, VICTIM, "update", 1))
+    residual = []
+    for name in ("lora", "head"):
+        for key, value in a["records"][name][1].items():
+            delta = torch.from_numpy(value - a["incoming"][name][key])
+            residual.append((delta - src.normal(delta.shape, std=Z * CLIP)).flatten())
+    assert float(torch.linalg.vector_norm(torch.cat(residual))) <= CLIP * 1.01
+
+    assert summary["privacy"]["epsilon_note"] == NOT_VALID_NOTE
+    with HubStore(tmp / "hub") as hub:
+        manifests = hub.list()
+    assert manifests and all(m.epsilon_note == NOT_VALID_NOTE for m in manifests)

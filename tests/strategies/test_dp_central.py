@@ -80,3 +80,29 @@ def test_wraps_only_fedlora_and_validates():
         CentralDP(FedLoRA(), noise_multiplier=-1.0, clipping_norm=1.0)
     with pytest.raises(TypeError):
         CentralDP(object(), noise_multiplier=1.0, clipping_norm=1.0)  # type: ignore[arg-type]
+
+
+def make_sampled(z, clip, q):
+    s = make(z, clip)
+    s.strategy.fraction_train = s.sample_rate = q
+    return s
+
+
+def test_fixed_denominator_is_the_expected_cohort():
+    """DP-FedAvg: the sum of clipped updates over q * N, however many replied."""
+    for q, cohort in ((1.0, 2.0), (0.5, 1.0)):  # N = 2 clients
+        s = make_sampled(z=0.0, clip=1.0, q=q)
+        arrays, _ = s.aggregate_train(1, [reply(1, [[3.0]], [[4.0]])])  # clipped to (0.6, 0.8)
+        state = GlobalState.from_arrayrecord(arrays)
+        assert state.lora["b"][A].item() == pytest.approx(0.6 / cohort)
+        assert state.lora["b"][B].item() == pytest.approx(0.8 / cohort)
+
+
+def test_a_round_without_replies_still_releases_noise():
+    s = make_sampled(z=2.0, clip=0.5, q=0.5)
+    draws = []
+    for _ in range(2000):
+        arrays, _ = s.aggregate_train(1, [])
+        draws.append(GlobalState.from_arrayrecord(arrays).lora["b"][A].item())
+    # noise z * C on the sum, over W = q * N = 1
+    assert torch.tensor(draws).std().item() == pytest.approx(2.0 * 0.5 / 1.0, rel=0.1)

@@ -1,0 +1,55 @@
+"""A client's side of central DP: the whole run charged once at join, nothing beyond it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fednet.config import load_preset
+from fednet.errors import BudgetExhaustedError
+from fednet.federation.client import ClientRuntime
+from fednet.federation.private import PrivateRound
+from fednet.privacy import PrivacyConfig, compute_epsilon
+
+
+def _runtime(budget: float) -> ClientRuntime:
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        rounds=3,
+        strategy=dataclasses.replace(base.strategy, fraction_train=0.25),
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=budget,
+            sketch_epsilon=min(1.0, budget),
+            update_mode="central",
+            update_noise_multiplier=1.1,
+        ),
+    )
+    return ClientRuntime(cfg, cfg.clients[0])
+
+
+def test_join_charges_the_whole_run_once_per_run(tmp_path):
+    rnd = PrivateRound(_runtime(budget=50.0), state_dir=tmp_path)
+    want = compute_epsilon([(1.1, 0.25, 3)], delta=1e-5)
+    assert rnd.join_central_run(11) == pytest.approx(want, rel=1e-9)
+    assert rnd.join_central_run(11) == pytest.approx(want, rel=1e-9)  # the same run: once
+    again = compute_epsilon([(1.1, 0.25, 3), (1.1, 0.25, 3)], delta=1e-5)
+    assert rnd.join_central_run(12) == pytest.approx(again, rel=1e-9)  # a new run: again
+    assert rnd.ledger_path.parent == tmp_path / "spam-0"
+
+
+def test_join_refused_when_the_run_does_not_fit(tmp_path):
+    rnd = PrivateRound(_runtime(budget=0.5), state_dir=tmp_path)
+    with pytest.raises(BudgetExhaustedError, match="over the budget"):
+        rnd.join_central_run(1)
+    assert not rnd.ledger_path.exists()
+
+
+def test_no_round_beyond_the_rounds_charged(tmp_path):
+    rnd = PrivateRound(_runtime(budget=50.0), state_dir=tmp_path)
+    rnd.check_central_round(3, personalize=False)
+    rnd.check_central_round(4, personalize=True)  # personalisation releases nothing
+    with pytest.raises(BudgetExhaustedError, match="beyond the 3 rounds"):
+        rnd.check_central_round(4, personalize=False)
