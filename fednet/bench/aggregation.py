@@ -73,7 +73,7 @@ class AttackMod:
         if (
             reply.has_error()
             or msg.metadata.message_type != MessageType.TRAIN
-            or int(context.node_config.get("partition-id", -1)) != self.partition  # type: ignore[arg-type]
+            or int(context.node_config.get("partition-id", -1)) != self.partition
         ):
             return reply
         for name in (P.LORA, P.HEAD):
