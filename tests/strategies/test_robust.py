@@ -107,6 +107,15 @@ def test_trimmed_mean_wrapper_by_hand():
     assert s.events[0]["status"] == "down-weighted"
 
 
+def test_trimmed_mean_says_when_a_group_is_too_small_to_trim(caplog):
+    s = TrimmedMean(inner(3), trim_fraction=0.2)
+    arrays, _ = s.aggregate_train(
+        1, [reply(i + 1, [v, 0.0]) for i, v in enumerate([1.0, 2.0, 9.0])]
+    )
+    assert new_a(arrays).tolist() == [[4.0, 0.0]]  # floor(0.2 * 3) = 0: the plain mean
+    assert "trims nothing" in caplog.text
+
+
 def test_median_wrapper_by_hand():
     s = CoordinateMedian(inner(4))
     arrays, _ = s.aggregate_train(
