@@ -17,6 +17,7 @@ from fednet.strategies import (
     CoordinateMedian,
     FedLoRA,
     GlobalState,
+    LocalOnly,
     MultiKrum,
     NormBound,
     TrimmedMean,
@@ -203,6 +204,8 @@ def test_filters_compose_inside_central_dp():
     )
     assert new_a(arrays).tolist() == [[3.0, 0.0]]  # norm bound applied before DP's mean
     assert dp.events[0]["client"] == "c3"
+    with pytest.raises(TypeError, match="aggregate_train would be bypassed"):
+        NormBound(LocalOnly())
     with pytest.raises(TypeError, match="put CentralDP outside"):
         NormBound(CentralDP(inner(3), noise_multiplier=0.0, clipping_norm=1.0))  # type: ignore[arg-type]
 
