@@ -201,7 +201,7 @@ def run_aggregation_bench(
         "command": (
             f"fednet bench-aggregation --config {preset} --grouping {grouping}"
             + (f" --rounds {rounds}" if rounds else "")
-            + f" --methods {','.join(methods)} --attacks {','.join(attacks) or 'none'}"
+            + f" --methods {','.join(methods) or 'none'} --attacks {','.join(attacks) or 'none'}"
             + f" --wrappers {','.join(wrappers)}"
         ),
     }

@@ -51,12 +51,13 @@ class TrimmedMean(CoordinateWise):
 
     def aggregate(self, state: GlobalState, accepted: list[Accepted]) -> GlobalState:
         sizes: dict[str, int] = {}
-        for p, *_ in accepted:
-            sizes[self.group_of(p)] = sizes.get(self.group_of(p), 0) + 1
+        for p, *_ in accepted:  # LoRA groups, and the heads of each task
+            for key in (f"LoRA group {self.group_of(p)}", f"head of task {p.task}"):
+                sizes[key] = sizes.get(key, 0) + 1
         for key, n in sorted(sizes.items()):
             if math.floor(self.trim_fraction * n) == 0:
                 logger.warning(
-                    "group %s: trim-fraction %g of %d updates trims nothing; this is a plain mean",
+                    "%s: trim-fraction %g of %d updates trims nothing; this is a plain mean",
                     key,
                     self.trim_fraction,
                     n,
