@@ -670,6 +670,62 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+@register_command("bench-aggregation")
+def _add_bench_aggregation(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench-aggregation",
+        help="accuracy and bytes of each rank-aggregation; attacks with and without each wrapper",
+    )
+    p.add_argument("--config", default="configs/default.toml", help="TOML preset")
+    p.add_argument("--grouping", default="base-model", help="strategy.lora-grouping of every run")
+    p.add_argument("--rounds", type=int, default=None, help="override federation.rounds")
+    p.add_argument("--methods", default="fedit,rank-wise,svd,frozen-a", help="comma-separated")
+    p.add_argument(
+        "--attacks", default="norm-x100,sign-flip,gaussian-noise", help="comma-separated, or none"
+    )
+    p.add_argument(
+        "--wrappers",
+        default="none,norm-bound,trimmed-mean,median,multi-krum",
+        help="comma-separated strategy.robust values run under each attack",
+    )
+    p.add_argument("--malicious", type=int, default=0, help="index of the malicious client")
+    p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
+    p.set_defaults(func=cmd_bench_aggregation)
+
+
+def cmd_bench_aggregation(args: argparse.Namespace) -> int:
+    """Run the aggregation benchmark; print where its tables are."""
+    from fednet.bench.aggregation import ATTACKS, run_aggregation_bench
+    from fednet.config import LORA_GROUPINGS, RANK_AGGREGATIONS, ROBUST_RULES
+
+    def names(value: str, valid: Sequence[str], flag: str) -> list[str]:
+        chosen = [v.strip() for v in value.split(",") if v.strip()]
+        if flag != "--wrappers":  # "none" is a wrapper, but no method or attack
+            chosen = [v for v in chosen if v != "none"]
+        bad = [v for v in chosen if v not in valid]
+        if bad:
+            raise FednetError(f"`{flag}`: unknown {', '.join(bad)}; valid: {', '.join(valid)}")
+        return chosen
+
+    if args.grouping not in LORA_GROUPINGS:
+        raise FednetError(f"`--grouping` must be one of {', '.join(LORA_GROUPINGS)}")
+    _positive("--rounds", args.rounds)
+    report = run_aggregation_bench(
+        args.config,
+        args.out,
+        grouping=args.grouping,
+        methods=names(args.methods, RANK_AGGREGATIONS, "--methods"),
+        attacks=names(args.attacks, ATTACKS, "--attacks"),
+        wrappers=names(args.wrappers, ROBUST_RULES, "--wrappers"),
+        rounds=args.rounds,
+        malicious=args.malicious,
+        progress=lambda label: logger.info("running %s", label),
+    )
+    print(Path(report["paths"]["markdown"]).read_text())
+    print(f"json: {report['paths']['json']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fednet",

@@ -34,11 +34,12 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     """The strategy the preset names, wrapped by its robust rule and by central DP
     (outermost) when configured."""
     central = cfg.privacy.enabled and cfg.privacy.update_mode == "central"
-    if central and cfg.strategy.rank_aggregation == "frozen-a":
+    if central and cfg.strategy.rank_aggregation in ("frozen-a", "svd"):
         raise ConfigError(
-            "`strategy.rank-aggregation` 'frozen-a' does not yet compose with "
-            "`privacy.update-mode` 'central' (central DP would add noise to the fixed A); "
-            "use update-mode 'local' or another rank-aggregation"
+            f"`strategy.rank-aggregation` {cfg.strategy.rank_aggregation!r} does not yet "
+            "compose with `privacy.update-mode` 'central': central DP averages the factors "
+            "itself (and would add noise to a frozen A); use update-mode 'local' or "
+            "'rank-wise', 'fedit' or 'zero-pad'"
         )
     strategy = create_strategy(
         cfg.strategy.name,

@@ -388,9 +388,9 @@ class FedLoRA(FednetStrategy):
             )
         seen = {r["client"] for r in rows}
         for r in rows:
-            e = decided.get(r["client"])
-            r["status"] = e["status"] if e else "accepted"
-            r["reasons"] = list(e.get("reasons", [])) if e else []
+            verdict = decided.get(r["client"])
+            r["status"] = verdict["status"] if verdict else "accepted"
+            r["reasons"] = list(verdict.get("reasons", [])) if verdict else []
         for cid, e in sorted(decided.items()):
             if cid not in seen:
                 rows.append(

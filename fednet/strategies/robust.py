@@ -62,6 +62,13 @@ class RobustWrapper(Strategy):
                 f"{type(self).__name__} wraps a FedLoRA strategy (put CentralDP outside it), "
                 f"got {type(strategy).__name__}"
             )
+        own = type(strategy).aggregate_train
+        if not isinstance(strategy, RobustWrapper) and own is not FedLoRA.aggregate_train:
+            raise TypeError(
+                f"{type(self).__name__} cannot wrap {type(strategy).__name__}: its own "
+                'aggregate_train would be bypassed (e.g. `strategy.name = "local"` '
+                'aggregates nothing); use `strategy.robust = "none"`'
+            )
         self.strategy = strategy
 
     @classmethod

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 
 from fednet.config import StrategyConfig
 from fednet.strategies.coordinate import CoordinateWise
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.robust import RobustWrapper
-from fednet.strategies.robust_utils import trimmed_mean
+from fednet.strategies.robust_utils import Accepted, trimmed_mean
+from fednet.strategies.state import GlobalState
 
 __all__ = ["TrimmedMean"]
+
+logger = logging.getLogger(__name__)
 
 
 class TrimmedMean(CoordinateWise):
@@ -42,6 +48,21 @@ class TrimmedMean(CoordinateWise):
     @classmethod
     def from_config(cls, strategy: FedLoRA, cfg: StrategyConfig) -> RobustWrapper:
         return cls(strategy, trim_fraction=cfg.trim_fraction)
+
+    def aggregate(self, state: GlobalState, accepted: list[Accepted]) -> GlobalState:
+        sizes: dict[str, int] = {}
+        for p, *_ in accepted:  # LoRA groups, and the heads of each task
+            for key in (f"LoRA group {self.group_of(p)}", f"head of task {p.task}"):
+                sizes[key] = sizes.get(key, 0) + 1
+        for key, n in sorted(sizes.items()):
+            if math.floor(self.trim_fraction * n) == 0:
+                logger.warning(
+                    "%s: trim-fraction %g of %d updates trims nothing; this is a plain mean",
+                    key,
+                    self.trim_fraction,
+                    n,
+                )
+        return super().aggregate(state, accepted)
 
     def rule(self, x: torch.Tensor) -> torch.Tensor:
         return trimmed_mean(x, trim_fraction=self.trim_fraction)

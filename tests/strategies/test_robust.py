@@ -17,6 +17,7 @@ from fednet.strategies import (
     CoordinateMedian,
     FedLoRA,
     GlobalState,
+    LocalOnly,
     MultiKrum,
     NormBound,
     TrimmedMean,
@@ -107,6 +108,15 @@ def test_trimmed_mean_wrapper_by_hand():
     assert s.events[0]["status"] == "down-weighted"
 
 
+def test_trimmed_mean_says_when_a_group_is_too_small_to_trim(caplog):
+    s = TrimmedMean(inner(3), trim_fraction=0.2)
+    arrays, _ = s.aggregate_train(
+        1, [reply(i + 1, [v, 0.0]) for i, v in enumerate([1.0, 2.0, 9.0])]
+    )
+    assert new_a(arrays).tolist() == [[4.0, 0.0]]  # floor(0.2 * 3) = 0: the plain mean
+    assert "trims nothing" in caplog.text
+
+
 def test_median_wrapper_by_hand():
     s = CoordinateMedian(inner(4))
     arrays, _ = s.aggregate_train(
@@ -194,6 +204,8 @@ def test_filters_compose_inside_central_dp():
     )
     assert new_a(arrays).tolist() == [[3.0, 0.0]]  # norm bound applied before DP's mean
     assert dp.events[0]["client"] == "c3"
+    with pytest.raises(TypeError, match="aggregate_train would be bypassed"):
+        NormBound(LocalOnly())
     with pytest.raises(TypeError, match="put CentralDP outside"):
         NormBound(CentralDP(inner(3), noise_multiplier=0.0, clipping_norm=1.0))  # type: ignore[arg-type]
 
@@ -213,8 +225,9 @@ def test_build_strategy_composes_or_refuses_with_a_clear_error():
     assert isinstance(s, CentralDP) and isinstance(s.strategy, MultiKrum)
     with pytest.raises(ConfigError, match="cannot run under `privacy.update-mode` 'central'"):
         build_strategy(_cfg(robust="median"))
-    with pytest.raises(ConfigError, match="frozen-a"):
-        build_strategy(_cfg(**{"rank-aggregation": "frozen-a"}))
+    for method in ("frozen-a", "svd"):  # central DP would average the factors itself
+        with pytest.raises(ConfigError, match=f"{method}' does not yet compose"):
+            build_strategy(_cfg(**{"rank-aggregation": method}))
     plain = dataclasses.replace(_cfg(robust="trimmed-mean"), privacy=_cfg().privacy.__class__())
     assert isinstance(build_strategy(plain), TrimmedMean)
 
