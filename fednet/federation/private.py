@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fednet.federation.client import ClientData, ClientRuntime
@@ -461,6 +462,15 @@ class PrivateRound:
         Embeddings come from the frozen base encoder (LoRA disabled), mean-pooled
         and L2-normalised, so every client of one base model shares the space and
         a router can embed a query once for all of them.
+
+        A client with more than ``sketch-examples`` examples sketches a secret
+        Poisson subsample: each example is in it independently with probability
+        ``q = sketch-examples / n``. Under add/remove adjacency a Poisson
+        subsample of neighbouring data sets differs by at most the one example,
+        so the sensitivity analysis of :mod:`fednet.privacy.sketch` holds and the
+        charge ``(z, 1, 1)`` is an upper bound. (A subset of fixed size would not
+        do: adding one example can swap one member for another, which doubles the
+        sensitivity of the sums.)
         """
         from fednet.privacy import build_sketch
         from fednet.training import embed_texts
@@ -468,14 +478,16 @@ class PrivateRound:
         rt = self.rt
         n = len(rt.data.train_texts)
         noise = self.noise("sketch", server_round)
-        idx = noise.permutation(n)[: self.cfg.sketch_examples].tolist()
+        q = min(1.0, self.cfg.sketch_examples / max(1, n))
+        idx = range(n) if q >= 1.0 else np.flatnonzero(noise.bernoulli(n, q)).tolist()
+        texts = [rt.data.train_texts[i] for i in idx]
         with rt.model.encoder.disable_adapter():  # type: ignore[operator]
             emb = embed_texts(
                 rt.model.encode,
-                [rt.data.train_texts[i] for i in idx],
+                texts or [""],  # an empty subsample still releases noise; "" only gives the width
                 rt.tokenizer,
                 max_length=rt.cfg.max_length,
-            )
+            )[: len(texts)]
         labels = torch.tensor([rt.data.train_labels[i] for i in idx], dtype=torch.long)
         sketch = build_sketch(
             emb,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from fednet.config import load_preset
 from fednet.errors import BudgetExhaustedError
@@ -53,3 +54,28 @@ def test_no_round_beyond_the_rounds_charged(tmp_path):
     rnd.check_central_round(4, personalize=True)  # personalisation releases nothing
     with pytest.raises(BudgetExhaustedError, match="beyond the 3 rounds"):
         rnd.check_central_round(4, personalize=False)
+
+
+def test_sketch_subsample_is_poisson_not_fixed_size(tmp_path, monkeypatch):
+    """A fixed-size subset doubles the sums' sensitivity under add/remove adjacency (adding
+    one example can swap one member for another); a Poisson subsample keeps the analysis."""
+    import fednet.training
+
+    rt = _runtime(budget=50.0)
+    n = len(rt.data.train_texts)
+    m = n // 2
+    rnd = PrivateRound(rt, state_dir=tmp_path)
+    rnd.cfg = dataclasses.replace(rnd.cfg, sketch_examples=m)
+    sizes: list[int] = []
+    real = fednet.training.embed_texts
+
+    def spy(encode, texts, tokenizer, **kw):
+        sizes.append(len(texts))
+        return real(encode, texts, tokenizer, **kw)
+
+    monkeypatch.setattr(fednet.training, "embed_texts", spy)
+    for r in range(8):
+        sketch = rnd.build_sketch(noise_multiplier=1.0, server_round=r)
+        assert all(torch.isfinite(t).all() for t in sketch.values())
+    assert len(set(sizes)) > 1  # the subsample's size varies: each example is in it or not
+    assert all(0 <= s <= n for s in sizes) and abs(sum(sizes) / len(sizes) - m) < 0.25 * m
