@@ -25,7 +25,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def is_safe_name(value: object) -> bool:
     """Whether ``value`` is a str that :func:`check_name` accepts."""
-    return isinstance(value, str) and bool(NAME_PATTERN.match(value)) and ".." not in value
+    return isinstance(value, str) and bool(NAME_PATTERN.fullmatch(value)) and ".." not in value
 
 
 def check_name(key: str, value: object) -> str:

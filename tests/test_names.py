@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fednet.names import check_name, name_from_path
+from fednet.names import check_name, is_safe_name, name_from_path
 
 
 @pytest.mark.parametrize("good", ["bbc-news", "spam-0", "tiny-bert", "a.b_c-1", "x" * 128])
@@ -56,3 +56,10 @@ def test_name_from_path_is_the_stem_made_safe(path: str, name: str) -> None:
 def test_name_from_path_with_nothing_safe_left() -> None:
     with pytest.raises(ValueError, match="cannot derive a safe `task`"):
         name_from_path("/d/###.csv", key="task")
+
+
+@pytest.mark.parametrize("name", ["spam-0\n", "spam-0\r\n", "a\nb"])
+def test_a_line_break_is_never_part_of_a_safe_name(name):
+    assert not is_safe_name(name)
+    with pytest.raises(ValueError):
+        check_name("client id", name)

@@ -47,7 +47,7 @@ def check_filename(key: str, value: object) -> str:
     """Return ``value`` if it is a plain file name with no directory part."""
     if not isinstance(value, str):
         raise TypeError(f"`{key}` must be a str, got {type(value).__name__} {value!r}")
-    if not _FILENAME_RE.match(value) or value.startswith(".") or ".." in value:
+    if not _FILENAME_RE.fullmatch(value) or value.startswith(".") or ".." in value:
         raise ValueError(
             f"`{key}` must be a plain file name (letters, digits, '.', '_', '-'; "
             f"no directories, not hidden), got {value!r}"
@@ -233,7 +233,7 @@ class Manifest:
         files = {}
         for filename, digest in self.files.items():
             check_filename("files key", filename)
-            if not isinstance(digest, str) or not _SHA256_RE.match(digest):
+            if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
                 raise ValueError(
                     f"`files[{filename!r}]` must be 64 lowercase hex digits, got {digest!r}"
                 )

@@ -31,7 +31,7 @@ LORA_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.]+\.lora_(A|B)\.weight$")
 
 def is_lora_key(key: str) -> bool:
     """True when ``key`` names a LoRA A or B factor."""
-    return bool(LORA_KEY_PATTERN.match(key))
+    return bool(LORA_KEY_PATTERN.fullmatch(key))
 
 
 def _is_a(key: str) -> bool:

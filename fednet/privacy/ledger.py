@@ -441,12 +441,12 @@ def reset_ledgers(
     import getpass
     import time
 
-    if not isinstance(client_id, str) or not _CLIENT_NAME.match(client_id):
+    if not isinstance(client_id, str) or not _CLIENT_NAME.fullmatch(client_id):
         raise ValueError(f"client id must be a plain name, got {client_id!r}")
     if fingerprint is not None and not re.fullmatch(r"[0-9a-f]{16}", fingerprint):
         raise ValueError(f"fingerprint must be 16 lowercase hex digits, got {fingerprint!r}")
     folder = Path(state_dir) / client_id
-    paths = sorted(p for p in folder.glob("ledger-*.json") if _LEDGER_NAME.match(p.name))
+    paths = sorted(p for p in folder.glob("ledger-*.json") if _LEDGER_NAME.fullmatch(p.name))
     if fingerprint is not None:
         paths = [p for p in paths if p.name == f"ledger-{fingerprint}.json"]
     if not paths:
