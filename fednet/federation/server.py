@@ -54,9 +54,10 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     strategy = create_wrapper(cfg.strategy.robust, strategy, cfg.strategy)
     if central and not getattr(strategy, "composes_with_central_dp", True):
         raise ConfigError(
-            f"`strategy.robust` {cfg.strategy.robust!r} replaces the mean that central DP "
-            "noises, so it cannot run under `privacy.update-mode` 'central'; "
-            "use 'norm-bound' or 'multi-krum'"
+            f"`strategy.robust` {cfg.strategy.robust!r} decides from every client's raw "
+            "update, which breaks the sensitivity central DP is calibrated to, so it cannot "
+            "run under `privacy.update-mode` 'central'; use update-mode 'local' or DP-SGD "
+            "with a robust rule, or `strategy.robust = \"none\"`"
         )
     if central:
         from fednet.privacy.randomness import noise_source

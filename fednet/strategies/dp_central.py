@@ -87,6 +87,14 @@ class CentralDP(Strategy):
             raise ValueError(f"`privacy.update-clip` must be > 0, got {clipping_norm}")
         if not isinstance(strategy, FedLoRA):
             raise TypeError(f"CentralDP wraps a FedLoRA strategy, got {type(strategy).__name__}")
+        if not getattr(strategy, "composes_with_central_dp", True):
+            raise TypeError(
+                f"CentralDP cannot wrap {type(strategy).__name__}: it decides from every "
+                "client's raw update (medians, distances), so removing one client changes "
+                "what the others contribute and the sum no longer has sensitivity "
+                "`privacy.update-clip`; robust aggregation composes with local update DP or "
+                "DP-SGD, whose updates are noised before they leave the clients"
+            )
         self.strategy = strategy
         self.noise_multiplier = noise_multiplier
         self.clipping_norm = clipping_norm

@@ -54,7 +54,10 @@ class RobustWrapper(Strategy):
     """
 
     name = "none"
-    composes_with_central_dp = True
+    composes_with_central_dp = False
+    """Every robust rule decides from all clients' raw updates (their median norm, their
+    distances, their coordinates), so one client's update changes what the others
+    contribute: the sensitivity central DP is calibrated to would not hold."""
 
     def __init__(self, strategy: FedLoRA) -> None:
         if not isinstance(strategy, FedLoRA):

@@ -197,13 +197,12 @@ def test_wrappers_compose_with_frozen_a_and_svd():
     assert torch.allclose(st[B] @ st[A], torch.tensor([[2.0, 0.0], [0.0, 0.0]]), atol=1e-6)
 
 
-def test_filters_compose_inside_central_dp():
-    dp = CentralDP(NormBound(inner(3), multiple=3.0), noise_multiplier=0.0, clipping_norm=1e6)
-    arrays, _ = dp.aggregate_train(
-        1, [reply(1, [1.0, 0.0]), reply(2, [2.0, 0.0]), reply(3, [300.0, 0.0])]
-    )
-    assert new_a(arrays).tolist() == [[3.0, 0.0]]  # norm bound applied before DP's mean
-    assert dp.events[0]["client"] == "c3"
+def test_central_dp_refuses_filters_that_read_every_clients_update():
+    # NormBound clips to a multiple of the median norm: dropping one client moves the
+    # median and so the others' clipped updates; the noised sum's sensitivity is not C
+    for wrapper in (NormBound(inner(3), multiple=3.0), MultiKrum(inner(3), byzantine=1)):
+        with pytest.raises(TypeError, match="no longer has sensitivity"):
+            CentralDP(wrapper, noise_multiplier=1.0, clipping_norm=1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="aggregate_train would be bypassed"):
         NormBound(LocalOnly())
     with pytest.raises(TypeError, match="put CentralDP outside"):
@@ -221,10 +220,10 @@ def _cfg(**strategy):
 
 
 def test_build_strategy_composes_or_refuses_with_a_clear_error():
-    s = build_strategy(_cfg(robust="multi-krum"))
-    assert isinstance(s, CentralDP) and isinstance(s.strategy, MultiKrum)
-    with pytest.raises(ConfigError, match="cannot run under `privacy.update-mode` 'central'"):
-        build_strategy(_cfg(robust="median"))
+    assert isinstance(build_strategy(_cfg()), CentralDP)
+    for robust in ("norm-bound", "multi-krum", "median", "trimmed-mean"):
+        with pytest.raises(ConfigError, match="cannot run under `privacy.update-mode` 'central'"):
+            build_strategy(_cfg(robust=robust))
     for method in ("frozen-a", "svd"):  # central DP would average the factors itself
         with pytest.raises(ConfigError, match=f"{method}' does not yet compose"):
             build_strategy(_cfg(**{"rank-aggregation": method}))
