@@ -57,7 +57,7 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
             f"`strategy.robust` {cfg.strategy.robust!r} decides from every client's raw "
             "update, which breaks the sensitivity central DP is calibrated to, so it cannot "
             "run under `privacy.update-mode` 'central'; use update-mode 'local' or DP-SGD "
-            "with a robust rule, or `strategy.robust = \"none\"`"
+            'with a robust rule, or `strategy.robust = "none"`'
         )
     if central:
         from fednet.privacy.randomness import noise_source

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from sqlalchemy import Engine, insert, select, update
 
 from fednet.errors import NotFoundError, SignatureError, UntrustedKeyError
-from fednet.hub.db import owner_keys_table, peers_table
+from fednet.hub.db import name_keys_table, owner_keys_table, peers_table
 from fednet.hub.keys import Ed25519PrivateKey, decode_public_key, encode_public_key
 from fednet.hub.manifest import check_name
 
@@ -376,8 +376,11 @@ class PeerRegistry:
         SignatureError
             If the signature does not verify or the request is stale or replayed.
         UntrustedKeyError
-            If the peer id is bound to another owner or key, or the owner's
-            key pinned by its first publish is another one.
+            If the peer id is bound to another owner or key, the owner's key
+            pinned by its first publish is another one, or a listed adapter's
+            name is bound to another owner.
+        NotFoundError
+            If a listed adapter is not in the hub.
         """
         if not isinstance(request, SignedPeerRequest) or request.action != "register":
             raise TypeError(f"`request` must be a signed registration, got {request!r}")
@@ -401,6 +404,21 @@ class PeerRegistry:
                     f"peer {request.peer_id!r} claims owner {request.owner!r}, whose adapters "
                     f"are signed with another key; the registration's key is not theirs"
                 )
+            for name in request.adapters:  # a peer serves only its owner's adapters
+                bound = conn.execute(
+                    select(name_keys_table.c.owner).where(name_keys_table.c.name == name)
+                ).scalars()
+                owners = set(bound)
+                if not owners:
+                    raise NotFoundError(
+                        f"peer {request.peer_id!r} lists adapter {name!r}, which is not in the hub"
+                    )
+                if owners != {request.owner}:
+                    raise UntrustedKeyError(
+                        f"peer {request.peer_id!r} (owner {request.owner!r}) lists adapter "
+                        f"{name!r} of owner {sorted(owners)[0]!r}; a peer serves only its "
+                        "owner's adapters"
+                    )
             row = conn.execute(
                 select(peers_table).where(peers_table.c.peer_id == request.peer_id)
             ).one_or_none()

@@ -227,7 +227,7 @@ class Network:
             raise _none_trusted(untrusted)
         self.manifests = {m.name: m for m in trusted}
         self.candidates = candidates_from_hub(
-            self.hub, local=self.local, costs=self.costs, manifests=trusted
+            self.hub, local=self.local, costs=self.costs, manifests=trusted, trust=self.trust
         )
         self._refreshed = time.monotonic()
         logger.info(

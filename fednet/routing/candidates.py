@@ -21,6 +21,7 @@ from safetensors.torch import load as load_safetensors
 from fednet.errors import HubError
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.hub.peers import PeerInfo
+from fednet.hub.trust import TrustStore
 from fednet.privacy.sketch import SKETCH_KEYS, Sketch
 
 __all__ = [
@@ -198,6 +199,7 @@ def candidates_from_hub(
     latencies: Mapping[str, float] | None = None,
     with_sketches: bool = True,
     manifests: Sequence[Manifest] | None = None,
+    trust: TrustStore | None = None,
 ) -> list[Candidate]:
     """Build the candidates of a hub.
 
@@ -218,6 +220,11 @@ def candidates_from_hub(
         Download and parse each manifest's sketch.
     manifests : sequence of Manifest, optional
         Use these instead of ``hub.list()``.
+    trust : TrustStore, optional
+        The reader's pinned owner keys. A peer is a candidate for an adapter
+        only if it is registered by the adapter's owner and, with ``trust``,
+        under a key pinned for that owner: a peer that claims another owner's
+        adapter never receives its queries.
 
     Returns
     -------
@@ -262,7 +269,39 @@ def candidates_from_hub(
                 manifest = by_name.get(name)
                 if manifest is None or manifest.base_model != peer.base_model:
                     continue
+                if not _serves_for_owner(peer, manifest, trust):
+                    continue
                 out.append(make(manifest, peer.peer_id, peer.endpoint))
     out.sort(key=lambda c: (c.peer_id, c.adapter))
     logger.debug("%d candidates from %d manifests", len(out), len(usable))
     return out
+
+
+def _serves_for_owner(peer: PeerInfo, manifest: Manifest, trust: TrustStore | None) -> bool:
+    """Whether ``peer`` may answer for ``manifest``: registered by its owner, and under a
+    key the reader pinned for that owner."""
+    from fednet.hub.keys import normalize_public_key
+
+    if peer.owner != manifest.owner:
+        logger.warning(
+            "peer %s (owner %r) lists %s of owner %r; not a candidate",
+            peer.peer_id,
+            peer.owner,
+            manifest.name,
+            manifest.owner,
+        )
+        return False
+    if trust is None:
+        return True
+    try:
+        key = normalize_public_key(peer.public_key)
+    except ValueError:
+        key = None
+    if key is None or key not in {normalize_public_key(k) for k in trust.keys(manifest.owner)}:
+        logger.warning(
+            "peer %s is registered under a key not pinned for owner %r; not a candidate",
+            peer.peer_id,
+            manifest.owner,
+        )
+        return False
+    return True

@@ -47,7 +47,6 @@ class CoordinateWise(RobustWrapper):
     result is logged as down-weighted: most of its coordinates were discarded.
     """
 
-
     def rule(self, x: torch.Tensor) -> torch.Tensor:
         """Combine ``x`` ``[n, ...]`` (NaN: not held) over dim 0."""
         raise NotImplementedError

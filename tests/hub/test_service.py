@@ -236,7 +236,10 @@ def test_oversized_upload_gets_413(
     assert store.list() == []
 
 
-def test_peers_over_http(client: HubClient, key: Ed25519PrivateKey) -> None:
+def test_peers_over_http(
+    client: HubClient, key: Ed25519PrivateKey, adapter_dir: Path, make_draft: Any
+) -> None:
+    client.publish(adapter_dir, make_draft(), key)  # a peer serves its owner's published adapters
     peer = client.register_peer(
         "peer-a", "http://a:9000", "tiny-bert", ["sst2-lora"], owner="client-1", key=key
     )

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -261,10 +262,13 @@ def test_verify_collects_every_problem(
         store.fetch("two", 1, store.root / "x")
 
 
-def test_peers_heartbeat_and_timeout(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+def test_peers_heartbeat_and_timeout(
+    tmp_path: Path, key: Ed25519PrivateKey, adapter_dir: Path, make_draft: Any
+) -> None:
     now = [1000.0]
     own = {"owner": "client-1", "key": key}
     with HubStore(tmp_path / "hub", peer_timeout=30.0, clock=lambda: now[0]) as hub:
+        hub.publish(adapter_dir, make_draft(), key)  # peers serve their owner's adapters
         peer = hub.register_peer("peer-a", "http://a:9000", "tiny-bert", ["sst2-lora"], **own)
         assert peer.up and peer.adapters == ("sst2-lora",)
         hub.register_peer("peer-b", "http://b:9000", "tiny-bert", **own)
@@ -281,7 +285,9 @@ def test_peers_heartbeat_and_timeout(tmp_path: Path, key: Ed25519PrivateKey) -> 
             hub.peers(alive_within=0)
         with pytest.raises(ValueError, match="`peer_id`"):
             hub.register_peer("bad id", "http://x", "m", **own)
-        updated = hub.register_peer("peer-b", "http://b2:9000", "tiny-bert", ["x"], **own)
+        with pytest.raises(NotFoundError, match="'x', which is not in the hub"):
+            hub.register_peer("peer-b", "http://b2:9000", "tiny-bert", ["x"], **own)
+        updated = hub.register_peer("peer-b", "http://b2:9000", "tiny-bert", ["sst2-lora"], **own)
         assert updated.endpoint == "http://b2:9000" and updated.up
         assert len(hub.peers()) == 2
 

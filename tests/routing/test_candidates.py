@@ -9,8 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from fednet.hub import HubStore
+from fednet.hub import HubStore, encode_public_key
+from fednet.hub.db import peers_table
 from fednet.hub.publish import publish_run
+from fednet.hub.trust import TrustStore
 from fednet.privacy import Sketch
 from fednet.routing import LOCAL_PEER, Candidate, candidates_from_hub, sketch_from_bytes
 from tests.inference.fake_run import write_run
@@ -49,11 +51,33 @@ def test_local_candidates_carry_manifest_and_sketch(hub: HubStore) -> None:
 
 
 def test_peer_candidates_only_for_live_peers(hub: HubStore) -> None:
-    from fednet.hub import generate_private_key
+    from fednet.hub import generate_private_key, load_private_key
 
-    own = {"owner": "p1", "key": generate_private_key()}
-    hub.register_peer("p1", "http://127.0.0.1:9001", "tiny-bert", ["spam-0-shared", "nope"], **own)
-    hub.register_peer("p2", "http://127.0.0.1:9002", "minilm-l6", ["news-0-shared"], **own)
+    keys = hub.root.parent / "keys"
+    spam = {"owner": "spam-0", "key": load_private_key(keys / "spam-0.key")}
+    news = {"owner": "news-0", "key": load_private_key(keys / "news-0.key")}
+    hub.register_peer("p1", "http://127.0.0.1:9001", "tiny-bert", ["spam-0-shared"], **spam)
+    hub.register_peer("p2", "http://127.0.0.1:9002", "minilm-l6", ["news-0-shared"], **news)
+    # a peer that claims another owner's adapter (as the hub reports it) is no candidate
+    with hub._engine.begin() as conn:  # noqa: SLF001 - the test plays a hub that lies
+        conn.execute(
+            peers_table.update()
+            .where(peers_table.c.peer_id == "p2")
+            .values(adapters='["news-0-shared", "spam-0-shared"]', base_model="tiny-bert")
+        )
+    mallory = generate_private_key()
+    assert [c.key for c in candidates_from_hub(hub, with_sketches=False)] == [
+        "p1/spam-0-shared",
+        "p2/news-0-shared",
+    ]
+    with hub._engine.begin() as conn:  # noqa: SLF001
+        conn.execute(
+            peers_table.update()
+            .where(peers_table.c.peer_id == "p2")
+            .values(adapters='["news-0-shared"]', base_model="minilm-l6")
+        )
+    pinned = TrustStore(None, keys={"spam-0": [encode_public_key(mallory)]})
+    assert candidates_from_hub(hub, with_sketches=False, trust=pinned) == []
     cands = candidates_from_hub(hub, costs={"p1": 3.0}, latencies={"p1/spam-0-shared": 0.2})
     # unknown adapters and adapters of another base model are not candidates
     assert [(c.key, c.endpoint, c.cost, c.latency_s) for c in cands] == [

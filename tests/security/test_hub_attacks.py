@@ -399,3 +399,68 @@ def test_publish_verifies_before_anything_is_bound(
     assert live_hub.store.name_keys("squat") == []
     with HubStore(live_hub.store.root) as again:
         assert again.list() == []
+
+
+def test_a_peer_cannot_claim_another_owners_adapter(
+    live_hub: LiveHub,
+    adapter_dir: Path,
+    make_draft: Any,
+    key: Ed25519PrivateKey,
+    other_key: Ed25519PrivateKey,
+) -> None:
+    """Mallory, with a heartbeat token and her own key, registers a peer that "serves"
+    spam-0's adapter, so that readers send her spam-0's queries."""
+    from fednet.errors import NotFoundError
+    from fednet.hub.db import peers_table
+    from fednet.routing.candidates import candidates_from_hub
+
+    with HubClient(live_hub.url, token=live_hub.publish, trust={}) as hub:
+        hub.publish(adapter_dir, make_draft(name="spam-0-shared", owner="spam-0"), key)
+    with HubClient(live_hub.url, token=live_hub.heartbeat, trust={}) as hub:
+        with pytest.raises(UntrustedKeyError, match="serves only its owner's adapters"):
+            hub.register_peer(
+                "mallory",
+                "http://127.0.0.1:9666",
+                "tiny-bert",
+                adapters=["spam-0-shared"],
+                owner="mallory",
+                key=other_key,
+            )
+        with pytest.raises(NotFoundError, match="not in the hub"):
+            hub.register_peer(
+                "mallory", "http://127.0.0.1:9666", "tiny-bert", adapters=["nothing"],
+                owner="mallory", key=other_key,
+            )  # fmt: skip
+        hub.register_peer(
+            "spam-0",
+            "http://127.0.0.1:9001",
+            "tiny-bert",
+            adapters=["spam-0-shared"],
+            owner="spam-0",
+            key=key,
+        )
+    # a compromised hub lists peers of its own making: readers drop every pair whose peer
+    # is not registered by the adapter's owner under a key they pinned for that owner
+    rogue = {
+        "endpoint": "http://127.0.0.1:9666",
+        "base_model": "tiny-bert",
+        "adapters": json.dumps(["spam-0-shared"]),
+        "registered": time.time(),
+        "last_heartbeat": time.time(),
+        "last_signed": time.time(),
+    }
+    with live_hub.store._engine.begin() as conn:  # noqa: SLF001 - the test plays the hub
+        conn.execute(
+            peers_table.insert().values(
+                peer_id="mallory", owner="mallory", public_key=encode_public_key(other_key), **rogue
+            )
+        )
+        conn.execute(
+            peers_table.insert().values(
+                peer_id="spam-0b", owner="spam-0", public_key=encode_public_key(other_key), **rogue
+            )
+        )
+    reader_trust = TrustStore(None, keys={"spam-0": [encode_public_key(key)]})
+    with HubClient(live_hub.url, token=live_hub.read, trust=reader_trust) as reader:
+        found = candidates_from_hub(reader, with_sketches=False, trust=reader_trust)
+    assert [(c.peer_id, c.adapter) for c in found] == [("spam-0", "spam-0-shared")]
