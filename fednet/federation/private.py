@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fednet.federation.client import ClientData, ClientRuntime
+from fednet.config import ClientConfig
+from fednet.federation.client import ClientRuntime
 from fednet.federation.protocol import DP_METRIC_KEYS
 from fednet.privacy.config import PrivacyConfig
 
@@ -63,6 +64,7 @@ __all__ = [
     "Release",
     "PrivateRound",
     "RoundResult",
+    "check_one_owner",
     "data_fingerprint",
     "ledger_path",
     "releasable_metrics",
@@ -77,13 +79,53 @@ def releasable_metrics(privacy: PrivacyConfig, metrics: Mapping[str, float]) -> 
     return {k: float(v) for k, v in metrics.items() if k in DP_METRIC_KEYS}
 
 
-def data_fingerprint(data: ClientData) -> str:
-    """16 hex digits of SHA-256 over the client's training texts and labels."""
+def data_fingerprint(client: ClientConfig) -> str:
+    """16 hex digits of SHA-256 over where the client's data comes from.
+
+    A local file counts by its bytes (and the columns read from it); a catalogue
+    data set by its name and the client's share of it (partitioner, number of
+    partitions, partition, Dirichlet alpha). The preset's ``seed`` and
+    ``test-fraction`` are left out on purpose: they only choose which of the
+    same rows train, and a new seed must not buy a new budget.
+    """
+    from fednet.config import is_data_file
+
     h = hashlib.sha256()
-    h.update(json.dumps(list(data.label_names)).encode("utf-8"))
-    for text, label in zip(data.train_texts, data.train_labels, strict=True):
-        h.update(json.dumps([text, int(label)]).encode("utf-8"))
+    if is_data_file(client.dataset):
+        with Path(client.dataset).expanduser().open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(json.dumps(["file", client.text_column, client.label_column]).encode())
+    else:
+        h.update(json.dumps(["catalogue", client.dataset]).encode())
+    share = [client.partitioner, client.num_partitions, client.partition]
+    if client.partitioner == "dirichlet":
+        share.append(client.dirichlet_alpha)
+    h.update(json.dumps(share).encode())
     return h.hexdigest()[:16]
+
+
+def check_one_owner(state_dir: Path, client_id: str, fingerprint: str) -> None:
+    """Refuse a second client id for data whose ledger another client id already holds.
+
+    Renaming a client must not start a new budget on the same data.
+
+    Raises
+    ------
+    BudgetExhaustedError
+        Naming the other client and the ledger file.
+    """
+    from fednet.errors import BudgetExhaustedError
+
+    for other in sorted(Path(state_dir).glob(f"*/ledger-{fingerprint}.json")):
+        if other.parent.name != client_id:
+            raise BudgetExhaustedError(
+                f"client {client_id}: its data (fingerprint {fingerprint}) already has a "
+                f"privacy ledger under client {other.parent.name!r} ({other}); one data set "
+                "has one budget. Use that client id, or reset that ledger with "
+                "`fednet privacy reset-ledger` if the data is not what it was",
+                client_id=client_id,
+            )
 
 
 def ledger_path(state_dir: Path, client_id: str, fingerprint: str) -> Path:
@@ -155,7 +197,7 @@ class PrivateRound:
         self.rt = runtime
         self.cfg: PrivacyConfig = runtime.cfg.privacy
         self.state_dir = Path(state_dir)
-        self.fingerprint = data_fingerprint(runtime.data)
+        self.fingerprint = data_fingerprint(runtime.client)
         self.ledger_path = ledger_path(self.state_dir, runtime.client.id, self.fingerprint)
 
     def noise(self, purpose: str, server_round: int):
@@ -252,6 +294,7 @@ class PrivateRound:
     def ledger(self):
         from fednet.privacy import PrivacyLedger
 
+        check_one_owner(self.state_dir, self.rt.client.id, self.fingerprint)
         return PrivacyLedger.load_or_create(
             self.ledger_path,
             self.rt.client.id,

@@ -79,3 +79,37 @@ def test_sketch_subsample_is_poisson_not_fixed_size(tmp_path, monkeypatch):
         assert all(torch.isfinite(t).all() for t in sketch.values())
     assert len(set(sizes)) > 1  # the subsample's size varies: each example is in it or not
     assert all(0 <= s <= n for s in sizes) and abs(sum(sizes) / len(sizes) - m) < 0.25 * m
+
+
+def test_a_new_seed_or_a_new_client_id_does_not_buy_a_new_budget(tmp_path):
+    """The ledger is keyed by where the data comes from, not by the preset's seed (which
+    only reshuffles the same rows) nor by a client id that can be renamed."""
+    from fednet.errors import BudgetExhaustedError
+
+    rt = _runtime(budget=50.0)
+    first = PrivateRound(rt, state_dir=tmp_path)
+    first.join_central_run(1)
+    reseeded_cfg = dataclasses.replace(rt.cfg, seed=rt.cfg.seed + 1, test_fraction=0.3)
+    reseeded = PrivateRound(
+        ClientRuntime(reseeded_cfg, reseeded_cfg.clients[0]), state_dir=tmp_path
+    )
+    assert reseeded.ledger_path == first.ledger_path
+    assert reseeded.ledger().epsilon == pytest.approx(first.ledger().epsilon)
+    renamed = dataclasses.replace(rt.cfg.clients[0], id="spam-0-again")
+    cfg = dataclasses.replace(rt.cfg, clients=(renamed, *rt.cfg.clients[1:]))
+    with pytest.raises(BudgetExhaustedError, match="already has a privacy ledger under client"):
+        PrivateRound(ClientRuntime(cfg, renamed), state_dir=tmp_path).join_central_run(2)
+    other_share = PrivateRound(ClientRuntime(rt.cfg, rt.cfg.clients[1]), state_dir=tmp_path)
+    assert other_share.fingerprint != first.fingerprint  # another partition is other data
+
+
+def test_a_local_file_is_fingerprinted_by_its_bytes(tmp_path):
+    from fednet.federation.private import data_fingerprint
+
+    data = tmp_path / "mine.csv"
+    data.write_text("text,label\\nhello,a\\nbye,b\\n", encoding="utf-8")
+    client = dataclasses.replace(load_preset("configs/tiny.toml").clients[0], dataset=str(data))
+    before = data_fingerprint(client)
+    assert data_fingerprint(client) == before
+    data.write_text("text,label\\nhello,a\\nbye,a\\n", encoding="utf-8")
+    assert data_fingerprint(client) != before
