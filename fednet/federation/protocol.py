@@ -140,7 +140,10 @@ DP_METRIC_KEYS = frozenset(
 )
 """Metrics that may leave a client under privacy: none depends on its data
 beyond what its ledger already charges (ε is a function of public settings)."""
-DP_PROFILE_KEYS = PROFILE_KEYS - {"num-examples"}
+DP_PROFILE_KEYS = PROFILE_KEYS - {"num-examples", DATA_ENCODING_KEY, *DATA_COUNT_KEYS}
+"""Profile keys under privacy: no count of the client's data leaves it."""
+PRIVATE_BUDGET_REASON = "privacy budget exhausted (the figures stay in the client's own log)"
+PRIVATE_FAILURE_REASON = "the client failed (its reason stays in its own log under privacy)"
 SIGNED_KEYS = frozenset({"shared", "personalized"})
 
 
@@ -219,57 +222,34 @@ def allowlist_mod(msg: Message, context: Context, call_next: Any) -> Message:
 
 
 def private_allowlist_mod(msg: Message, context: Context, call_next: Any) -> Message:
-    """ClientApp mod for a client under privacy: :func:`check_reply` with ``private=True``."""
+    """ClientApp mod for a client under privacy: :func:`check_reply` with ``private=True``.
+
+    A failure's or refusal's free text may hold data (a line number, a count, a
+    file path), so under privacy it stays in the client's own log and the reply
+    carries a fixed reason: :data:`PRIVATE_BUDGET_REASON` or
+    :data:`PRIVATE_FAILURE_REASON`.
+    """
     from flwr.app import Error
 
-    reply: Message = call_next(msg, context)
+    try:
+        reply: Message = call_next(msg, context)
+    except Exception as e:  # noqa: BLE001 - the reason must not leave the client
+        logger.error("client failed (kept here under privacy): %s", e, exc_info=True)
+        return Message(error=Error(code=500, reason=PRIVATE_FAILURE_REASON), reply_to=msg)
     if reply.has_error():
-        return reply
+        logger.error("client failed (kept here under privacy): %s", reply.error.reason)
+        return Message(
+            error=Error(code=reply.error.code, reason=PRIVATE_FAILURE_REASON), reply_to=msg
+        )
+    if STATUS in reply.content.config_records:
+        status = reply.content.config_records[STATUS]
+        reason = str(status.get("reason", ""))
+        logger.warning("refusal (kept here under privacy): %s", reason)
+        budget = "budget" in reason.lower()
+        status["reason"] = PRIVATE_BUDGET_REASON if budget else PRIVATE_FAILURE_REASON
     try:
         check_reply(reply.content, private=True)
     except UpdateRejectedError as e:
         logger.error("blocked an outgoing reply under privacy: %s", e)
         return Message(error=Error(code=403, reason=str(e)), reply_to=msg)
     return reply
-
-
-def record_nbytes(content: RecordDict) -> int:
-    """Bytes of the arrays in ``content`` (what dominates a message's size)."""
-    total = 0
-    for record in content.values():
-        if isinstance(record, ArrayRecord):
-            total += sum(len(a.data) for a in record.values())
-    return total
-
-
-def wire_dtype(name: object) -> torch.dtype:
-    """The torch dtype of wire-dtype ``name``; a clear error for anything else."""
-    if not isinstance(name, str) or name not in WIRE_DTYPES:
-        valid = ", ".join(repr(k) for k in WIRE_DTYPES)
-        raise ValueError(f"`{WIRE_DTYPE_KEY}` must be one of {valid}, got {name!r}")
-    return WIRE_DTYPES[name]
-
-
-def to_wire(state: dict[str, torch.Tensor], dtype: str) -> ArrayRecord:
-    """``state`` as an ArrayRecord, floating tensors cast to wire dtype ``dtype``."""
-    target = wire_dtype(dtype)
-    return ArrayRecord(
-        {k: v.detach().to(target) if v.is_floating_point() else v for k, v in state.items()}
-    )
-
-
-def from_wire(
-    record: ArrayRecord, dtype: str, *, where: str
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Float32 tensors of ``record``, and a problem for each not in wire dtype ``dtype``.
-
-    ``where`` names the record in the problems (``"lora"``, ``"head"``).
-    """
-    expected = wire_dtype(dtype)
-    state = record.to_torch_state_dict()
-    problems = [
-        f"array `{where}/{k}` is {str(v.dtype).removeprefix('torch.')}, expected {dtype}"
-        for k, v in state.items()
-        if v.dtype != expected
-    ]
-    return {k: v.to(torch.float32) for k, v in state.items()}, problems
