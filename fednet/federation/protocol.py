@@ -253,3 +253,45 @@ def private_allowlist_mod(msg: Message, context: Context, call_next: Any) -> Mes
         logger.error("blocked an outgoing reply under privacy: %s", e)
         return Message(error=Error(code=403, reason=str(e)), reply_to=msg)
     return reply
+
+
+def record_nbytes(content: RecordDict) -> int:
+    """Bytes of the arrays in ``content`` (what dominates a message's size)."""
+    total = 0
+    for record in content.values():
+        if isinstance(record, ArrayRecord):
+            total += sum(len(a.data) for a in record.values())
+    return total
+
+
+def wire_dtype(name: object) -> torch.dtype:
+    """The torch dtype of wire-dtype ``name``; a clear error for anything else."""
+    if not isinstance(name, str) or name not in WIRE_DTYPES:
+        valid = ", ".join(repr(k) for k in WIRE_DTYPES)
+        raise ValueError(f"`{WIRE_DTYPE_KEY}` must be one of {valid}, got {name!r}")
+    return WIRE_DTYPES[name]
+
+
+def to_wire(state: dict[str, torch.Tensor], dtype: str) -> ArrayRecord:
+    """``state`` as an ArrayRecord, floating tensors cast to wire dtype ``dtype``."""
+    target = wire_dtype(dtype)
+    return ArrayRecord(
+        {k: v.detach().to(target) if v.is_floating_point() else v for k, v in state.items()}
+    )
+
+
+def from_wire(
+    record: ArrayRecord, dtype: str, *, where: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Float32 tensors of ``record``, and a problem for each not in wire dtype ``dtype``.
+
+    ``where`` names the record in the problems (``"lora"``, ``"head"``).
+    """
+    expected = wire_dtype(dtype)
+    state = record.to_torch_state_dict()
+    problems = [
+        f"array `{where}/{k}` is {str(v.dtype).removeprefix('torch.')}, expected {dtype}"
+        for k, v in state.items()
+        if v.dtype != expected
+    ]
+    return {k: v.to(torch.float32) for k, v in state.items()}, problems
