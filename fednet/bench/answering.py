@@ -60,21 +60,27 @@ def serving(
     """Start one peer per entry (serving its adapters), registered with ``store``.
 
     Each peer reads ``max_length`` tokens of a text and accepts texts of up to
-    ``max_chars`` characters, and signs its registration with the owner key
-    ``<keys_dir>/<peer-id>.key``.
+    ``max_chars`` characters. A peer serves only its owner's adapters: it is
+    registered by the owner of the adapters it serves and signs with that owner's
+    key ``<keys_dir>/<owner>.key``.
     """
     from fednet.hub.publish import client_key, keys_dir_trust
 
     peers: dict[str, PeerServer] = {}
     try:
         for peer_id, adapters in adapters_by_peer.items():
+            owners = {store.resolve(name).owner for name in adapters}
+            if len(owners) != 1:
+                raise ValueError(f"peer {peer_id!r} would serve adapters of owners {owners}")
+            (owner,) = owners
             peer = PeerServer(
                 store,
                 peer_id=peer_id,
                 adapters=list(adapters),
                 config=PeerConfig(max_length=max_length, max_query_chars=max(2000, max_chars)),
                 cache_dir=cache_root / peer_id,
-                key=client_key(keys_dir, peer_id),
+                owner=owner,
+                key=client_key(keys_dir, owner),
             )
             if store.trust is None:
                 store.trust = keys_dir_trust(keys_dir)
