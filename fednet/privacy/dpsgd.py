@@ -146,6 +146,13 @@ def make_private(
         poisson_sampling=False,  # done above, from the noise source
         grad_sample_mode=grad_sample_mode,
     )
+    # opacus takes the expected batch size as int(n * (1 / len(loader))), which floating
+    # point rounds down to 0 for some n (49 examples in batches of 1): the mean gradient
+    # would then be divided by zero. q * n, rounded, is what it means.
+    private_optimizer.expected_batch_size = max(
+        1,
+        round(len(data_loader.dataset) * sample_rate),  # type: ignore[arg-type]
+    )
     _draw_noise_from(private_optimizer, source)
     logger.info(
         "DP-SGD on %d trainable tensors: noise multiplier %.4g, sample rate %.4g, clip %g",

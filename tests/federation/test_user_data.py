@@ -41,8 +41,9 @@ def _client(cid: str, dataset: str) -> str:
 
 def _csv(path: Path, classes: tuple[str, ...] = ("pos", "neg"), n: int = 40) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [
-        f'"review {i}, line one\nline two of {i}",{classes[i % len(classes)]}' for i in range(n)
+    rows = [  # each file its own texts: one data set has one privacy budget, whoever holds it
+        f'"{path.stem} review {i}, line one\nline two of {i}",{classes[i % len(classes)]}'
+        for i in range(n)
     ]
     path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path

@@ -70,11 +70,15 @@ def _publish(hub_root: str, adapter: str, keys: str, start: Any, errors: Any) ->
 def _serve(
     hub_root: str, cache: str, names: list[str], tamper: bool, start: Any, errors: Any
 ) -> None:
+    from fednet.hub.publish import keys_dir_trust
     from fednet.inference import AdapterEngine
 
     try:
         with HubStore(hub_root) as store:
-            engine = AdapterEngine("tiny-bert", source=store, cache_dir=cache, cache_size=1)
+            trust = keys_dir_trust(Path(hub_root).parent / "keys")  # the reader pinned the owners
+            engine = AdapterEngine(
+                "tiny-bert", source=store, cache_dir=cache, cache_size=1, trust=trust
+            )
             start.wait()
             for i in range(ROUNDS):
                 for name in names:

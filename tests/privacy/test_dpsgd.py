@@ -331,3 +331,20 @@ def test_gradient_noise_and_batches_are_fresh_unless_seeded() -> None:
     assert all(not torch.equal(a[k], b[k]) for k in a)
     c, d = train(NoiseSource.seeded(3)), train(NoiseSource.seeded(3))
     assert all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_expected_batch_size_survives_floating_point() -> None:
+    # int(49 * (1 / 49)) == 0 in floating point: opacus would divide the gradient by zero
+    model = TinyClassifier()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    private = make_private(
+        model,
+        optimizer,
+        DataLoader(_data(n=49), batch_size=1),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        noise=NoiseSource.seeded(0),
+    )
+    assert private.optimizer.expected_batch_size == 1
+    _poisson_epochs(private, epochs=1)
+    assert all(torch.isfinite(t).all() for t in _trainable(model).values())

@@ -112,15 +112,29 @@ def test_rogue_peer_reply_is_dropped_and_shown_in_provenance(
         **claim,
     }
     with serving(_rogue(answer)) as rogue_url:
-        mallory = generate_private_key()
-        with HubClient(net.url, token=net.heartbeat, trust=net.trust) as hub:
+        # mallory's own key cannot register a peer for spam-0's adapter at all ...
+        with (
+            HubClient(net.url, token=net.heartbeat, trust=net.trust) as hub,
+            pytest.raises(UntrustedKeyError, match="serves only its owner's adapters"),
+        ):
             hub.register_peer(
                 f"rogue-{why}",
                 rogue_url,
                 "tiny-bert",
                 ["spam-0-shared"],
                 owner="mallory",
-                key=mallory,
+                key=generate_private_key(),
+            )
+        # ... so the rogue is a peer of the right owner gone wrong (a stolen key, a bug):
+        # its replies are still checked against the signed manifest
+        with HubClient(net.url, token=net.heartbeat, trust=net.trust) as hub:
+            hub.register_peer(
+                f"rogue-{why}",
+                rogue_url,
+                "tiny-bert",
+                ["spam-0-shared"],
+                owner="spam-0",
+                key=client_key(net.keys, "spam-0"),
             )
         with _network(net) as network:
             candidates = network.refresh()
