@@ -26,3 +26,14 @@ def _own_trust_store(
     path = tmp_path_factory.mktemp("trust") / "trust.json"
     monkeypatch.setenv("FEDNET_TRUST_FILE", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test's clients keep their ledgers and keys in a fresh state directory: a
+    budget spent by one test's clients is not another test's."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("FEDNET_STATE_DIR", str(path))
+    return path
