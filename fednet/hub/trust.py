@@ -260,6 +260,10 @@ class TrustStore:
         """Keys pinned for ``owner``."""
         return [e.key for e in self._owners.get(owner, [])]
 
+    def pins(self, owner: str, key: str) -> bool:
+        """Whether ``key`` (base64 or hex; anything else is not pinned) is pinned for ``owner``."""
+        return any(_same(key, pinned) for pinned in self.keys(owner))
+
     def entries(self) -> list[PinnedKey]:
         """Every pinned key, by owner."""
         return [e for owner in sorted(self._owners) for e in self._owners[owner]]

@@ -280,8 +280,6 @@ def candidates_from_hub(
 def _serves_for_owner(peer: PeerInfo, manifest: Manifest, trust: TrustStore | None) -> bool:
     """Whether ``peer`` may answer for ``manifest``: registered by its owner, and under a
     key the reader pinned for that owner."""
-    from fednet.hub.keys import normalize_public_key
-
     if peer.owner != manifest.owner:
         logger.warning(
             "peer %s (owner %r) lists %s of owner %r; not a candidate",
@@ -291,13 +289,7 @@ def _serves_for_owner(peer: PeerInfo, manifest: Manifest, trust: TrustStore | No
             manifest.owner,
         )
         return False
-    if trust is None:
-        return True
-    try:
-        key = normalize_public_key(peer.public_key)
-    except ValueError:
-        key = None
-    if key is None or key not in {normalize_public_key(k) for k in trust.keys(manifest.owner)}:
+    if trust is not None and not trust.pins(manifest.owner, peer.public_key):
         logger.warning(
             "peer %s is registered under a key not pinned for owner %r; not a candidate",
             peer.peer_id,
