@@ -192,6 +192,20 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--private-reads", action="store_true", help="reads need a token with the read scope"
     )
+    ui = serve.add_argument_group("network console at /ui (on unless --no-ui or --private-reads)")
+    ui.add_argument("--no-ui", action="store_true", help="don't serve the console at /ui")
+    ui.add_argument(
+        "--trust-file",
+        help="trust store the console verifies against (default $FEDNET_TRUST_FILE or "
+        "~/.config/fednet/trust.json)",
+    )
+    ui.add_argument("--bench-dir", default="bench/results", help="benchmark reports to show")
+    ui.add_argument(
+        "--epsilon-budget", type=float, help="ε budget per client (default: privacy default)"
+    )
+    ui.add_argument(
+        "--ui-local", action="store_true", help="answer the console's queries in this process"
+    )
     token = hub.add_parser("token", help="create, list or revoke the hub's bearer tokens")
     tokens = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
     create = tokens.add_parser("create", help="create a token (printed once; stored hashed)")
@@ -338,7 +352,19 @@ def cmd_hub(args: argparse.Namespace) -> int:
     if args.hub_command == "serve":
         from fednet.hub import serve
 
-        serve(args.root, args.host, args.port, public_reads=not args.private_reads)
+        mount = None
+        if args.private_reads and not args.no_ui:
+            print("console /ui is off: it would show the hub without a token", file=sys.stderr)
+        elif not args.no_ui:
+            from fednet.console import console_mount
+
+            mount = console_mount(
+                trust_file=args.trust_file,
+                bench_dir=args.bench_dir,
+                epsilon_budget=args.epsilon_budget,
+                local=args.ui_local,
+            )
+        serve(args.root, args.host, args.port, public_reads=not args.private_reads, mount=mount)
         return 0
     if args.hub_command == "token":
         return _token(args)
