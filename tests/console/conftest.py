@@ -28,7 +28,7 @@ TOKEN = "console-test-token"
 BUDGET = 8.0
 EPSILONS = {"news-0": 9.2, "spam-0": 3.1, "spam-1": 7.6}  # tweets-0: weights without DP
 EVIL_KIND = "<script>document.title='pwned'</script>"
-EVIL_NOTE = '<img src=x onerror="document.title=\'pwned\'">'
+EVIL_NOTE = "<img src=x onerror=\"document.title='pwned'\">"
 EVIL_METRIC = "</td><b>forged</b>"
 SPAM = "WINNER!! claim your free prize now, text WIN to 80086"
 
