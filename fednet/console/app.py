@@ -171,12 +171,19 @@ class Console:
 
     def overview(self) -> dict[str, Any]:
         """Everything ``/ui`` shows, computed now."""
-        manifests = self.store.list()
-        versions = {m.name: len(self.store.list_versions(m.name)) for m in manifests}
+        hub_error = None
+        try:
+            manifests = self.store.list()
+            versions = {m.name: len(self.store.list_versions(m.name)) for m in manifests}
+        except (FednetError, ValueError, TypeError) as e:  # a damaged row: say so, show the rest
+            logger.warning("console cannot read the hub's manifests: %s", e)
+            manifests, versions = [], {}
+            hub_error = f"{type(e).__name__}: {e}"
         adapters = adapter_views(manifests, self.trust, versions)
         latencies = dict(self._network.router.latencies) if self._network else {}
         report, report_note = latest_report(self.bench_dir)
         return {
+            "hub_error": hub_error,
             "adapters": adapters,
             "budgets": budget_views(adapters, budget=self.epsilon_budget),
             "budget": self.epsilon_budget,

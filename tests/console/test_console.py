@@ -231,3 +231,25 @@ def test_latest_report_offers_only_its_own_plain_pngs(tmp_path: Path) -> None:
     assert "20991231-000000.json" in note
     empty, why = latest_report(tmp_path / "nowhere")
     assert empty is None and "make bench" in why
+
+
+def test_a_damaged_manifest_row_is_named_not_a_crash(
+    console_env: ConsoleEnv, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+
+    from fednet.hub import HubStore, generate_private_key
+    from fednet.hub.db import adapters_table
+    from fednet.hub.publish import publish_adapter_dir
+
+    with HubStore(tmp_path / "hub") as store:
+        adapter = console_env.root / "run" / "personalized" / "spam-0"
+        key = generate_private_key()
+        publish_adapter_dir(adapter, store, name="solo", owner="solo", key=key)
+        with store._engine.begin() as conn:  # noqa: SLF001 - the test breaks the database
+            conn.execute(update(adapters_table).values(manifest="{not json"))
+        console = Console(store, trust=TrustStore(None, keys={}), bench_dir=tmp_path)
+        shown = console.overview()
+        assert shown["adapters"] == [] and "manifest is not valid JSON" in shown["hub_error"]
+        html = console.render("overview.html", **shown)
+        assert 'id="hub-error"' in html and "manifest is not valid JSON" in html
