@@ -71,7 +71,8 @@ def dump_dom(url: str, tmp_path: Path) -> str:
 
 def screenshot(url: str, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
-    browse(url, tmp_path, f"--screenshot={path}", f"--window-size={WINDOW[0]},{WINDOW[1]}")
+    size = f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    browse(url, tmp_path, f"--screenshot={path}", size, "--virtual-time-budget=10000")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">II", data[16:24]) == WINDOW

@@ -253,3 +253,33 @@ def test_a_damaged_manifest_row_is_named_not_a_crash(
         assert shown["adapters"] == [] and "manifest is not valid JSON" in shown["hub_error"]
         html = console.render("overview.html", **shown)
         assert 'id="hub-error"' in html and "manifest is not valid JSON" in html
+
+
+def test_unsigned_manifests_are_called_so(console_env: ConsoleEnv) -> None:
+    trust = TrustStore(console_env.root / "trust.json")
+    signed = console_env.store.resolve("spam-0-shared")
+    stripped = dataclasses.replace(signed, signature="")
+    assert verify_status(stripped, trust)[0] == "unsigned"
+    assert verify_status(signed, trust)[0] == VERIFIED
+
+
+def test_local_mode_answers_in_the_hub_process(console_env: ConsoleEnv, tmp_path: Path) -> None:
+    console = Console(
+        console_env.store,
+        trust=TrustStore(console_env.root / "trust.json"),
+        bench_dir=tmp_path,
+        local=True,
+        cache_dir=tmp_path / "cache",
+    )
+    try:
+        answer = console.ask(SPAM, mode="cascade", k=1)
+        assert answer.task == "sms-spam" and answer.calls[0].endpoint is None
+        # only verified adapters are candidates: not the unpinned or the tampered one
+        keys = {s.candidate.adapter for s in answer.decision.ranked}
+        assert len(keys) == 7 and not keys & {"mallory-spam", "tweets-0-shared"}
+        html = console.render(
+            "ask.html", answer=answer, error=None, query=SPAM, mode="cascade", k="1"
+        )
+        assert "in this process" in html and "run the adapters in this process" in html
+    finally:
+        console.close()

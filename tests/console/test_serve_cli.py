@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from fednet.privacy.config import PrivacyConfig
 from tests.inference.conftest import free_port
 
 from .conftest import ConsoleEnv
@@ -60,7 +61,12 @@ def test_hub_serve_mounts_the_console(console_env: ConsoleEnv) -> None:
         assert 'id="adapter-spam-0-shared" data-status="verified"' in page.text
         assert 'id="adapter-tweets-0-shared" data-status="bad signature"' in page.text
         assert trust in page.text and console_env.report.path.name in page.text
+        budget = PrivacyConfig().epsilon_budget  # the default budget shown
+        assert f"Budget: ε = {budget:.2f}, this" in page.text
         assert "/ui" not in httpx.get(f"{url}/openapi.json").text  # not part of the API
     with hub_serve(console_env, "--private-reads") as (url, stderr):
         assert httpx.get(f"{url}/ui").status_code == 404
     assert "console /ui is off" in stderr[0]
+    with hub_serve(console_env, "--no-ui") as (url, _):
+        assert httpx.get(f"{url}/ui").status_code == 404
+        assert httpx.get(f"{url}/v1/adapters").status_code == 200
