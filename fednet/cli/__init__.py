@@ -5,8 +5,7 @@
 Engine. Errors in configs or arguments print one line and exit with status 2.
 ``fednet completion bash|zsh|fish`` prints the shell code that completes
 commands and options (argcomplete). The CLI is thin: each command parses its
-arguments, calls the library and prints for people. The library never imports
-this package.
+arguments, calls the library and prints for people.
 """
 
 from __future__ import annotations

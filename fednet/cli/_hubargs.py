@@ -16,7 +16,7 @@ __all__ = [
     "trust_store",
 ]
 
-HUB_HELP = "hub URL or store directory (default $FEDNET_HUB or http://127.0.0.1:8080)"
+HUB_HELP = "hub URL or store directory (default: $FEDNET_HUB or http://127.0.0.1:8080)"
 
 
 def hub_location(value: str | None) -> str:
@@ -30,7 +30,7 @@ def hub_token(value: str | None) -> str | None:
 
 
 def add_hub_options(
-    p: argparse.ArgumentParser, token_help: str = "bearer token (default $FEDNET_HUB_TOKEN)"
+    p: argparse.ArgumentParser, token_help: str = "bearer token (default: $FEDNET_HUB_TOKEN)"
 ) -> None:
     p.add_argument("--hub", help=HUB_HELP)
     p.add_argument("--token", help=token_help)
@@ -39,7 +39,7 @@ def add_hub_options(
 def add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-file",
-        help="trust store of pinned owner keys (default $FEDNET_TRUST_FILE or "
+        help="trust store of pinned owner keys (default: $FEDNET_TRUST_FILE or "
         "~/.config/fednet/trust.json)",
     )
     p.add_argument(

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pull the chosen adapters and run them here) and print the answer with who gave it.",
     )
     p.add_argument("text", help="the query")
-    add_hub_options(p, "hub read token (default $FEDNET_HUB_TOKEN)")
+    add_hub_options(p, "hub read token (default: $FEDNET_HUB_TOKEN)")
     p.add_argument("--local", action="store_true", help="pull adapters and run them here")
     p.add_argument(
         "--mode",
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--peer-token",
         default=os.environ.get("FEDNET_PEER_TOKEN"),
-        help="bearer token for peers that need one (default $FEDNET_PEER_TOKEN)",
+        help="bearer token for peers that need one (default: $FEDNET_PEER_TOKEN)",
     )
     add_trust_options(p)
     p.set_defaults(func=cmd_ask)

@@ -32,7 +32,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config",
         default=None,
-        help="TOML preset (default configs/default.toml, or tiny with --quick)",
+        help="TOML preset (default: configs/default.toml, or tiny with --quick)",
     )
     p.add_argument(
         "--quick",

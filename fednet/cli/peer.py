@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The peer registers with the hub, signed with the client's owner key, and sends "
         "heartbeats.",
     )
-    add_hub_options(serve, "hub token with the heartbeat scope (default $FEDNET_HUB_TOKEN)")
+    add_hub_options(serve, "hub token with the heartbeat scope (default: $FEDNET_HUB_TOKEN)")
     serve.add_argument("--client", required=True, help="client id whose adapters to serve")
     serve.add_argument(
         "--key", required=True, help="the client's owner key (PEM), which signs registrations"
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--require-token",
         default=os.environ.get("FEDNET_PEER_TOKEN"),
-        help="answer /v1/classify only with this bearer token (default $FEDNET_PEER_TOKEN)",
+        help="answer /v1/classify only with this bearer token (default: $FEDNET_PEER_TOKEN)",
     )
     add_trust_options(serve)
     serve.add_argument("--adapters", help="comma-separated adapter names (default: the client's)")

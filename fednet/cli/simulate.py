@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default="configs/default.toml", help="TOML preset")
     p.add_argument("--rounds", type=int, default=None, help="override federation.rounds")
-    p.add_argument("--run-dir", default=None, help="output directory (default runs/<time>)")
+    p.add_argument("--run-dir", default=None, help="output directory (default: runs/<time>)")
     p.add_argument("--strategy", default=None, help="override strategy.name (e.g. local)")
     p.set_defaults(func=cmd_simulate)
 

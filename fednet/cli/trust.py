@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     remove.add_argument("key", nargs="?", help="key or fingerprint")
     for q in (add, ls, remove):
         q.add_argument(
-            "--trust-file", help="default $FEDNET_TRUST_FILE or ~/.config/fednet/trust.json"
+            "--trust-file",
+            help="trust store of pinned owner keys (default: $FEDNET_TRUST_FILE or "
+            "~/.config/fednet/trust.json)",
         )
     p.set_defaults(func=cmd_trust)
 
