@@ -10,18 +10,17 @@ and is mounted onto the hub's app by ``fednet hub serve``
 """
 
 from fednet.console.app import SECURITY_HEADERS, Console, console_mount, mount_console
+from fednet.console.reports import BenchReport, latest_report
 from fednet.console.state import (
     BAD_SIGNATURE,
     UNPINNED,
     UNSIGNED,
     VERIFIED,
     AdapterView,
-    BenchReport,
     BudgetView,
     PeerView,
     adapter_views,
     budget_views,
-    latest_report,
     peer_views,
     verify_status,
 )

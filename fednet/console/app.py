@@ -35,13 +35,8 @@ from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from fednet.console.state import (
-    adapter_views,
-    budget_views,
-    latest_report,
-    peer_views,
-    reader_copy,
-)
+from fednet.console.reports import latest_report
+from fednet.console.state import adapter_views, budget_views, peer_views, reader_copy
 from fednet.errors import FednetError
 from fednet.hub.store import HubStore
 from fednet.hub.trust import TrustStore

@@ -1,31 +1,29 @@
 """What the network console shows, gathered from the hub and checked by the reader.
 
-The hub is not trusted, so nothing here repeats what the hub says about itself:
+The hub is not trusted, so what can be checked is checked here:
 
 - every manifest is verified with :meth:`fednet.hub.trust.TrustStore.check`
   against the reader's trust store (its status is ``verified``, ``unpinned``,
   ``bad signature`` or ``unsigned``);
 - ε spent per owner is read from the owner's *verified* signed manifests only;
-- a peer is up when its last signed heartbeat is within the hub's timeout, and
-  its latency is measured here, by a ``GET /v1/health`` round trip.
+- a peer's up or down and the age of its last heartbeat are the hub's record
+  (the hub checked each heartbeat's signature; the record keeps no signature to
+  check again), so the console also measures each peer itself, by a
+  ``GET /v1/health`` round trip, and says whether the peer's key is pinned.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 
 from fednet.errors import SignatureError, UntrustedKeyError
-from fednet.hub.manifest import Manifest, check_filename
+from fednet.hub.manifest import Manifest
 from fednet.hub.peers import PeerInfo
 from fednet.hub.trust import TrustStore, fingerprint
 
@@ -35,12 +33,10 @@ __all__ = [
     "UNSIGNED",
     "VERIFIED",
     "AdapterView",
-    "BenchReport",
     "BudgetView",
     "PeerView",
     "adapter_views",
     "budget_views",
-    "latest_report",
     "peer_views",
     "reader_copy",
     "verify_status",
@@ -54,9 +50,6 @@ BAD_SIGNATURE = "bad signature"
 """The signature does not verify over the manifest (a field was changed after signing)."""
 UNSIGNED = "unsigned"
 """The manifest carries no key or no signature."""
-
-_REPORT_RE = re.compile(r"^\d{8}-\d{6}\.json$")
-"""Names of the network benchmark's reports: ``<YYYYmmdd-HHMMSS>.json``."""
 
 
 def reader_copy(trust: TrustStore) -> TrustStore:
@@ -310,93 +303,3 @@ def peer_views(
             )
         )
     return out
-
-
-@dataclass(frozen=True)
-class BenchReport:
-    """The latest network benchmark report in a results directory.
-
-    Parameters
-    ----------
-    path : Path
-        The report's ``<stamp>.json``.
-    created, preset : str
-        When it ran and on which preset.
-    quick : bool
-        Whether it was ``--quick``.
-    plots : dict[str, str]
-        Figure name to PNG file name, each checked to be a plain file name of
-        an existing regular file in the report's directory.
-    missing : tuple[str, ...]
-        Figures the report names that are not there (or not plain names).
-    """
-
-    path: Path
-    created: str
-    preset: str
-    quick: bool
-    plots: dict[str, str]
-    missing: tuple[str, ...] = ()
-
-
-def _plain_png(directory: Path, filename: object) -> Path | None:
-    """``directory / filename`` if it is a plain ``.png`` name of a regular file inside."""
-    try:
-        check_filename("plot", filename)
-    except (TypeError, ValueError):
-        return None
-    assert isinstance(filename, str)
-    if not filename.endswith(".png"):
-        return None
-    path = directory / filename
-    if path.is_symlink() or not path.is_file():
-        return None
-    root = directory.resolve()
-    if path.resolve().parent != root:
-        return None
-    return path
-
-
-def latest_report(bench_dir: str | Path) -> tuple[BenchReport | None, str]:
-    """The newest ``<stamp>.json`` report in ``bench_dir`` that reads, and a note.
-
-    Returns ``(None, why)`` when there is none. Only figures the report itself
-    lists, as plain ``.png`` file names of regular files in ``bench_dir``, are
-    offered (nothing outside the directory can be named).
-    """
-    directory = Path(bench_dir)
-    if not directory.is_dir():
-        return None, f"no benchmark directory {str(directory)!r}: run `make bench`"
-    stamps = sorted((p for p in directory.iterdir() if _REPORT_RE.match(p.name)), reverse=True)
-    skipped: list[str] = []
-    for path in stamps:
-        try:
-            data: Any = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            skipped.append(f"{path.name} ({e})")
-            continue
-        if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("fednet-bench"):
-            skipped.append(f"{path.name} (not a fednet-bench report)")
-            continue
-        listed = data.get("plots")
-        plots: dict[str, str] = {}
-        missing: list[str] = []
-        for name, filename in listed.items() if isinstance(listed, dict) else []:
-            if _plain_png(directory, filename) is None:
-                missing.append(str(name))
-            else:
-                plots[str(name)] = filename
-        report = BenchReport(
-            path=path,
-            created=str(data.get("created", "")),
-            preset=str(data.get("preset", "")),
-            quick=bool(data.get("quick", False)),
-            plots=plots,
-            missing=tuple(missing),
-        )
-        note = f"skipped newer unreadable reports: {', '.join(skipped)}" if skipped else ""
-        return report, note
-    why = f"no benchmark report (<time>.json) in {str(directory)!r}: run `make bench`"
-    if skipped:
-        why += f"; unreadable: {', '.join(skipped)}"
-    return None, why
