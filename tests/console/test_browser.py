@@ -40,8 +40,12 @@ FLAGS = (
 WINDOW = (1280, 1600)
 
 
+@pytest.fixture(scope="session")
 def chromium() -> str:
-    """The Chromium binary, or a skip (a failure when ``FEDNET_REQUIRE_BROWSER`` is set)."""
+    """The Chromium binary, or a skip (a failure when ``FEDNET_REQUIRE_BROWSER`` is set).
+
+    Session-scoped and asked for first, so a missing browser is reported before the
+    hub is built."""
     found = os.environ.get("FEDNET_CHROMIUM") or shutil.which("chromium")
     if found and os.access(found, os.X_OK):
         return found
@@ -54,25 +58,25 @@ def chromium() -> str:
     pytest.skip(message + "; FEDNET_REQUIRE_BROWSER=1 makes this a failure")
 
 
-def browse(url: str, tmp_path: Path, *extra: str) -> str:
+def browse(chromium: str, url: str, tmp_path: Path, *extra: str) -> str:
     """Run Chromium once on ``url`` with a fresh profile; return what it printed."""
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
-    command = [chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, url]
+    command = [chromium, *FLAGS, f"--user-data-dir={profile}", *extra, url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, f"{command} exited {done.returncode}: {done.stderr[-2000:]}"
     return done.stdout
 
 
-def dump_dom(url: str, tmp_path: Path) -> str:
-    dom = browse(url, tmp_path, "--dump-dom")
+def dump_dom(chromium: str, url: str, tmp_path: Path) -> str:
+    dom = browse(chromium, url, tmp_path, "--dump-dom")
     assert "</html>" in dom, dom[-500:]
     return dom
 
 
-def screenshot(url: str, tmp_path: Path, name: str) -> Path:
+def screenshot(chromium: str, url: str, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     size = f"--window-size={WINDOW[0]},{WINDOW[1]}"
-    browse(url, tmp_path, f"--screenshot={path}", size, "--virtual-time-budget=10000")
+    browse(chromium, url, tmp_path, f"--screenshot={path}", size, "--virtual-time-budget=10000")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">II", data[16:24]) == WINDOW
@@ -83,16 +87,18 @@ def screenshot(url: str, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_console_in_headless_chromium(console_env: ConsoleEnv, tmp_path: Path) -> None:
+def test_console_in_headless_chromium(
+    chromium: str, console_env: ConsoleEnv, tmp_path: Path
+) -> None:
     ask_url = f"{console_env.url}/ui/ask?{urlencode({'q': SPAM})}"
-    asked = dump_dom(ask_url, tmp_path)
+    asked = dump_dom(chromium, ask_url, tmp_path)
     assert re.search(r'<b id="answer-label">(ham|spam)</b>', asked), asked[-3000:]
     answered = re.search(r'<span id="answered-by">([^<]+)</span>', asked)
     assert answered and answered.group(1).startswith("spam-1/spam-1-")
     assert console_env.peer.url in asked  # the call's provenance names the peer
     assert asked.count('<tr class="chosen">') >= 1 and "sketch router" in asked
 
-    dom = dump_dom(f"{console_env.url}/ui", tmp_path)
+    dom = dump_dom(chromium, f"{console_env.url}/ui", tmp_path)
     statuses = dict(
         re.findall(r'<tr class="adapter" id="adapter-([^"]+)" data-status="([^"]+)"', dom)
     )
@@ -112,6 +118,6 @@ def test_console_in_headless_chromium(console_env: ConsoleEnv, tmp_path: Path) -
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom
     assert "&lt;img src=x onerror=\"document.title='pwned'\"&gt;" in dom
 
-    overview = screenshot(f"{console_env.url}/ui", tmp_path, "console.png")
-    query = screenshot(ask_url, tmp_path, "console-ask.png")
+    overview = screenshot(chromium, f"{console_env.url}/ui", tmp_path, "console.png")
+    query = screenshot(chromium, ask_url, tmp_path, "console-ask.png")
     assert overview.stat().st_size > 50_000 and query.stat().st_size > 20_000
