@@ -103,7 +103,7 @@ def test_label_space_is_a_preset_key(tmp_path):
     )
     assert load_preset(preset).clients[0].task == UNION_TASK
     preset.write_text('[federation]\nlabel-space = 3\n[[clients]]\nid = "a"\ndataset = "x"\n')
-    with pytest.raises(ConfigError, match="`federation.label-space` must be str, got int 3"):
+    with pytest.raises(ConfigError, match="`federation.label-space` must be 'task' or 'union', got 3"):
         load_preset(preset)
 
 
