@@ -473,8 +473,7 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
     except pydantic.ValidationError as e:
         raise config_error(e, merged, PresetFile, source=source) from None
     settings = {
-        f.name: getattr(preset.federation, f.name)
-        for f in dataclasses.fields(FederationSettings)
+        f.name: getattr(preset.federation, f.name) for f in dataclasses.fields(FederationSettings)
     }
     parts = {
         "clients": preset.clients,

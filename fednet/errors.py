@@ -1,9 +1,9 @@
 """Domain errors raised by fednet at run time.
 
 Configuration mistakes raise :class:`ConfigError` (a ``ValueError``) where the
-config is built, listing every problem. The other exceptions here describe failures of a running federation: an update
-that breaks the wire allowlist, a hub blob that fails verification, a privacy
-budget that is spent.
+config is built, listing every problem. The other exceptions here describe
+failures of a running federation: an update that breaks the wire allowlist, a
+hub blob that fails verification, a privacy budget that is spent.
 """
 
 from __future__ import annotations
