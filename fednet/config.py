@@ -465,13 +465,14 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
     ConfigError
         Listing every problem of the preset, one line each.
     """
+    named = "" if source == "<preset>" else source  # the file, in errors
     if not isinstance(data, Mapping):
-        raise ConfigError(f"a preset must be a table, got {type(data).__name__}", source=source)
+        raise ConfigError(f"a preset must be a table, got {type(data).__name__}", source=named)
     merged = _merge_defaults(data)
     try:
         preset = _adapter(PresetFile).validate_python(merged)
     except pydantic.ValidationError as e:
-        raise config_error(e, merged, PresetFile, source=source) from None
+        raise config_error(e, merged, PresetFile, source=named) from None
     settings = {
         f.name: getattr(preset.federation, f.name) for f in dataclasses.fields(FederationSettings)
     }
@@ -486,7 +487,7 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
     try:
         return _adapter(FederationConfig).validate_python({**settings, **parts})
     except pydantic.ValidationError as e:
-        raise config_error(e, parts, FederationConfig, source=source) from None
+        raise config_error(e, parts, FederationConfig, source=named) from None
 
 
 def preset_schema() -> dict[str, Any]:

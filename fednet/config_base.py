@@ -317,7 +317,7 @@ def _lines(
         elif kind in _EXPECTED:
             what = _EXPECTED[kind].format(**ctx)
             got = _short(value)
-            if kind in ("dataclass_type", "dataclass_args_type", "dict_type", "tuple_type"):
+            if kind in ("dataclass_type", "dataclass_args_type", "dict_type"):
                 got = f"{type(value).__name__} {got}"
             out.append(f"`{key}` must be {what}, got {got}")
         elif kind == "value_error" and "error" in ctx:
