@@ -24,7 +24,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, dataclass_transform
 
 import pydantic.dataclasses
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, Field, Strict
@@ -351,7 +351,7 @@ def config_error(
         The file the input came from, named in the error's header.
     """
     prefix = getattr(root, "__config_prefix__", "") if prefix is None else prefix
-    sections = getattr(root, "__config_sections__", frozenset())
+    sections: frozenset[str] = getattr(root, "__config_sections__", frozenset())
     lines = _lines(error, data, root, prefix, sections)
     return ConfigError(lines, source=source)
 
@@ -364,6 +364,11 @@ def validate(cls: type[T], data: Any, *, source: str = "") -> T:
         raise config_error(e, data, cls, source=source) from None
 
 
+@dataclass_transform(
+    kw_only_default=True,
+    frozen_default=True,
+    field_specifiers=(dataclasses.field, Field),
+)
 def config_model(
     prefix: str = "",
     *,
@@ -405,6 +410,6 @@ def config_model(
 
         __init__.__doc__ = init.__doc__
         model.__init__ = __init__  # type: ignore[method-assign]
-        return model
+        return typing.cast(type[T], model)
 
     return wrap
