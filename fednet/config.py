@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import functools
 import os
 import tomllib
 import typing
@@ -32,6 +31,7 @@ from fednet.config_base import (
     Int,
     SafeName,
     Str,
+    adapter,
     bound,
     config_error,
     config_model,
@@ -433,11 +433,6 @@ class PresetFile:
     client_defaults: ClientDefaults = field(default_factory=ClientDefaults)
 
 
-@functools.cache
-def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
-    return pydantic.TypeAdapter(cls)
-
-
 def _merge_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` with the valid ``[client-defaults]`` keys copied into every client.
 
@@ -448,7 +443,7 @@ def _merge_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(defaults, Mapping) or not isinstance(clients, list):
         return out
     try:
-        _adapter(ClientDefaults).validate_python(defaults)
+        adapter(ClientDefaults).validate_python(defaults)
         good = dict(defaults)
     except pydantic.ValidationError as e:
         bad = {err["loc"][0] for err in e.errors() if err["loc"]}
@@ -470,7 +465,7 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
         raise ConfigError(f"a preset must be a table, got {type(data).__name__}", source=named)
     merged = _merge_defaults(data)
     try:
-        preset = _adapter(PresetFile).validate_python(merged)
+        preset = adapter(PresetFile).validate_python(merged)
     except pydantic.ValidationError as e:
         raise config_error(e, merged, PresetFile, source=named) from None
     settings = {
@@ -485,14 +480,14 @@ def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> Federa
         "source": source,
     }
     try:
-        return _adapter(FederationConfig).validate_python({**settings, **parts})
+        return adapter(FederationConfig).validate_python({**settings, **parts})
     except pydantic.ValidationError as e:
         raise config_error(e, parts, FederationConfig, source=named) from None
 
 
 def preset_schema() -> dict[str, Any]:
     """The JSON Schema of a preset file (:class:`PresetFile`), keys in kebab case."""
-    schema = _adapter(PresetFile).json_schema(by_alias=True)
+    schema = adapter(PresetFile).json_schema(by_alias=True)
     schema["title"] = "fednet preset"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

@@ -19,6 +19,7 @@ and :class:`pydantic.TypeAdapter` gives each config's JSON Schema.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -35,6 +36,7 @@ from fednet.errors import ConfigError
 from fednet.names import NAME_PATTERN, is_safe_name
 
 __all__ = [
+    "adapter",
     "Bool",
     "Finite",
     "Float",
@@ -356,10 +358,23 @@ def config_error(
     return ConfigError(lines, source=source)
 
 
-def validate(cls: type[T], data: Any, *, source: str = "") -> T:
-    """Validate a mapping of kebab-case keys as config ``cls``; errors as :class:`ConfigError`."""
+@functools.cache
+def adapter(cls: Any) -> pydantic.TypeAdapter[Any]:
+    """The (cached) pydantic validator and schema maker of ``cls``."""
+    return pydantic.TypeAdapter(cls)
+
+
+def validate(
+    cls: type[T], data: Any, *, source: str = "", context: dict[str, Any] | None = None
+) -> T:
+    """Validate a mapping of kebab-case keys as config ``cls``; errors as :class:`ConfigError`.
+
+    ``context`` reaches the model validators (``info.context``), e.g. the preset
+    a client profile is checked against.
+    """
     try:
-        return pydantic.TypeAdapter(cls).validate_python(data)
+        checker = adapter(typing.cast(Any, cls))
+        return typing.cast(T, checker.validate_python(data, context=context))
     except _ValidationError as e:
         raise config_error(e, data, cls, source=source) from None
 
