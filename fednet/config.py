@@ -202,9 +202,17 @@ class StrategyConfig:
 class HubConfig:
     """Where a run publishes its adapters. An empty ``location`` publishes nothing.
 
-    ``location`` is a hub directory or an ``http(s)://`` URL; ``token`` is the
-    hub's write token (or set ``FEDNET_HUB_TOKEN``); ``keys-dir`` holds the
-    clients' Ed25519 signing keys (default: ``keys/`` beside the run directory).
+    Parameters
+    ----------
+    location : str
+        A hub directory or an ``http(s)://`` URL; empty: publish nothing.
+    token : str
+        The hub's write token (or set ``FEDNET_HUB_TOKEN``).
+    keys_dir : str
+        Holds the clients' Ed25519 signing keys (default: ``keys/`` beside the
+        run directory).
+    max_query_chars : int
+        Longest query the network accepts.
     """
 
     location: Str = ""
@@ -217,7 +225,35 @@ class HubConfig:
 class ClientDefaults:
     """The ``[client-defaults]`` table: every client key but ``id``, each optional.
 
-    A client's own keys override these. Field meanings: :class:`ClientConfig`.
+    A client's own keys override these.
+
+    Parameters
+    ----------
+    dataset : str
+        A catalogue name (``bbc-news``, ``sms-spam``, ``tweets-sentiment``) or a path
+        to a CSV, TSV, JSON, JSON-lines or Parquet file. A relative path that
+        exists is resolved against the working directory.
+    task : str
+        Task key; clients with the same task share a classification head. A
+        safe name (:mod:`fednet.names`); defaults to the catalogue name, or to
+        the stem of a data file (:func:`default_task`).
+    text_column, label_column : str
+        Columns of the text and the label in a data file.
+    encoding : str
+        Text encoding of a CSV, TSV or JSON file (a Python codec name such as
+        ``"cp1252"``); empty: UTF-8, or what the file's byte-order mark says.
+    partition, num_partitions : int
+        This client holds share ``partition`` of ``num_partitions`` of ``dataset``.
+    partitioner : str
+        How the shares are drawn: ``"iid"`` or ``"dirichlet"`` (label skew).
+    dirichlet_alpha : float
+        Concentration of the Dirichlet label skew; smaller is more skewed.
+    lora_rank : int
+        LoRA rank ``r`` of this client.
+    local_steps, batch_size, learning_rate
+        Local optimisation budget per round.
+    base_model : str
+        Registered base model; defaults to the federation's.
     """
 
     dataset: Str = ""
@@ -257,33 +293,18 @@ class ClientDefaults:
 class ClientConfig(ClientDefaults):
     """One silo of the federation: its private data, model size and budget.
 
+    Every key of :class:`ClientDefaults`, plus ``id``; ``dataset`` is required.
+
     Parameters
     ----------
     id : str
         Client id, unique in the federation; a safe name (:mod:`fednet.names`).
     dataset : str
-        A catalogue name (``bbc-news``, ``sms-spam``, ``tweets-sentiment``) or a path
-        to a CSV, TSV, JSON, JSON-lines or Parquet file. A relative path that
-        exists is resolved against the working directory.
-    task : str
-        Task key; clients with the same task share a classification head. A
-        safe name (:mod:`fednet.names`); defaults to the catalogue name, or to
-        the stem of a data file (:func:`default_task`).
-    encoding : str
-        Text encoding of a CSV, TSV or JSON file (a Python codec name such as
-        ``"cp1252"``); empty: UTF-8, or what the file's byte-order mark says.
-    partition, num_partitions, partitioner, dirichlet_alpha
-        Which share of ``dataset`` this client holds.
-    lora_rank : int
-        LoRA rank ``r`` of this client.
-    local_steps, batch_size, learning_rate
-        Local optimisation budget per round.
-    base_model : str
-        Registered base model; defaults to the federation's.
+        A catalogue name or a path to a data file (see :class:`ClientDefaults`).
     """
 
     id: SafeName
-    dataset: Annotated[Str, Field(min_length=1)]
+    dataset: Annotated[Str, Field(min_length=1)] = field()
 
     @model_validator(mode="after")
     def _client(self) -> ClientConfig:
@@ -313,6 +334,31 @@ class ClientConfig(ClientDefaults):
 @config_model("federation")
 class FederationSettings:
     """The ``[federation]`` table: settings of the whole federation.
+
+    Parameters
+    ----------
+    name : str
+        Name of the federation, kept in run records and checkpoints.
+    base_model : str
+        Registered base model of every client that names none.
+    rounds : int
+        Federated rounds.
+    seed : int
+        Seed of splits, sampling and initialisation.
+    max_length : int
+        Tokens per text fed to the encoder.
+    test_fraction : float
+        Share of each client's data held out for evaluation, in (0, 1).
+    eval_examples : int
+        Held-out examples each client evaluates on per round.
+    personalize_steps : int
+        Local steps after the last round (0: none).
+    label_space : str
+        ``"task"`` (a head per task) or ``"union"`` (one head over every data set).
+    wire_dtype : str
+        ``"float32"`` or ``"float16"`` LoRA factors and heads in messages.
+    state_dir : str
+        Where simulated clients keep their privacy ledgers across runs.
 
     ``label_space`` (``federation.label-space``) chooses the clients' heads:
     ``"task"`` (default) gives each task its own head over its data set's labels;

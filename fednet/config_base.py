@@ -61,12 +61,42 @@ def kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
+def _describe(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Schema descriptions from the numpy docstring: its first paragraph for the
+    table, each ``Parameters`` entry for its key (what an editor shows)."""
+    import inspect
+
+    params: dict[str, list[str]] = {}
+    for i, klass in enumerate(cls.__mro__):  # a subclass's entry wins
+        doc = inspect.getdoc(klass) if "__doc__" in vars(klass) else ""
+        head, _, rest = (doc or "").partition("\nParameters\n----------\n")
+        if i == 0:
+            schema["description"] = " ".join(head.split("\n\n")[0].split())
+        names: list[str] = []
+        for line in rest.splitlines():
+            if line and not line.startswith(" "):
+                names = [n.strip() for n in line.split(":")[0].split(",")]
+                for n in names:
+                    params.setdefault(n, [])
+            elif names and line.strip():
+                for n in names:
+                    if len(params[n]) < 40:
+                        params[n].append(line.strip())
+    for name, text in params.items():
+        prop = schema.get("properties", {}).get(kebab(name))
+        if prop is not None and text:
+            prop["description"] = " ".join(text)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
 CONFIG = ConfigDict(
     alias_generator=kebab,
     validate_by_name=True,  # pydantic's successor of populate_by_name
     validate_by_alias=True,
     extra="forbid",
     revalidate_instances="never",
+    json_schema_extra=_describe,
 )
 """Settings shared by every fednet config."""
 

@@ -211,6 +211,10 @@ def test_the_json_schema_covers_every_key_and_refuses_unknown_ones() -> None:
         "frozen-a",
     ]
     assert client["lora-rank"]["minimum"] == 1
+    for name, table in defs.items():  # what an editor shows beside each key
+        assert table["description"], name
+        for key, prop in table["properties"].items():
+            assert prop.get("description"), (name, key)
     bad = tomllib.loads(THREE_PROBLEMS)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
     assert len(errors) >= 3
@@ -233,3 +237,31 @@ def test_the_flower_run_config_keeps_working(tmp_path: Path) -> None:
     assert info.value.problems[2].startswith("unknown key `run-config.bogus` = 1")
     with pytest.raises(ConfigError, match="preset file not found"):
         from_run_config({"preset": str(tmp_path / "none.toml")})
+
+
+def test_fednet_config_schema_writes_the_schema_to_stdout_or_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fednet.cli import main
+
+    assert main(["config", "schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == preset_schema()
+    out = tmp_path / "sub" / "preset.schema.json"
+    assert main(["config", "schema", "-o", str(out)]) == 0
+    assert json.loads(out.read_text()) == preset_schema()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["preset.schema.json"]
+
+
+def test_fednet_config_check_names_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fednet.cli import main
+
+    assert main(["config", "check", "configs/tiny.toml"]) == 0
+    assert "ok: 3 clients" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(THREE_PROBLEMS)
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"fednet: error: 3 problems in {bad}:"
+    assert [any(line.startswith(w) for w in THREE_LINES) for line in err[1:]] == [True] * 3
