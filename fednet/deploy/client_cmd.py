@@ -348,10 +348,10 @@ class _Loop:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``flower-client``."""
-    from fednet.deploy.logs import setup_logging
+    from fednet.logs import setup_logging
 
     args = build_parser().parse_args(argv)
-    setup_logging(PROG, args.verbose)
+    setup_logging(args.verbose, prog=PROG)
     return run_command(PROG, lambda: run_client(args))
 
 

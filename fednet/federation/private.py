@@ -56,8 +56,8 @@ import torch
 
 from fednet.config import ClientConfig
 from fednet.federation.client import ClientRuntime
-from fednet.federation.protocol import DP_METRIC_KEYS
 from fednet.privacy.config import PrivacyConfig
+from fednet.protocol import DP_METRIC_KEYS
 
 __all__ = [
     "DP_METRIC_KEYS",

@@ -100,7 +100,7 @@ def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]
     """Release a DP sketch for every client of the run that has none."""
     from safetensors.torch import save_file
 
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
     from fednet.inference.ask import FrozenEncoder
     from fednet.privacy import build_sketch, noise_source, sketch_noise_multiplier
 

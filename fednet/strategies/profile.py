@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from flwr.app import ConfigRecord
 
-from fednet.federation.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
 from fednet.names import check_name
+from fednet.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
 
 if TYPE_CHECKING:
     from fednet.config import FederationConfig
