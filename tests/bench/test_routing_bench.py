@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fednet.inference.bench import query_stream, run_routing_bench
+from fednet.bench.routing import query_stream, run_routing_bench
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_stand_in_sketches_are_released_with_fresh_noise(tmp_path: Path) -> None
     from safetensors.torch import load_file
 
     from fednet.config import load_preset
-    from fednet.inference.bench import stand_in_sketches
+    from fednet.bench.routing import stand_in_sketches
 
     cfg = load_preset("configs/tiny.toml")
     cfg = dataclasses.replace(cfg, clients=cfg.clients[:1], max_length=16)
