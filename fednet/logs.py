@@ -46,8 +46,8 @@ def setup_logging(
     prog : str or None
         Program name shown in each stderr line, ``HH:MM:SS prog LEVEL message``.
 
-    Calling it again replaces the handlers an earlier call installed; the
-    library's ``NullHandler`` stays. Environment defaults (set only when
+    It owns the handlers of the ``fednet`` logger: a call replaces every one
+    but the library's ``NullHandler``, so a second call never doubles a line. Environment defaults (set only when
     unset): ``HF_HUB_OFFLINE=1``, ``FLWR_TELEMETRY_ENABLED=0``,
     ``TOKENIZERS_PARALLELISM=false``, ``HF_DATASETS_DISABLE_PROGRESS_BARS=1``;
     they reach every child process too.
@@ -64,7 +64,7 @@ def setup_logging(
     stderr = _Stderr()
     prefix = f"{prog} " if prog else ""
     stderr.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(message)s", _TIME))
-    root.handlers = [h for h in root.handlers if not isinstance(h, _Stderr | _File)]
+    root.handlers = [h for h in root.handlers if isinstance(h, logging.NullHandler)]
     root.addHandler(stderr)
     root.setLevel(level)
     root.propagate = False

@@ -43,13 +43,13 @@ def test_log_file_gets_fednet_and_framework_records_the_terminal_does_not(
     log = tmp_path / "run" / "fednet.log"
     setup_logging(log_file=log)
     logging.getLogger("fednet.federation.server").info("round 1 done")
-    logging.getLogger("flwr").warning("DEPRECATED FEATURE: run_simulation")
+    logging.getLogger("urllib3.connectionpool").warning("DEPRECATED: a pool")
     err = capsys.readouterr().err
     assert "round 1 done" in err and "DEPRECATED" not in err
     text = log.read_text(encoding="utf-8")
     assert "fednet.federation.server INFO round 1 done" in text
-    assert "flwr WARNING DEPRECATED FEATURE: run_simulation" in text
+    assert "urllib3.connectionpool WARNING DEPRECATED: a pool" in text
 
     setup_logging()  # a later call without a file stops writing to it
-    logging.getLogger("flwr").warning("after")
+    logging.getLogger("urllib3.connectionpool").warning("after")
     assert "after" not in log.read_text(encoding="utf-8")
