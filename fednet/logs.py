@@ -47,8 +47,8 @@ def setup_logging(
         Program name shown in each stderr line, ``HH:MM:SS prog LEVEL message``.
 
     It owns the handlers of the ``fednet`` logger: a call replaces every one
-    but the library's ``NullHandler``, so a second call never doubles a line. Environment defaults (set only when
-    unset): ``HF_HUB_OFFLINE=1``, ``FLWR_TELEMETRY_ENABLED=0``,
+    but the library's ``NullHandler``, so a second call never doubles a line.
+    Environment defaults (set only when unset): ``HF_HUB_OFFLINE=1``, ``FLWR_TELEMETRY_ENABLED=0``,
     ``TOKENIZERS_PARALLELISM=false``, ``HF_DATASETS_DISABLE_PROGRESS_BARS=1``;
     they reach every child process too.
     """
