@@ -75,7 +75,6 @@ def test_every_registry_is_the_generic_one(kind: str) -> None:
 # Not registries: fixed tables nothing registers into.
 NOT_REGISTRIES = {
     "_ERROR_TYPES",  # hub.client: the hub's error codes -> the exceptions they raise
-    "_COMMANDS",  # cli: the argparse sub-commands of the fednet command
 }
 
 
