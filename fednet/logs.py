@@ -19,7 +19,7 @@ __all__ = ["setup_logging"]
 _TIME = "%H:%M:%S"
 
 
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _Stderr(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when the record is emitted (pytest swaps it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
