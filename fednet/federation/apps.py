@@ -1,6 +1,7 @@
 """Factories of the Flower ServerApp and ClientApp.
 
-``server/app.py`` and ``clients/app.py`` are one line each on top of these, and
+``server/app.py`` and ``clients/app.py`` build their apps with these (the
+ServerApp also sets up its logging, which this library never does), and
 ``fednet simulate`` calls them with an already loaded configuration.
 """
 
