@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fednet"
 
 # Modules every layer may import: they import no other room.
-FOUNDATION = {"fednet", "errors", "names", "atomic", "checks", "text_input", "registry", "training"}
+FOUNDATION = {"fednet", "errors", "names", "atomic", "checks", "text_input", "registry", "training",
+              "config_base"}  # fmt: skip
 
 # The Rooms table of the architecture: room -> the rooms it may import.
 ROOMS: dict[str, set[str]] = {
@@ -55,6 +56,8 @@ ROOMS |= {
     "deploy": {"config", "federation", "logs"},
     # the programs' logging set-up
     "logs": set(),
+    # the hub's web console: reads the hub, verifies with the trust store, asks the network
+    "console": {"config", "privacy", "hub", "routing", "inference"},
 }
 ROOMS["cli"] = set(ROOMS) - {"cli"}
 
@@ -62,7 +65,7 @@ ROOMS["cli"] = set(ROOMS) - {"cli"}
 # additions placed where their imports put them).
 ORDER = [
     "logs", "config", "data", "lora", "models", "privacy", "protocol", "strategies", "hub",
-    "federation", "routing", "inference", "bench", "logs", "deploy", "cli",
+    "federation", "routing", "inference", "console", "bench", "logs", "deploy", "cli",
 ]  # fmt: skip
 
 # Imports the table does not allow, kept on purpose: (room, imported module or room).
