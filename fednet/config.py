@@ -106,17 +106,18 @@ class LoraDefaults:
     dropout : float
         LoRA dropout in [0, 1).
     target_modules : tuple[str, ...]
-        Names of the linear layers that get LoRA (peft ``target_modules``).
+        Names of the linear layers that get LoRA (peft ``target_modules``). Empty
+        (the default): each base model's own attention projections, from the model
+        registry, so clients on different base models can share one preset.
     """
 
     alpha_ratio: float = 2.0
     dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("query", "value")
+    target_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(self.alpha_ratio > 0, "lora.alpha-ratio", "> 0", self.alpha_ratio)
         _check(0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
-        _check(len(self.target_modules) > 0, "lora.target-modules", "non-empty", [])
 
 
 @dataclass(frozen=True)
