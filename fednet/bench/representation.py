@@ -1,0 +1,694 @@
+"""Representation benchmark: map fit, routing across models, prototype transfer.
+
+``fednet bench-representation`` writes ``representation-<time>.json`` and
+``.md`` under the output directory, with three figures:
+
+1. **Map fit.** For every base model other than the network space's, each map
+   method (Procrustes, ridge, MLP, the mean estimator) is fitted on paired
+   embeddings of ``fit_texts`` public texts (:mod:`fednet.representation.corpus`,
+   checked disjoint from every catalogue data set) and scored on ``pool`` held-out
+   texts: paired cosine and recall@1 of the paired text among ``pool``.
+2. **Routing.** Every base model hosts ``clients_per_dataset`` clients of each
+   routing data set; each releases a DP sketch (ε = ``sketch_epsilon``) of its
+   frozen-encoder embeddings. Queries are held-out texts of each data set; a
+   route is correct when the chosen client holds the query's data set.
+   *Same model*: the asker's encoder, candidates on its model only.
+   *Cross model*: the query embedded once by the asker's encoder and mapped into
+   the network space, candidates on every model with their sketches mapped
+   (:class:`~fednet.routing.NetworkSketchRouter`'s matcher); also against the
+   clients of the other models only.
+3. **Transfer.** A small client (``small_examples`` examples of ``transfer_task``)
+   on the network space's model trains LoRA and a head for ``steps`` steps:
+   alone; with FedProto alignment to DP prototypes (ε = ``prototype_epsilon``)
+   released by ``other_clients`` clients of the same task on ``other_model``
+   (frozen-encoder prototypes, one exchange) and its own; and in a one-model
+   federation (FedAvg of LoRA and heads, ``rounds`` rounds) with
+   ``other_clients`` clients of the same task on its own model. Accuracy on
+   held-out catalogue texts of the task.
+
+Embeddings are cached under ``cache_dir`` by model and text digest. DP noise is
+drawn from seeded sources so a run can be repeated; its ε is the noise scale's,
+not a privacy guarantee.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "RepresentationBenchConfig",
+    "precompute_embeddings",
+    "run_representation_bench",
+    "write_results",
+]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RepresentationBenchConfig:
+    """Settings of one representation benchmark (see the module notes)."""
+
+    models: tuple[str, ...] = ("minilm-l6", "mpnet-base", "smollm2-135m")
+    reference: str = "minilm-l6"
+    corpus: str = "20newsgroups"
+    methods: tuple[str, ...] = ("procrustes", "ridge", "mlp", "mean")
+    fit_texts: int = 1500
+    pool: int = 1000
+    max_length: int = 32
+    routing_datasets: tuple[str, ...] = ("bbc-news", "sms-spam", "tweets-sentiment")
+    clients_per_dataset: int = 2
+    examples_per_client: int = 100
+    queries_per_dataset: int = 60
+    sketch_epsilon: float = 1.0
+    delta: float = 1e-5
+    transfer_task: str = "tweets-sentiment"
+    other_model: str = "mpnet-base"
+    small_examples: int = 300
+    other_clients: int = 2
+    other_examples: int = 300
+    test_examples: int = 400
+    steps: int = 60
+    rounds: int = 3
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    lora_rank: int = 8
+    prototype_weight: float = 1.0
+    prototype_epsilon: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    parts: tuple[str, ...] = ("fit", "routing", "transfer")
+
+    def __post_init__(self) -> None:
+        if self.reference not in self.models:
+            raise ValueError(
+                f"`reference` {self.reference!r} must be one of `models` {self.models}"
+            )
+        if self.fit_texts < 10 or self.pool < 10:
+            raise ValueError("`fit_texts` and `pool` must be >= 10")
+        unknown = sorted(set(self.parts) - {"fit", "routing", "transfer"})
+        if unknown:
+            raise ValueError(f"unknown parts {unknown}; valid: fit, routing, transfer")
+
+
+class _Embeddings:
+    """Frozen-encoder embeddings, cached on disk by model and texts."""
+
+    def __init__(self, cache_dir: Path, max_length: int, progress: Progress) -> None:
+        self.cache_dir = cache_dir
+        self.max_length = max_length
+        self.progress = progress
+        self._rows: dict[str, dict[str, torch.Tensor]] = {}
+
+    def __call__(self, model: str, texts: Sequence[str]) -> torch.Tensor:
+        from fednet.representation.corpus import corpus_digest
+        from fednet.representation.encode import encode_texts
+
+        texts = list(texts)
+        digest = corpus_digest([model, str(self.max_length), *texts])[:20]
+        path = self.cache_dir / f"emb-{model}-{digest}.pt"
+        if path.exists():
+            emb = torch.load(path)
+        else:
+            t0 = time.perf_counter()
+            self.progress(f"embedding {len(texts)} texts with {model}")
+            emb = encode_texts(model, texts, max_length=self.max_length)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(emb, path)
+            self.progress(f"  {model}: {len(texts)} texts in {time.perf_counter() - t0:.0f} s")
+        rows = self._rows.setdefault(model, {})
+        for text, row in zip(texts, emb, strict=True):
+            rows[text] = row
+        return emb
+
+    def lookup(self, model: str, texts: Sequence[str]) -> torch.Tensor:
+        """Rows of texts embedded before (the router's embedder)."""
+        return torch.stack([self._rows[model][t] for t in texts])
+
+
+# -- 1. map fit ----------------------------------------------------------------------
+
+
+def _corpus_texts(cfg: RepresentationBenchConfig) -> list[str]:
+    from fednet.representation.corpus import load_public_corpus
+
+    texts = load_public_corpus(cfg.corpus)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(texts), generator=gen).tolist()
+    need = cfg.fit_texts + cfg.pool
+    if len(order) < need:
+        raise ValueError(f"corpus {cfg.corpus} has {len(order)} texts, the bench needs {need}")
+    return [texts[i] for i in order[:need]]
+
+
+def precompute_embeddings(
+    cfg: RepresentationBenchConfig, model: str, *, cache_dir: str | Path, progress: Progress
+) -> None:
+    """Fill the embedding cache with every text the bench embeds with ``model``.
+
+    Lets the slow encoders run in separate processes before the bench itself.
+    """
+    torch.set_num_threads(cfg.threads)
+    emb = _Embeddings(Path(cache_dir), cfg.max_length, progress)
+    emb(model, _corpus_texts(cfg))
+    if "routing" in cfg.parts:
+        clients, queries = _routing_data(cfg)
+        emb(model, [t for t, _ in queries] + [t for c in clients for t in c["texts"]])
+    if "transfer" in cfg.parts:
+        data = _transfer_data(cfg)
+        if model == cfg.other_model:
+            emb(model, [t for texts, _ in data["other_model"] for t in texts])
+        if model == cfg.reference:
+            emb(model, data["small"][0])
+
+
+def _fit_maps(
+    cfg: RepresentationBenchConfig, emb: _Embeddings, out_dir: Path, progress: Progress
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    from fednet.representation.artifact import map_name, save_map
+    from fednet.representation.corpus import check_disjoint, corpus_digest
+    from fednet.representation.maps import create_map, fit_quality
+
+    chosen = _corpus_texts(cfg)
+    progress(f"checking {cfg.corpus} is disjoint from the client catalogue")
+    check_disjoint(chosen)
+    digest = corpus_digest(chosen)
+    y = emb(cfg.reference, chosen)
+    rows: list[dict[str, Any]] = []
+    maps: dict[str, dict[str, Any]] = {}
+    for model in cfg.models:
+        if model == cfg.reference:
+            continue
+        x = emb(model, chosen)
+        xf, yf = x[: cfg.fit_texts], y[: cfg.fit_texts]
+        xt, yt = x[cfg.fit_texts :], y[cfg.fit_texts :]
+        maps[model] = {}
+        for method in cfg.methods:
+            t0 = time.perf_counter()
+            m = create_map(method, source_dim=x.shape[1], target_dim=y.shape[1])
+            m.fit(xf, yf, seed=cfg.seed)
+            seconds = time.perf_counter() - t0
+            q = fit_quality(m, xt, yt, pool=cfg.pool)
+            maps[model][method] = m
+            save_map(
+                out_dir / map_name(model, cfg.reference, method),
+                m,
+                source_model=model,
+                network_space=cfg.reference,
+                corpus=cfg.corpus,
+                corpus_sha256=digest,
+                quality=q,
+            )
+            rows.append(
+                {
+                    "source": model,
+                    "network_space": cfg.reference,
+                    "method": method,
+                    **q.to_dict(),
+                    "fit_pairs": cfg.fit_texts,
+                    "fit_s": round(seconds, 2),
+                    **({"alpha": m.hyperparameters().get("alpha")} if method == "ridge" else {}),
+                }
+            )
+            progress(
+                f"  {model} -> {cfg.reference} {method}: cos {q.paired_cosine:.3f}, "
+                f"R@1 {q.recall_at_1:.3f}"
+            )
+    return rows, maps
+
+
+# -- 2. routing ------------------------------------------------------------------------
+
+
+def _routing_data(
+    cfg: RepresentationBenchConfig,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    from fednet.data import load_dataset
+
+    clients: list[dict[str, Any]] = []
+    queries: list[tuple[str, str]] = []
+    for name in cfg.routing_datasets:
+        ds = load_dataset(name)
+        gen = torch.Generator().manual_seed(cfg.seed + len(name))
+        order = torch.randperm(len(ds), generator=gen).tolist()
+        n = cfg.clients_per_dataset * cfg.examples_per_client
+        if len(order) < n + cfg.queries_per_dataset:
+            raise ValueError(f"data set {name} is too small for the routing settings")
+        texts, labels = ds["text"], ds["label"]
+        for c in range(cfg.clients_per_dataset):
+            idx = order[c * cfg.examples_per_client : (c + 1) * cfg.examples_per_client]
+            clients.append(
+                {
+                    "dataset": name,
+                    "index": c,
+                    "texts": [texts[i] for i in idx],
+                    "labels": torch.tensor([labels[i] for i in idx]),
+                    "label_names": tuple(ds.features["label"].names),
+                }
+            )
+        queries += [(texts[i], name) for i in order[n : n + cfg.queries_per_dataset]]
+    return clients, queries
+
+
+def _route_accuracy(
+    matcher: Any, candidates: list[Any], queries: list[tuple[str, str]], embedder: Any
+) -> float:
+    from fednet.routing import Query
+
+    hits = 0
+    for text, dataset in queries:
+        matches = matcher.match(Query(text, embedder), candidates)
+        best = max(range(len(candidates)), key=lambda i: matches[i].similarity)
+        hits += candidates[best].task == dataset
+    return hits / len(queries)
+
+
+def _routing(
+    cfg: RepresentationBenchConfig,
+    emb: _Embeddings,
+    maps: dict[str, dict[str, Any]],
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    from fednet.privacy.randomness import NoiseSource
+    from fednet.privacy.sketch import build_sketch, sketch_noise_multiplier
+    from fednet.representation.space import NetworkSpace
+    from fednet.routing import Candidate, RouterConfig, SketchMatcher
+    from fednet.routing.network_router import NetworkSketchMatcher
+
+    clients, queries = _routing_data(cfg)
+    z = sketch_noise_multiplier(epsilon=cfg.sketch_epsilon, delta=cfg.delta)
+    query_texts = [t for t, _ in queries]
+    candidates: dict[str, list[Candidate]] = {}
+    for model in cfg.models:
+        emb(model, query_texts + [t for client in clients for t in client["texts"]])
+        candidates[model] = []
+        for k, client in enumerate(clients):
+            x = emb.lookup(model, client["texts"])
+            sketch = build_sketch(
+                x,
+                client["labels"],
+                num_labels=len(client["label_names"]),
+                clip=1.0,
+                noise_multiplier=z,
+                noise=NoiseSource.seeded(cfg.seed * 1000 + k),
+                delta=cfg.delta,
+                label_names=client["label_names"],
+            )
+            candidates[model].append(
+                Candidate(
+                    adapter=f"{client['dataset']}-{client['index']}-{model}",
+                    version=1,
+                    base_model=model,
+                    task=client["dataset"],
+                    label_names=client["label_names"],
+                    owner=f"{client['dataset']}-{client['index']}-{model}",
+                    sketch=sketch,
+                )
+            )
+    router_cfg = RouterConfig()
+    rows: list[dict[str, Any]] = []
+    dim = int(emb.lookup(cfg.reference, query_texts[:1]).shape[1])
+    for asker in cfg.models:
+        same = _route_accuracy(
+            SketchMatcher(emb.lookup, router_cfg), candidates[asker], queries, emb.lookup
+        )
+        methods = cfg.methods if len(cfg.models) > 1 else ()
+        for method in methods:
+            space = NetworkSpace(
+                reference=cfg.reference,
+                dim=dim,
+                maps={m: maps[m][method] for m in cfg.models if m != cfg.reference},
+            )
+            every = [c for model in cfg.models for c in candidates[model]]
+            others = [c for model in cfg.models if model != asker for c in candidates[model]]
+            row = {
+                "asker_model": asker,
+                "method": method,
+                "same_model": same,
+                "cross_model_all": _route_accuracy(
+                    NetworkSketchMatcher(emb.lookup, router_cfg, space=space, asker_model=asker),
+                    every,
+                    queries,
+                    emb.lookup,
+                ),
+                "cross_model_others": _route_accuracy(
+                    NetworkSketchMatcher(emb.lookup, router_cfg, space=space, asker_model=asker),
+                    others,
+                    queries,
+                    emb.lookup,
+                ),
+                "queries": len(queries),
+                "candidates_all": len(every),
+                "sketch_epsilon": cfg.sketch_epsilon,
+            }
+            row["gap_all"] = row["same_model"] - row["cross_model_all"]
+            row["gap_others"] = row["same_model"] - row["cross_model_others"]
+            rows.append(row)
+            progress(
+                f"  asker {asker} via {method}: same {same:.3f}, cross(all) "
+                f"{row['cross_model_all']:.3f}, cross(others) {row['cross_model_others']:.3f}"
+            )
+    return rows
+
+
+# -- 3. transfer -----------------------------------------------------------------------
+
+
+def _transfer_data(cfg: RepresentationBenchConfig) -> dict[str, Any]:
+    from fednet.data import load_dataset
+
+    ds = load_dataset(cfg.transfer_task)
+    gen = torch.Generator().manual_seed(cfg.seed + 17)
+    order = torch.randperm(len(ds), generator=gen).tolist()
+    texts, labels = ds["text"], ds["label"]
+
+    def take(start: int, n: int) -> tuple[list[str], list[int]]:
+        idx = order[start : start + n]
+        return [texts[i] for i in idx], [int(labels[i]) for i in idx]
+
+    at = 0
+    small = take(at, cfg.small_examples)
+    at += cfg.small_examples
+    test = take(at, cfg.test_examples)
+    at += cfg.test_examples
+    others = []
+    for _ in range(2 * cfg.other_clients):  # disjoint shares: other model, then own model
+        others.append(take(at, cfg.other_examples))
+        at += cfg.other_examples
+    return {
+        "small": small,
+        "test": test,
+        "other_model": others[: cfg.other_clients],
+        "own_model": others[cfg.other_clients :],
+        "num_labels": len(ds.features["label"].names),
+    }
+
+
+def _classifier(cfg: RepresentationBenchConfig, model: str, num_labels: int) -> Any:
+    from fednet.models.classifier import build_classifier
+    from fednet.models.registry import get_base_model_spec
+
+    spec = get_base_model_spec(model)
+    return build_classifier(
+        model,
+        rank=cfg.lora_rank,
+        lora_alpha=2.0 * cfg.lora_rank,
+        lora_dropout=0.0,
+        target_modules=getattr(spec, "lora_targets", ("query", "value")),
+        num_labels=num_labels,
+        seed=cfg.seed,
+    )
+
+
+def _train(
+    cfg: RepresentationBenchConfig,
+    model: Any,
+    data: tuple[list[str], list[int]],
+    steps: int,
+    *,
+    seed: int,
+    align: Any = None,
+) -> float:
+    from fednet.models.registry import load_tokenizer
+    from fednet.training import batches, train_steps
+
+    tokenizer = load_tokenizer(cfg.reference)
+    stream = batches(
+        data[0], data[1], tokenizer, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=seed
+    )
+    return train_steps(model, stream, steps=steps, learning_rate=cfg.learning_rate, align=align)
+
+
+def _accuracy(
+    cfg: RepresentationBenchConfig, model: Any, test: tuple[list[str], list[int]]
+) -> float:
+    from fednet.models.registry import load_tokenizer
+    from fednet.training import evaluate
+
+    tokenizer = load_tokenizer(cfg.reference)
+    return evaluate(model, test[0], test[1], tokenizer, max_length=cfg.max_length).accuracy
+
+
+def _transfer(
+    cfg: RepresentationBenchConfig,
+    emb: _Embeddings,
+    maps: dict[str, dict[str, Any]],
+    progress: Progress,
+) -> dict[str, Any]:
+    from fednet.privacy.ledger import PrivacyLedger
+    from fednet.privacy.randomness import NoiseSource
+    from fednet.privacy.sketch import sketch_noise_multiplier
+    from fednet.representation.maps import IdentityMap
+    from fednet.representation.prototypes import (
+        PrototypeAlignment,
+        aggregate_prototypes,
+        release_prototypes,
+    )
+
+    data = _transfer_data(cfg)
+    n_labels = data["num_labels"]
+    result: dict[str, Any] = {
+        "task": cfg.transfer_task,
+        "small_model": cfg.reference,
+        "other_model": cfg.other_model,
+        "small_examples": cfg.small_examples,
+        "other_clients": cfg.other_clients,
+        "other_examples": cfg.other_examples,
+        "test_examples": cfg.test_examples,
+        "steps": cfg.steps,
+        "prototype_weight": cfg.prototype_weight,
+        "prototype_epsilon": cfg.prototype_epsilon,
+    }
+
+    t0 = time.perf_counter()
+    alone = _classifier(cfg, cfg.reference, n_labels)
+    _train(cfg, alone, data["small"], cfg.steps, seed=cfg.seed)
+    result["alone"] = _accuracy(cfg, alone, data["test"])
+    progress(f"  alone: {result['alone']:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    # prototypes: other-model clients (frozen encoders, mapped) and the small client's own
+    z = sketch_noise_multiplier(epsilon=cfg.prototype_epsilon, delta=cfg.delta)
+    ridge = maps.get(cfg.other_model, {}).get("ridge")
+    if ridge is None:
+        raise ValueError(f"the transfer needs a ridge map from {cfg.other_model!r}; fit it first")
+    releases = []
+    emb(cfg.other_model, [t for texts, _ in data["other_model"] for t in texts])
+    emb(cfg.reference, data["small"][0])
+    for k, (texts, labels) in enumerate(data["other_model"]):
+        ledger = PrivacyLedger(f"other-{k}", delta=cfg.delta, budget=10.0)
+        releases.append(
+            (
+                cfg.transfer_task,
+                release_prototypes(
+                    emb.lookup(cfg.other_model, texts),
+                    torch.tensor(labels),
+                    num_labels=n_labels,
+                    to_network=ridge,
+                    clip=1.0,
+                    noise_multiplier=z,
+                    ledger=ledger,
+                    delta=cfg.delta,
+                    noise=NoiseSource.seeded(cfg.seed * 100 + k),
+                ),
+            )
+        )
+    dim = int(emb.lookup(cfg.reference, data["small"][0][:1]).shape[1])
+    identity = IdentityMap(source_dim=dim, target_dim=dim)
+    own_ledger = PrivacyLedger("small", delta=cfg.delta, budget=10.0)
+    releases.append(
+        (
+            cfg.transfer_task,
+            release_prototypes(
+                emb.lookup(cfg.reference, data["small"][0]),
+                torch.tensor(data["small"][1]),
+                num_labels=n_labels,
+                to_network=identity,
+                clip=1.0,
+                noise_multiplier=z,
+                ledger=own_ledger,
+                delta=cfg.delta,
+                noise=NoiseSource.seeded(cfg.seed * 100 + 99),
+            ),
+        )
+    )
+    protos = aggregate_prototypes(releases)[cfg.transfer_task]
+    result["small_client_epsilon"] = own_ledger.epsilon
+    t0 = time.perf_counter()
+    proto_model = _classifier(cfg, cfg.reference, n_labels)
+    align = PrototypeAlignment(protos, identity, weight=cfg.prototype_weight)
+    _train(cfg, proto_model, data["small"], cfg.steps, seed=cfg.seed, align=align)
+    result["with_prototypes"] = _accuracy(cfg, proto_model, data["test"])
+    progress(
+        f"  with prototypes from {cfg.other_model}: {result['with_prototypes']:.3f} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+
+    # one-model federation: FedAvg of LoRA and heads with same-task clients on its model
+    t0 = time.perf_counter()
+    members = [data["small"], *data["own_model"]]
+    models = [_classifier(cfg, cfg.reference, n_labels) for _ in members]
+    per_round = max(1, cfg.steps // cfg.rounds)
+    weights = torch.tensor([len(m[0]) for m in members], dtype=torch.float64)
+    weights = weights / weights.sum()
+    for r in range(cfg.rounds):
+        for i, (model, share) in enumerate(zip(models, members, strict=True)):
+            _train(cfg, model, share, per_round, seed=cfg.seed + 31 * r + i)
+        lora = [m.lora_state() for m in models]
+        heads = [m.head_state() for m in models]
+        mean_lora = {
+            k: sum(float(w) * s[k] for w, s in zip(weights, lora, strict=True)) for k in lora[0]
+        }
+        mean_head = {
+            k: sum(float(w) * s[k] for w, s in zip(weights, heads, strict=True)) for k in heads[0]
+        }
+        for model in models:
+            model.load_lora_state(mean_lora)
+            model.load_head_state(mean_head)
+    result["one_model_federation"] = _accuracy(cfg, models[0], data["test"])
+    result["federation_rounds"] = cfg.rounds
+    progress(
+        f"  one-model federation: {result['one_model_federation']:.3f} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+    result["gain_over_alone"] = result["with_prototypes"] - result["alone"]
+    return result
+
+
+# -- running and writing ----------------------------------------------------------------
+
+
+def run_representation_bench(
+    cfg: RepresentationBenchConfig,
+    *,
+    out_dir: str | Path,
+    cache_dir: str | Path,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the parts of ``cfg`` and return the results (see the module notes)."""
+    say = progress or (lambda line: logger.info("%s", line))
+    torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    emb = _Embeddings(Path(cache_dir), cfg.max_length, say)
+    results: dict[str, Any] = {"config": dataclasses.asdict(cfg), "stamp": stamp}
+    t0 = time.perf_counter()
+    say("1. fitting maps")
+    results["fit"], maps = _fit_maps(cfg, emb, out / f"representation-{stamp}-maps", say)
+    if "routing" in cfg.parts:
+        say("2. routing")
+        results["routing"] = _routing(cfg, emb, maps, say)
+    if "transfer" in cfg.parts:
+        say("3. transfer")
+        results["transfer"] = _transfer(cfg, emb, maps, say)
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    lines = []
+    routing = [r for r in results.get("routing", []) if r["method"] != "mean"]
+    if routing:
+        best: dict[str, dict[str, Any]] = {}
+        for r in routing:
+            if r["asker_model"] not in best or r["gap_all"] < best[r["asker_model"]]["gap_all"]:
+                best[r["asker_model"]] = r
+        worst = max(r["gap_all"] for r in best.values())
+        met = "met" if worst <= 0.03 else "NOT met"
+        lines.append(
+            f"- Cross-model routing within 3 points of same-model routing (best map per asker, "
+            f"all candidates): {met}; largest gap {100 * worst:.1f} points."
+        )
+    transfer = results.get("transfer")
+    if transfer:
+        gain = transfer["gain_over_alone"]
+        met = "met" if gain >= 0.03 else "NOT met"
+        lines.append(
+            f"- Transfer gives the small client >= +3 points: {met}; {100 * gain:+.1f} points."
+        )
+    return lines
+
+
+def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``representation-<stamp>.json`` and ``.md``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"representation-{results['stamp']}"
+    json_path = stem.with_suffix(".json")
+    json_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    cfg = results["config"]
+    lines = [
+        f"# Representation layer benchmark ({results['stamp']})",
+        "",
+        f"Network space: `{cfg['reference']}`. Public corpus: `{cfg['corpus']}` "
+        f"({cfg['fit_texts']} fitting texts, {cfg['pool']} held out), max length "
+        f"{cfg['max_length']} tokens. Run time {results['seconds']:.0f} s.",
+        "",
+        "## Targets",
+        "",
+        *_targets(results),
+        "",
+        "## 1. Map fit (held out)",
+        "",
+        "| source | method | paired cosine | recall@1 among pool | pool | fit s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["fit"]:
+        lines.append(
+            f"| {r['source']} | {r['method']} | {r['paired_cosine']:.3f} | "
+            f"{r['recall_at_1']:.3f} | {r['pool']} | {r['fit_s']} |"
+        )
+    if results.get("routing"):
+        first = results["routing"][0]
+        lines += [
+            "",
+            "## 2. Routing accuracy (chosen client holds the query's data set)",
+            "",
+            f"{first['queries']} queries from {', '.join(cfg['routing_datasets'])}; "
+            f"{cfg['clients_per_dataset']} clients per data set on each model, sketches at "
+            f"epsilon {first['sketch_epsilon']}.",
+            "",
+            "| asker model | map | same model | cross model (all) | cross model (others only) "
+            "| gap (all) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results["routing"]:
+            lines.append(
+                f"| {r['asker_model']} | {r['method']} | {r['same_model']:.3f} | "
+                f"{r['cross_model_all']:.3f} | {r['cross_model_others']:.3f} | "
+                f"{100 * r['gap_all']:+.1f} pt |"
+            )
+    t = results.get("transfer")
+    if t:
+        lines += [
+            "",
+            "## 3. Knowledge transfer to a small client",
+            "",
+            f"Task `{t['task']}`; small client: {t['small_examples']} examples on "
+            f"`{t['small_model']}`, {t['steps']} steps; {t['other_clients']} clients of "
+            f"{t['other_examples']} examples on `{t['other_model']}` share DP prototypes "
+            f"(epsilon {t['prototype_epsilon']} each; weight {t['prototype_weight']}); the "
+            f"one-model federation has {t['other_clients']} such clients on `{t['small_model']}` "
+            f"({t['federation_rounds']} rounds). Accuracy on {t['test_examples']} held-out texts.",
+            "",
+            "| small client | accuracy |",
+            "|---|---|",
+            f"| alone | {t['alone']:.3f} |",
+            f"| with prototypes from {t['other_model']} | {t['with_prototypes']:.3f} |",
+            f"| one-model federation | {t['one_model_federation']:.3f} |",
+            "",
+            f"Gain over alone: {100 * t['gain_over_alone']:+.1f} points.",
+        ]
+    md_path = stem.with_suffix(".md")
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
