@@ -726,6 +726,18 @@ def cmd_bench_aggregation(args: argparse.Namespace) -> int:
     return 0
 
 
+@register_command("bench-representation")
+def _add_bench_representation(sub: argparse._SubParsersAction) -> None:
+    from fednet.bench import representation
+
+    p = sub.add_parser(
+        "bench-representation",
+        help="fit of each map, routing across models, prototype transfer to a small client",
+    )
+    representation.add_arguments(p)
+    p.set_defaults(func=lambda args: representation.main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fednet",

@@ -162,6 +162,12 @@ class StrategyConfig:
         Which clients average their LoRA factors together: ``"base-model"``
         (every client of a base model) or ``"task"`` (every client of a base
         model and task). Heads are always averaged per task.
+    prototypes : bool
+        Clients of a task share DP class prototypes in the network space and
+        add FedProto's alignment term to their local loss
+        (:mod:`fednet.representation.prototypes`).
+    prototype_weight : float
+        Weight ``lambda`` of the alignment term, >= 0.
     """
 
     name: str = "fedlora"
@@ -175,8 +181,16 @@ class StrategyConfig:
     trim_fraction: float = 0.2
     krum_byzantine: int = 1
     krum_select: int = 0
+    prototypes: bool = False
+    prototype_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(
+            math.isfinite(self.prototype_weight) and self.prototype_weight >= 0.0,
+            "strategy.prototype-weight",
+            ">= 0",
+            self.prototype_weight,
+        )
         _check(
             self.rank_aggregation in RANK_AGGREGATIONS,
             "strategy.rank-aggregation",

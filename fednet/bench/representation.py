@@ -692,3 +692,69 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
     md_path = stem.with_suffix(".md")
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def add_arguments(p: Any) -> None:
+    """Options of ``fednet bench-representation`` (defaults: :class:`RepresentationBenchConfig`)."""
+    d = RepresentationBenchConfig()
+    p.add_argument("--models", default=",".join(d.models), help="comma-separated base models")
+    p.add_argument("--reference", default=d.reference, help="base model of the network space")
+    p.add_argument("--other-model", default=d.other_model, help="model of the transfer's peers")
+    p.add_argument("--corpus", default=d.corpus, help="public corpus the maps are fitted on")
+    p.add_argument("--methods", default=",".join(d.methods), help="comma-separated map methods")
+    p.add_argument("--parts", default=",".join(d.parts), help="fit, routing, transfer")
+    for name in ("fit_texts", "pool", "max_length", "steps", "seed", "threads"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    p.add_argument("--prototype-weight", type=float, default=d.prototype_weight)
+    p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
+    p.add_argument(
+        "--cache-dir",
+        default=str(Path.home() / ".cache" / "fednet" / "bench-embeddings"),
+        help="embedding cache",
+    )
+    p.add_argument(
+        "--embed-only",
+        default="",
+        help="only fill the embedding cache for these comma-separated models, then exit",
+    )
+
+
+def main(args: Any) -> int:
+    """Run ``fednet bench-representation``; print the Markdown and where the files are."""
+
+    def split(value: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+
+    cfg = RepresentationBenchConfig(
+        models=split(args.models),
+        reference=args.reference,
+        other_model=args.other_model,
+        corpus=args.corpus,
+        methods=split(args.methods),
+        parts=split(args.parts),
+        fit_texts=args.fit_texts,
+        pool=args.pool,
+        max_length=args.max_length,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        prototype_weight=args.prototype_weight,
+    )
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    if args.embed_only:
+        for model in split(args.embed_only):
+            precompute_embeddings(cfg, model, cache_dir=args.cache_dir, progress=say)
+        return 0
+    results = run_representation_bench(
+        cfg, out_dir=args.out, cache_dir=args.cache_dir, progress=say
+    )
+    json_path, md_path = write_results(results, args.out)
+    print(md_path.read_text())
+    print(f"json: {json_path}")
+    return 0

@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     """The strategy the preset names, wrapped by its robust rule and by central DP
     (outermost) when configured."""
+    if cfg.strategy.prototypes:
+        raise ConfigError(
+            "`strategy.prototypes` is not yet carried out by federation runs (clients do not "
+            "yet receive network-space maps); the prototype exchange runs in "
+            "`fednet bench-representation` and fednet.representation.prototypes"
+        )
     central = cfg.privacy.enabled and cfg.privacy.update_mode == "central"
     if central and cfg.strategy.rank_aggregation in ("frozen-a", "svd"):
         raise ConfigError(

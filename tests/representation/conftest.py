@@ -29,3 +29,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir_tiny(tmp_path_factory):
+    """A real peft LoRA adapter of the registered tiny-bert."""
+    from peft import LoraConfig, get_peft_model
+
+    from fednet.models.registry import create_base_model
+
+    model = get_peft_model(
+        create_base_model("tiny-bert"), LoraConfig(r=4, target_modules=["query", "value"])
+    )
+    out = tmp_path_factory.mktemp("lora")
+    model.save_pretrained(out)
+    return out
