@@ -64,23 +64,23 @@ class RepresentationBenchConfig:
     reference: str = "minilm-l6"
     corpus: str = "20newsgroups"
     methods: tuple[str, ...] = ("procrustes", "ridge", "mlp", "mean")
-    fit_texts: int = 1500
+    fit_texts: int = 500
     pool: int = 1000
     max_length: int = 32
     routing_datasets: tuple[str, ...] = ("bbc-news", "sms-spam", "tweets-sentiment")
     clients_per_dataset: int = 2
-    examples_per_client: int = 100
-    queries_per_dataset: int = 60
+    examples_per_client: int = 50
+    queries_per_dataset: int = 40
     sketch_epsilon: float = 1.0
     delta: float = 1e-5
     transfer_task: str = "tweets-sentiment"
     other_model: str = "mpnet-base"
     small_examples: int = 300
     other_clients: int = 2
-    other_examples: int = 300
-    test_examples: int = 400
-    steps: int = 60
-    rounds: int = 3
+    other_examples: int = 200
+    test_examples: int = 300
+    steps: int = 40
+    rounds: int = 2
     batch_size: int = 16
     learning_rate: float = 2e-3
     lora_rank: int = 8
@@ -105,6 +105,8 @@ class RepresentationBenchConfig:
 class _Embeddings:
     """Frozen-encoder embeddings, cached on disk by model and texts."""
 
+    CHUNK = 50
+
     def __init__(self, cache_dir: Path, max_length: int, progress: Progress) -> None:
         self.cache_dir = cache_dir
         self.max_length = max_length
@@ -116,17 +118,23 @@ class _Embeddings:
         from fednet.representation.encode import encode_texts
 
         texts = list(texts)
-        digest = corpus_digest([model, str(self.max_length), *texts])[:20]
-        path = self.cache_dir / f"emb-{model}-{digest}.pt"
-        if path.exists():
-            emb = torch.load(path)
-        else:
+        parts = []
+        for start in range(0, len(texts), self.CHUNK):  # cached in chunks: work survives a stop
+            chunk = texts[start : start + self.CHUNK]
+            digest = corpus_digest([model, str(self.max_length), *chunk])[:20]
+            path = self.cache_dir / f"emb-{model}-{digest}.pt"
+            if path.exists():
+                parts.append(torch.load(path))
+                continue
             t0 = time.perf_counter()
-            self.progress(f"embedding {len(texts)} texts with {model}")
-            emb = encode_texts(model, texts, max_length=self.max_length)
+            parts.append(encode_texts(model, chunk, max_length=self.max_length))
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(emb, path)
-            self.progress(f"  {model}: {len(texts)} texts in {time.perf_counter() - t0:.0f} s")
+            torch.save(parts[-1], path)
+            self.progress(
+                f"  {model}: texts {start}-{start + len(chunk)} of {len(texts)} "
+                f"in {time.perf_counter() - t0:.0f} s"
+            )
+        emb = torch.cat(parts)
         rows = self._rows.setdefault(model, {})
         for text, row in zip(texts, emb, strict=True):
             rows[text] = row
