@@ -97,9 +97,12 @@ class RepresentationBenchConfig:
             )
         if self.fit_texts < 10 or self.pool < 10:
             raise ValueError("`fit_texts` and `pool` must be >= 10")
-        unknown = sorted(set(self.parts) - {"fit", "routing", "transfer"})
+        valid = {"fit", "routing", "transfer", "transfer-baselines"}
+        unknown = sorted(set(self.parts) - valid)
         if unknown:
-            raise ValueError(f"unknown parts {unknown}; valid: fit, routing, transfer")
+            raise ValueError(f"unknown parts {unknown}; valid: {', '.join(sorted(valid))}")
+        if "transfer-baselines" in self.parts and len(self.parts) > 1:
+            raise ValueError("`transfer-baselines` runs alone (it fills the cache for `transfer`)")
 
 
 class _Embeddings:
@@ -448,11 +451,72 @@ def _accuracy(
     return evaluate(model, test[0], test[1], tokenizer, max_length=cfg.max_length).accuracy
 
 
+def _transfer_baselines(
+    cfg: RepresentationBenchConfig, data: dict[str, Any], cache_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    """The small client alone and in a one-model federation (cached by settings).
+
+    Neither needs another model, so ``--parts transfer-baselines`` can run them
+    while the other model's embeddings are still being computed.
+    """
+    from fednet.representation.corpus import corpus_digest
+
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("parts", "threads", "models", "methods", "prototype_weight")
+    }
+    key = corpus_digest([json.dumps(settings, sort_keys=True)])[:20]
+    path = cache_dir / f"transfer-baselines-{key}.json"
+    if path.exists():
+        progress(f"  baselines from {path}")
+        return dict(json.loads(path.read_text()))
+    n_labels = data["num_labels"]
+    result: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    alone = _classifier(cfg, cfg.reference, n_labels)
+    _train(cfg, alone, data["small"], cfg.steps, seed=cfg.seed)
+    result["alone"] = _accuracy(cfg, alone, data["test"])
+    progress(f"  alone: {result['alone']:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    # one-model federation: FedAvg of LoRA and heads with same-task clients on its model
+    t0 = time.perf_counter()
+    members = [data["small"], *data["own_model"]]
+    models = [_classifier(cfg, cfg.reference, n_labels) for _ in members]
+    per_round = max(1, cfg.steps // cfg.rounds)
+    weights = torch.tensor([len(m[0]) for m in members], dtype=torch.float64)
+    weights = weights / weights.sum()
+    for r in range(cfg.rounds):
+        for i, (model, share) in enumerate(zip(models, members, strict=True)):
+            _train(cfg, model, share, per_round, seed=cfg.seed + 31 * r + i)
+        lora = [m.lora_state() for m in models]
+        heads = [m.head_state() for m in models]
+        mean_lora = {
+            k: sum(float(w) * s[k] for w, s in zip(weights, lora, strict=True)) for k in lora[0]
+        }
+        mean_head = {
+            k: sum(float(w) * s[k] for w, s in zip(weights, heads, strict=True)) for k in heads[0]
+        }
+        for model in models:
+            model.load_lora_state(mean_lora)
+            model.load_head_state(mean_head)
+    result["one_model_federation"] = _accuracy(cfg, models[0], data["test"])
+    result["federation_rounds"] = cfg.rounds
+    progress(
+        f"  one-model federation: {result['one_model_federation']:.3f} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return result
+
+
 def _transfer(
     cfg: RepresentationBenchConfig,
     emb: _Embeddings,
     maps: dict[str, dict[str, Any]],
     progress: Progress,
+    cache_dir: Path,
 ) -> dict[str, Any]:
     from fednet.privacy.ledger import PrivacyLedger
     from fednet.privacy.randomness import NoiseSource
@@ -479,11 +543,7 @@ def _transfer(
         "prototype_epsilon": cfg.prototype_epsilon,
     }
 
-    t0 = time.perf_counter()
-    alone = _classifier(cfg, cfg.reference, n_labels)
-    _train(cfg, alone, data["small"], cfg.steps, seed=cfg.seed)
-    result["alone"] = _accuracy(cfg, alone, data["test"])
-    progress(f"  alone: {result['alone']:.3f} ({time.perf_counter() - t0:.0f} s)")
+    result.update(_transfer_baselines(cfg, data, cache_dir, progress))
 
     # prototypes: other-model clients (frozen encoders, mapped) and the small client's own
     z = sketch_noise_multiplier(epsilon=cfg.prototype_epsilon, delta=cfg.delta)
@@ -542,33 +602,6 @@ def _transfer(
         f"({time.perf_counter() - t0:.0f} s)"
     )
 
-    # one-model federation: FedAvg of LoRA and heads with same-task clients on its model
-    t0 = time.perf_counter()
-    members = [data["small"], *data["own_model"]]
-    models = [_classifier(cfg, cfg.reference, n_labels) for _ in members]
-    per_round = max(1, cfg.steps // cfg.rounds)
-    weights = torch.tensor([len(m[0]) for m in members], dtype=torch.float64)
-    weights = weights / weights.sum()
-    for r in range(cfg.rounds):
-        for i, (model, share) in enumerate(zip(models, members, strict=True)):
-            _train(cfg, model, share, per_round, seed=cfg.seed + 31 * r + i)
-        lora = [m.lora_state() for m in models]
-        heads = [m.head_state() for m in models]
-        mean_lora = {
-            k: sum(float(w) * s[k] for w, s in zip(weights, lora, strict=True)) for k in lora[0]
-        }
-        mean_head = {
-            k: sum(float(w) * s[k] for w, s in zip(weights, heads, strict=True)) for k in heads[0]
-        }
-        for model in models:
-            model.load_lora_state(mean_lora)
-            model.load_head_state(mean_head)
-    result["one_model_federation"] = _accuracy(cfg, models[0], data["test"])
-    result["federation_rounds"] = cfg.rounds
-    progress(
-        f"  one-model federation: {result['one_model_federation']:.3f} "
-        f"({time.perf_counter() - t0:.0f} s)"
-    )
     result["gain_over_alone"] = result["with_prototypes"] - result["alone"]
     return result
 
@@ -591,6 +624,12 @@ def run_representation_bench(
     emb = _Embeddings(Path(cache_dir), cfg.max_length, say)
     results: dict[str, Any] = {"config": dataclasses.asdict(cfg), "stamp": stamp}
     t0 = time.perf_counter()
+    if cfg.parts == ("transfer-baselines",):
+        say("3. transfer baselines")
+        results["transfer_baselines"] = _transfer_baselines(
+            cfg, _transfer_data(cfg), Path(cache_dir), say
+        )
+        return results
     say("1. fitting maps")
     results["fit"], maps = _fit_maps(cfg, emb, out / f"representation-{stamp}-maps", say)
     if "routing" in cfg.parts:
@@ -598,7 +637,7 @@ def run_representation_bench(
         results["routing"] = _routing(cfg, emb, maps, say)
     if "transfer" in cfg.parts:
         say("3. transfer")
-        results["transfer"] = _transfer(cfg, emb, maps, say)
+        results["transfer"] = _transfer(cfg, emb, maps, say, Path(cache_dir))
     results["seconds"] = round(time.perf_counter() - t0, 1)
     return results
 
@@ -762,6 +801,9 @@ def main(args: Any) -> int:
     results = run_representation_bench(
         cfg, out_dir=args.out, cache_dir=args.cache_dir, progress=say
     )
+    if "transfer_baselines" in results:
+        print(json.dumps(results["transfer_baselines"], indent=2))
+        return 0
     json_path, md_path = write_results(results, args.out)
     print(md_path.read_text())
     print(f"json: {json_path}")
