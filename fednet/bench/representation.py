@@ -172,7 +172,8 @@ def precompute_embeddings(
     """
     torch.set_num_threads(cfg.threads)
     emb = EmbeddingCache(Path(cache_dir), cfg.max_length, progress)
-    emb(model, _corpus_texts(cfg))
+    if "fit" in cfg.parts:
+        emb(model, _corpus_texts(cfg))
     if "routing" in cfg.parts:
         clients, queries = _routing_data(cfg)
         emb(model, [t for t, _ in queries] + [t for c in clients for t in c["texts"]])
