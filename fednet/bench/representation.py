@@ -77,9 +77,9 @@ class RepresentationBenchConfig:
     other_model: str = "mpnet-base"
     small_examples: int = 300
     other_clients: int = 2
-    other_examples: int = 200
+    other_examples: int = 100
     test_examples: int = 300
-    steps: int = 40
+    steps: int = 20
     rounds: int = 2
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -537,7 +537,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--corpus", default=d.corpus, help="public corpus the maps are fitted on")
     p.add_argument("--methods", default=",".join(d.methods), help="comma-separated map methods")
     p.add_argument("--parts", default=",".join(d.parts), help="fit, routing, transfer")
-    for name in ("fit_texts", "pool", "max_length", "steps", "seed", "threads"):
+    ints = ("fit_texts", "pool", "max_length", "steps", "rounds", "seed", "threads")
+    ints += ("examples_per_client", "queries_per_dataset", "small_examples", "other_examples")
+    for name in ints:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--prototype-weight", type=float, default=d.prototype_weight)
     p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
@@ -570,6 +572,11 @@ def main(args: Any) -> int:
         pool=args.pool,
         max_length=args.max_length,
         steps=args.steps,
+        rounds=args.rounds,
+        examples_per_client=args.examples_per_client,
+        queries_per_dataset=args.queries_per_dataset,
+        small_examples=args.small_examples,
+        other_examples=args.other_examples,
         seed=args.seed,
         threads=args.threads,
         prototype_weight=args.prototype_weight,
