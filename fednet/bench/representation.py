@@ -542,6 +542,7 @@ def add_arguments(p: Any) -> None:
     for name in ints:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--prototype-weight", type=float, default=d.prototype_weight)
+    p.add_argument("--sketch-epsilon", type=float, default=d.sketch_epsilon)
     p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
     p.add_argument(
         "--cache-dir",
@@ -580,6 +581,7 @@ def main(args: Any) -> int:
         seed=args.seed,
         threads=args.threads,
         prototype_weight=args.prototype_weight,
+        sketch_epsilon=args.sketch_epsilon,
     )
 
     def say(line: str) -> None:
