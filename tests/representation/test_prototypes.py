@@ -166,10 +166,10 @@ def test_alignment_pulls_embeddings_towards_their_prototypes():
     align = PrototypeAlignment(protos, ID4, weight=2.0)
     labels = torch.tensor([0, 1])
     assert float(align(torch.eye(4)[:2] * 3, labels)) == pytest.approx(0.0, abs=1e-6)
-    emb = torch.randn(2, 4, requires_grad=True)
-    opt = torch.optim.SGD([emb], lr=0.1)
-    before = float(align(emb, labels))
-    for _ in range(50):
+    emb = torch.randn(2, 4, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    opt = torch.optim.SGD([emb], lr=0.5)
+    before = float(align(emb, labels).detach())
+    for _ in range(300):
         opt.zero_grad()
         align(emb, labels).backward()
         opt.step()
