@@ -120,12 +120,12 @@ class RunRecorder:
 
     def save_state(self, out: Path, state: GlobalState) -> list[Path]:
         """Write one PEFT adapter dir per (base model, task) in ``state``."""
-        from fednet.models import save_adapter
+        from fednet.models import lora_targets, save_adapter
 
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)
-            if group not in state.lora or p.task not in state.heads:
+            if group not in state.lora or p.head_group not in state.heads:
                 continue
             rank = state.rank_of(group)
             written.append(
@@ -136,8 +136,8 @@ class RunRecorder:
                     rank=rank,
                     lora_alpha=self.cfg.lora_alpha(rank),
                     lora_dropout=self.cfg.lora.dropout,
-                    target_modules=self.cfg.lora.target_modules,
-                    head_state=state.heads[p.task],
+                    target_modules=lora_targets(p.base_model, self.cfg.lora.target_modules),
+                    head_state=state.heads[p.head_group],
                     label_names=p.label_names,
                     task=p.task,
                 )
