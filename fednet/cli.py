@@ -67,6 +67,30 @@ def setup_logging(verbose: bool = False) -> None:
     root.propagate = False
 
 
+def log_to_file(path: Path, verbose: bool = False) -> None:
+    """Send library and framework output to the log file ``path`` as well.
+
+    fednet's records, Flower's (``flwr``) and Python warnings go to ``path``.
+    Without ``verbose`` the terminal keeps only fednet's warnings and errors,
+    so that a command's own display stays readable.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S")
+    )
+    logging.captureWarnings(True)
+    for name in ("fednet", "flwr", "py.warnings"):
+        logging.getLogger(name).addHandler(handler)
+    logging.getLogger("py.warnings").propagate = False
+    if not verbose:
+        for h in logging.getLogger("fednet").handlers:
+            if isinstance(h, _StderrHandler):
+                h.setLevel(logging.WARNING)
+        for h in logging.getLogger("flwr").handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.setLevel(logging.ERROR)
+
+
 @register_command("simulate")
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="run a federation with Flower's Simulation Engine")
@@ -83,12 +107,22 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Load and check the preset, then run it in simulation."""
+    """Load and check the preset, then run it with ``flwr run`` on a local SuperLink.
+
+    The terminal shows one progress display and, at the end, where the results
+    are and what to run next; everything Flower, Ray and the libraries say goes
+    to ``<run-dir>/run.log`` (``-v`` shows it here too). Exit status 1 when the
+    run failed or fewer clients finished than ``strategy.min-clients``.
+    """
     import dataclasses
 
     from fednet.config import load_preset
+    from fednet.console import RunDisplay, next_steps
+    from fednet.deploy.simulate import LOG_FILE, simulate_local
     from fednet.federation.apps import new_run_dir
     from fednet.federation.preflight import check_federation
+    from fednet.federation.recorder import format_summary
+    from fednet.federation.simulation import client_key_dir
 
     _positive("--rounds", args.rounds)
     cfg = load_preset(args.config)
@@ -100,12 +134,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FednetError(f"`--run-dir` {str(run_dir)!r} exists and is not empty")
-    from fednet.federation.recorder import format_summary
-    from fednet.federation.simulation import simulate
-
-    summary = simulate(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(run_dir / LOG_FILE, args.verbose)
+    preset = Path(cfg.source)
+    if args.strategy:  # the apps read a preset file: this run's, with the strategy replaced
+        preset = _write_preset(preset, run_dir / "preset.toml", strategy=args.strategy)
+    with RunDisplay(rounds=cfg.rounds, clients=len(cfg.clients)) as display:
+        run = simulate_local(
+            preset,
+            run_dir,
+            num_supernodes=len(cfg.clients),
+            rounds=args.rounds or 0,
+            on_progress=display.update,
+            on_line=display.echo if args.verbose else None,
+        )
+    summary = run.summary
+    if summary is None or run.status != "finished:completed":
+        print(
+            f"fednet: the run ended with status {run.status}"
+            + ("" if summary is not None else " without writing summary.json")
+            + f"; see {run.log_path}",
+            file=sys.stderr,
+        )
+        return 1
     print(format_summary(summary, run_dir))
+    owners = sorted(m for m in summary.get("clients_finished", []))
+    keys = {cid: client_key_dir(cfg, cid) / f"{cid}.pub" for cid in owners}
+    print("\n".join(next_steps(run_dir, log_path=run.log_path, owner_keys=keys)))
     return 0 if summary.get("complete", True) else 1
+
+
+def _write_preset(source: Path, dest: Path, *, strategy: str) -> Path:
+    """Copy the TOML preset ``source`` to ``dest`` with ``strategy.name`` replaced."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(source.read_text(encoding="utf-8"))
+    data.setdefault("strategy", {})["name"] = strategy
+    dest.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return dest
 
 
 @register_command("data")
