@@ -7,11 +7,12 @@ Engine. Errors in configs or arguments print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from fednet.errors import FednetError
@@ -67,28 +68,46 @@ def setup_logging(verbose: bool = False) -> None:
     root.propagate = False
 
 
-def log_to_file(path: Path, verbose: bool = False) -> None:
-    """Send library and framework output to the log file ``path`` as well.
+@contextlib.contextmanager
+def log_to_file(path: Path, verbose: bool = False) -> Iterator[None]:
+    """While open, send library and framework output to the log file ``path``.
 
     fednet's records, Flower's (``flwr``) and Python warnings go to ``path``.
-    Without ``verbose`` the terminal keeps only fednet's warnings and errors,
-    so that a command's own display stays readable.
+    Without ``verbose`` the terminal keeps only fednet's warnings and errors and
+    Flower's errors, so that a command's own display stays readable. Everything
+    is as before once the block ends.
     """
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S")
     )
-    logging.captureWarnings(True)
-    for name in ("fednet", "flwr", "py.warnings"):
-        logging.getLogger(name).addHandler(handler)
-    logging.getLogger("py.warnings").propagate = False
+    loggers = [logging.getLogger(n) for n in ("fednet", "flwr", "py.warnings")]
+    warnings_logger = loggers[2]
+    propagate = warnings_logger.propagate
+    quieted: dict[logging.Handler, int] = {}
     if not verbose:
-        for h in logging.getLogger("fednet").handlers:
-            if isinstance(h, _StderrHandler):
-                h.setLevel(logging.WARNING)
-        for h in logging.getLogger("flwr").handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                h.setLevel(logging.ERROR)
+        quieted.update((h, h.level) for h in loggers[0].handlers if isinstance(h, _StderrHandler))
+        quieted.update(
+            (h, h.level)
+            for h in loggers[1].handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        )
+    for h in quieted:
+        h.setLevel(logging.WARNING if h in loggers[0].handlers else logging.ERROR)
+    for lg in loggers:
+        lg.addHandler(handler)
+    warnings_logger.propagate = False
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings_logger.propagate = propagate
+        for lg in loggers:
+            lg.removeHandler(handler)
+        handler.close()
+        for h, level in quieted.items():
+            h.setLevel(level)
 
 
 @register_command("simulate")
@@ -135,11 +154,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FednetError(f"`--run-dir` {str(run_dir)!r} exists and is not empty")
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_to_file(run_dir / LOG_FILE, args.verbose)
     preset = Path(cfg.source)
     if args.strategy:  # the apps read a preset file: this run's, with the strategy replaced
         preset = _write_preset(preset, run_dir / "preset.toml", strategy=args.strategy)
-    with RunDisplay(rounds=cfg.rounds, clients=len(cfg.clients)) as display:
+    with (
+        log_to_file(run_dir / LOG_FILE, args.verbose),
+        RunDisplay(rounds=cfg.rounds, clients=len(cfg.clients)) as display,
+    ):
         run = simulate_local(
             preset,
             run_dir,
