@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-simulate: install  ## run the default federation in simulation
-	$(BIN)/fednet simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+simulate: install  ## run the default federation in simulation [V=1: framework log on the terminal too]
+	$(BIN)/fednet $(if $(V),-v) simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 run: simulate
 
