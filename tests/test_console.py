@@ -221,3 +221,24 @@ def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
     log = (run_dir / "run.log").read_text()
     assert "(ClientAppActor pid=" in log
     assert "Starting Flower SuperLink" in log
+
+
+@pytest.mark.integration
+def test_simulate_exits_1_and_names_the_log_when_the_run_fails(tmp_path, capsys):
+    """Every client refuses to join (its budget cannot pay the run's central DP):
+    the ServerApp fails, and the command says so, with the log, and exits 1."""
+    from fednet.cli import main
+
+    preset = tmp_path / "preset.toml"
+    preset.write_text(
+        (PROJECT_ROOT / "configs" / "tiny.toml").read_text()
+        + "\n[privacy]\nenabled = true\nepsilon-budget = 0.01\nsketch-epsilon = 0.005\n"
+        'update-mode = "central"\nupdate-clip = 1.0\nupdate-noise-multiplier = 1.0\n'
+    )
+    run_dir = tmp_path / "run"
+    code = main(["simulate", "--config", str(preset), "--rounds", "1", "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "finished:failed" in err and str(run_dir / "run.log") in err
+    assert not (run_dir / "summary.json").exists()
+    assert "no client sent a valid profile" in (run_dir / "run.log").read_text()
