@@ -172,22 +172,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.integration
-def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
-    run_dir = tmp_path / "run"
+def _simulate(run_dir: Path, *flags: str) -> tuple[int, str]:
+    """``fednet [flags] simulate`` of the tiny preset for one round: its status and
+    everything it wrote to the terminal (stdout and stderr, in order)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fednet.cli",
-            "simulate",
-            "--config",
-            "configs/tiny.toml",
-            "--rounds",
-            "1",
-            "--run-dir",
-            str(run_dir),
-        ],
+        [sys.executable, "-m", "fednet.cli", *flags, "simulate", "--config", "configs/tiny.toml"]
+        + ["--rounds", "1", "--run-dir", str(run_dir)],
         cwd=PROJECT_ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -195,8 +185,14 @@ def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
         text=True,
         timeout=900,
     )
-    out = proc.stdout
-    assert proc.returncode == 0, out
+    return proc.returncode, proc.stdout
+
+
+@pytest.mark.integration
+def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out = _simulate(run_dir)
+    assert code == 0, out
     lines = out.splitlines()
     for line in lines:
         for pattern in NOISE:
@@ -221,6 +217,16 @@ def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
     log = (run_dir / "run.log").read_text()
     assert "(ClientAppActor pid=" in log
     assert "Starting Flower SuperLink" in log
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_verbose_simulate_brings_the_framework_log_back(tmp_path):
+    code, out = _simulate(tmp_path / "run", "-v")
+    assert code == 0, out
+    assert "(ClientAppActor pid=" in out  # Ray actors' output, as Flower streams it
+    assert re.search(r"INFO round 1: accuracy", out)  # the ServerApp's own log lines
+    assert any(ln.startswith("finished ") for ln in out.splitlines())  # and still the display
 
 
 @pytest.mark.integration
