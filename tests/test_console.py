@@ -211,6 +211,12 @@ def test_simulate_terminal_shows_progress_and_summary_and_no_noise(tmp_path):
     # what the run always wrote, on the supported path too
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] and summary["clients_finished"] == ["news-0", "spam-0", "spam-1"]
+    # the display shows the run's own figures: its last round's loss and accuracy
+    last = summary["history"][-1]
+    assert f"loss {last['train']['train-loss']:.4f}" in progress[-1]
+    assert f"accuracy {last['evaluate']['accuracy']:.4f}" in progress[-1]
+    eps = max(v for k, v in last["train"].items() if k.endswith("/epsilon"))
+    assert f"ε {eps:.2f}" in progress[-1]
     assert (run_dir / "checkpoint").is_dir()
     assert sorted(p.name for p in (run_dir / "signed").glob("*.json"))
     # the noise is in the run's log file instead
