@@ -38,6 +38,7 @@ def test_every_command_group_is_listed():
     top = {path.split()[0] for path in COMMANDS}
     expected = {
         "simulate",
+        "config",
         "data",
         "hub",
         "trust",

@@ -26,6 +26,7 @@ __all__ = ["COMMAND_GROUPS", "main", "build_parser", "register_command", "setup_
 #: lists them. Each has ``register(subparsers)``, which adds its commands.
 COMMAND_GROUPS = (
     "simulate",
+    "config",
     "data",
     "hub",
     "trust",

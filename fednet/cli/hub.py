@@ -19,15 +19,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve = add_command(
         hub,
         "serve",
-        help="serve a hub directory over HTTP (OpenAPI at /docs)",
+        help="serve a hub directory over HTTP (console at /ui, OpenAPI at /docs)",
         description="Serve a hub directory over HTTP until interrupted. The OpenAPI "
-        "description is at /docs.",
+        "description is at /docs; the network console, a web page of the adapters, their "
+        "verification, ε per client, peers, a query box and the benchmark plots, is at /ui.",
     )
     serve.add_argument("--root", required=True, help="hub directory")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument(
         "--private-reads", action="store_true", help="reads need a token with the read scope"
+    )
+    ui = serve.add_argument_group("network console at /ui (on unless --no-ui or --private-reads)")
+    ui.add_argument("--no-ui", action="store_true", help="don't serve the console at /ui")
+    ui.add_argument(
+        "--trust-file",
+        help="trust store the console verifies against (default: $FEDNET_TRUST_FILE or "
+        "~/.config/fednet/trust.json)",
+    )
+    ui.add_argument("--bench-dir", default="bench/results", help="benchmark reports to show")
+    ui.add_argument(
+        "--epsilon-budget",
+        type=float,
+        help="ε budget per client the console compares against (default: the privacy default)",
+    )
+    ui.add_argument(
+        "--ui-local", action="store_true", help="answer the console's queries in this process"
     )
     _add_token(hub)
     for name, helptext in [
@@ -192,7 +209,19 @@ def cmd_hub(args: argparse.Namespace) -> int:
     if args.hub_command == "serve":
         from fednet.hub import serve
 
-        serve(args.root, args.host, args.port, public_reads=not args.private_reads)
+        mount = None
+        if args.private_reads and not args.no_ui:
+            print("console /ui is off: it would show the hub without a token", file=sys.stderr)
+        elif not args.no_ui:
+            from fednet.console import console_mount
+
+            mount = console_mount(
+                trust_file=args.trust_file,
+                bench_dir=args.bench_dir,
+                epsilon_budget=args.epsilon_budget,
+                local=args.ui_local,
+            )
+        serve(args.root, args.host, args.port, public_reads=not args.private_reads, mount=mount)
         return 0
     if args.hub_command == "token":
         return _token(args)
