@@ -40,9 +40,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
+    from fednet.cli._display import RunDisplay, next_steps
     from fednet.cli._logging import log_to_file
     from fednet.config import load_preset
-    from fednet.console import RunDisplay, next_steps
     from fednet.deploy.simulate import LOG_FILE, simulate_local
     from fednet.federation.apps import new_run_dir
     from fednet.federation.preflight import check_federation

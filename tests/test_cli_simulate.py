@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from fednet.cli._display import RunDisplay, format_progress, next_steps
 from fednet.config import PROJECT_ROOT
-from fednet.console import RunDisplay, format_progress, next_steps
 
 NOISE = (
     re.compile(r"\((ClientAppActor|raylet|pid=)"),  # Ray actors' forwarded output
@@ -254,3 +254,19 @@ def test_simulate_exits_1_and_names_the_log_when_the_run_fails(tmp_path, capsys)
     assert "finished:failed" in err and str(run_dir / "run.log") in err
     assert not (run_dir / "summary.json").exists()
     assert "no client sent a valid profile" in (run_dir / "run.log").read_text()
+
+
+def test_strategy_override_is_a_preset_file_the_apps_read(tmp_path):
+    """``--strategy`` reaches the ServerApp and ClientApps (which read a preset
+    file) as a copy of the preset with only ``strategy.name`` replaced."""
+    import dataclasses
+
+    from fednet.cli.simulate import _write_preset
+    from fednet.config import load_preset
+
+    source = PROJECT_ROOT / "configs" / "tiny.toml"
+    written = load_preset(_write_preset(source, tmp_path / "preset.toml", strategy="local"))
+    original = load_preset(source)
+    assert written.strategy.name == "local" and original.strategy.name != "local"
+    same = dataclasses.replace(written, strategy=original.strategy, source=original.source)
+    assert same == original

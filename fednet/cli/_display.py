@@ -1,7 +1,8 @@
 """What ``fednet simulate`` shows a person: one progress display, then where the
 results are and what to run next.
 
-The display reads the ``progress.json`` a run writes into its directory (see
+It lives in the CLI, since the library never prints. The display reads the
+``progress.json`` a run writes into its directory (see
 :mod:`fednet.federation.recorder`). On a terminal it is one live line drawn by
 ``rich``; anywhere else (a pipe, a CI log) it prints one plain line each time
 the run moves on. Library and framework output never goes through it: that goes
