@@ -108,7 +108,7 @@ def test_library_and_framework_output_goes_to_the_log_file(
 ):
     from flwr.common import log as flwr_log
 
-    from fednet.cli._logging import log_to_file, setup_logging
+    from fednet.logs import log_to_file, setup_logging
 
     setup_logging(verbose)
     log = tmp_path / "run.log"

@@ -41,13 +41,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from fednet.cli._display import RunDisplay, next_steps
-    from fednet.cli._logging import log_to_file
     from fednet.config import load_preset
     from fednet.deploy.simulate import LOG_FILE, simulate_local
-    from fednet.federation.apps import new_run_dir
+    from fednet.federation.apps import client_key_dir, new_run_dir
     from fednet.federation.preflight import check_federation
     from fednet.federation.recorder import format_summary
-    from fednet.federation.simulation import client_key_dir
+    from fednet.logs import log_to_file
 
     check_positive("--rounds", args.rounds)
     cfg = load_preset(args.config)
