@@ -308,10 +308,13 @@ class RunRecorder:
         full = {b: base_model_nbytes(b) for b in bases}
         tasks: dict[str, Any] = {}
         for cid, c in clients.items():
-            t = tasks.setdefault(c["task"], {"clients": [], "accuracy": [], "personalized": []})
+            t = tasks.setdefault(
+                c["task"], {"clients": [], "accuracy": [], "personalized": [], "base_models": {}}
+            )
             t["clients"].append(cid)
             if c.get("accuracy") is not None:
                 t["accuracy"].append(c["accuracy"])
+                t["base_models"].setdefault(c["base_model"], []).append(c["accuracy"])
             if c.get("personalized_accuracy") is not None:
                 t["personalized"].append(c["personalized_accuracy"])
         for t in tasks.values():
@@ -319,6 +322,8 @@ class RunRecorder:
             t["personalized"] = (
                 sum(t["personalized"]) / len(t["personalized"]) if t["personalized"] else None
             )
+            # mean accuracy of the task's clients on each base model (each has its own head)
+            t["base_models"] = {b: sum(a) / len(a) for b, a in sorted(t["base_models"].items())}
         summary = {
             "federation": self.cfg.name,
             "preset": self.cfg.source,
@@ -356,7 +361,8 @@ def _num(value: float | None) -> str:
 
 
 def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
-    """The lines ``fednet simulate`` prints: accuracy per task, and every failed client."""
+    """The lines ``fednet simulate`` prints: accuracy per task (and per base model when a
+    task's clients are on several), and every failed client."""
     final = summary["final"]
     lines = [
         f"run: {run_dir}",
@@ -369,6 +375,9 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
             f"  {task:<20} shared {_num(t['accuracy'])}"
             + (f"  personalised {_num(pers)}" if pers is not None else "")
         )
+        by_base = t.get("base_models", {})
+        if len(by_base) > 1:
+            lines += [f"    on {base:<17} shared {_num(acc)}" for base, acc in by_base.items()]
     for who, failures in sorted(summary.get("failed_clients", {}).items()):
         last = failures[-1]
         lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")
