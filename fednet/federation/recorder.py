@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,19 @@ class RunRecorder:
     """Writes TensorBoard scalars, round adapters and the run summary."""
 
     def __init__(
-        self, run_dir: Path, cfg: FederationConfig, profiles: dict[int, ClientProfile]
+        self,
+        run_dir: Path,
+        cfg: FederationConfig,
+        profiles: dict[int, ClientProfile],
+        *,
+        head_of: Callable[[ClientProfile], str] | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        # the strategy's head key (FedLoRA.head_of): task and base model by default
+        self.head_of: Callable[[ClientProfile], str] = head_of or (lambda p: p.head_group)
         self.profiles = {p.client_id: p for p in profiles.values()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
@@ -125,7 +133,7 @@ class RunRecorder:
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)
-            if group not in state.lora or p.head_group not in state.heads:
+            if group not in state.lora or self.head_of(p) not in state.heads:
                 continue
             rank = state.rank_of(group)
             written.append(
@@ -137,7 +145,7 @@ class RunRecorder:
                     lora_alpha=self.cfg.lora_alpha(rank),
                     lora_dropout=self.cfg.lora.dropout,
                     target_modules=lora_targets(p.base_model, self.cfg.lora.target_modules),
-                    head_state=state.heads[p.head_group],
+                    head_state=state.heads[self.head_of(p)],
                     label_names=p.label_names,
                     task=p.task,
                 )
