@@ -116,3 +116,16 @@ def test_adapter_loads_in_peft_on_its_own_base_model_only(tmp_path, name, hidden
     config = json.loads((d / "adapter_config.json").read_text())
     assert adapter_fit_problems(config, shapes, other)
     assert adapter_fit_problems(config, shapes, name) == []
+
+
+def test_copies_share_the_frozen_weights_but_not_their_lora():
+    a, b = build("tiny-llama"), build("tiny-llama")
+    pa = dict(a.encoder.get_base_model().named_parameters())
+    pb = dict(b.encoder.get_base_model().named_parameters())
+    frozen = [k for k in pa if "lora_" not in k]
+    assert frozen and all(pa[k].data_ptr() == pb[k].data_ptr() for k in frozen)
+    assert not any(pa[k].requires_grad for k in frozen)
+    lora = [k for k in pa if "lora_" in k]
+    assert lora and all(pa[k].data_ptr() != pb[k].data_ptr() for k in lora)
+    # a fresh copy has no LoRA layers: peft wrapped the copies, not the shared original
+    assert not any("lora_" in k for k, _ in create_base_model("tiny-llama").named_modules())
