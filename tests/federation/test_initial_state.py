@@ -44,3 +44,19 @@ def test_a_head_key_joining_base_models_of_different_widths_is_refused():
     cfg = load_preset("configs/hetero-tiny.toml")
     with pytest.raises(ConfigError, match="head 'sms-spam' is shared by clients of different"):
         initial_state(cfg, _profiles(cfg), head_of=lambda p: p.task)
+
+
+@pytest.mark.parametrize(
+    ("preset", "bases"),
+    [
+        ("configs/hetero.toml", {"minilm-l6", "mpnet-base", "smollm2-135m"}),
+        ("configs/hetero-tiny.toml", {"tiny-bert", "tiny-mpnet", "tiny-llama"}),
+    ],
+)
+def test_mixed_presets_put_one_task_on_every_family(preset, bases):
+    cfg = load_preset(preset)
+    assert {c.base_model for c in cfg.clients} == bases
+    spam = {c.base_model for c in cfg.clients if c.task == "sms-spam"}
+    assert spam == bases
+    assert cfg.lora.target_modules == ()  # each base model's own attention projections
+    assert cfg.max_length <= 64
