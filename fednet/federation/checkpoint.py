@@ -3,8 +3,8 @@
 After every completed round the server writes ``<run-dir>/checkpoint/``:
 
 - ``round-<r>.safetensors``: the global state (one LoRA per base model, one
-  head per task, as :class:`~fednet.strategies.GlobalState` keys) and the
-  torch and numpy RNG states;
+  head per task and base model, as :class:`~fednet.strategies.GlobalState`
+  keys) and the torch and numpy RNG states;
 - ``round-<r>.json``: the round number, the strategy's state (its sampler's
   RNG, anything its ``state_dict()`` returns, privacy ledgers, refusals), the
   run history and Python's RNG state;

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,19 @@ class RunRecorder:
     """Writes TensorBoard scalars, round adapters and the run summary."""
 
     def __init__(
-        self, run_dir: Path, cfg: FederationConfig, profiles: dict[int, ClientProfile]
+        self,
+        run_dir: Path,
+        cfg: FederationConfig,
+        profiles: dict[int, ClientProfile],
+        *,
+        head_of: Callable[[ClientProfile], str] | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        # the strategy's head key (FedLoRA.head_of): task and base model by default
+        self.head_of: Callable[[ClientProfile], str] = head_of or (lambda p: p.head_group)
         self.profiles = {p.client_id: p for p in profiles.values()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
@@ -154,7 +162,7 @@ class RunRecorder:
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)
-            if group not in state.lora or p.head_group not in state.heads:
+            if group not in state.lora or self.head_of(p) not in state.heads:
                 continue
             rank = state.rank_of(group)
             written.append(
@@ -166,7 +174,7 @@ class RunRecorder:
                     lora_alpha=self.cfg.lora_alpha(rank),
                     lora_dropout=self.cfg.lora.dropout,
                     target_modules=lora_targets(p.base_model, self.cfg.lora.target_modules),
-                    head_state=state.heads[p.head_group],
+                    head_state=state.heads[self.head_of(p)],
                     label_names=p.label_names,
                     task=p.task,
                 )
@@ -338,10 +346,13 @@ class RunRecorder:
         full = {b: base_model_nbytes(b) for b in bases}
         tasks: dict[str, Any] = {}
         for cid, c in clients.items():
-            t = tasks.setdefault(c["task"], {"clients": [], "accuracy": [], "personalized": []})
+            t = tasks.setdefault(
+                c["task"], {"clients": [], "accuracy": [], "personalized": [], "base_models": {}}
+            )
             t["clients"].append(cid)
             if c.get("accuracy") is not None:
                 t["accuracy"].append(c["accuracy"])
+                t["base_models"].setdefault(c["base_model"], []).append(c["accuracy"])
             if c.get("personalized_accuracy") is not None:
                 t["personalized"].append(c["personalized_accuracy"])
         for t in tasks.values():
@@ -349,6 +360,8 @@ class RunRecorder:
             t["personalized"] = (
                 sum(t["personalized"]) / len(t["personalized"]) if t["personalized"] else None
             )
+            # mean accuracy of the task's clients on each base model (each has its own head)
+            t["base_models"] = {b: sum(a) / len(a) for b, a in sorted(t["base_models"].items())}
         summary = {
             "federation": self.cfg.name,
             "preset": self.cfg.source,
@@ -387,7 +400,8 @@ def _num(value: float | None) -> str:
 
 
 def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
-    """The lines ``fednet simulate`` prints: accuracy per task, and every failed client."""
+    """The lines ``fednet simulate`` prints: accuracy per task (and per base model when a
+    task's clients are on several), and every failed client."""
     final = summary["final"]
     lines = [
         f"run: {run_dir}",
@@ -400,6 +414,9 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
             f"  {task:<20} shared {_num(t['accuracy'])}"
             + (f"  personalised {_num(pers)}" if pers is not None else "")
         )
+        by_base = t.get("base_models", {})
+        if len(by_base) > 1:
+            lines += [f"    on {base:<17} shared {_num(acc)}" for base, acc in by_base.items()]
     for who, failures in sorted(summary.get("failed_clients", {}).items()):
         last = failures[-1]
         lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -80,9 +81,19 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     return strategy
 
 
-def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> GlobalState:
-    """Seeded initial LoRA per LoRA group (at its largest rank), and a head per task
-    and base model, sized to that base model's hidden size."""
+def initial_state(
+    cfg: FederationConfig,
+    profiles: dict[int, ClientProfile],
+    *,
+    head_of: Callable[[ClientProfile], str] | None = None,
+) -> GlobalState:
+    """Seeded initial LoRA per LoRA group (at its largest rank), and a head per head
+    key, sized to its base model's hidden size.
+
+    ``head_of`` is the strategy's head key (:meth:`FedLoRA.head_of`; default the
+    client's task on its base model). Clients sharing a head key must share the
+    head's hidden size.
+    """
     from fednet.lora import truncate_rank
     from fednet.models import build_classifier, init_head, lora_targets
 
@@ -116,10 +127,18 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
                 groups[key] = max(groups.get(key, 0), p.rank)
         for key, top in sorted(groups.items()):
             state.lora[key] = truncate_rank(model.lora_state(), top)
-    for p in profiles.values():
-        state.heads[p.head_group] = init_head(
-            hidden[p.base_model], len(tasks[p.task]), seed=cfg.seed
-        )
+    key_of = head_of or (lambda p: p.head_group)
+    for p in sorted(profiles.values(), key=lambda p: p.client_id):
+        head = init_head(hidden[p.base_model], len(tasks[p.task]), seed=cfg.seed)
+        key = key_of(p)
+        have = state.heads.get(key)
+        if have is not None and have["head.weight"].shape != head["head.weight"].shape:
+            raise ConfigError(
+                f"head {key!r} is shared by clients of different hidden sizes "
+                f"({p.client_id} on {p.base_model}); heads of one task on different base "
+                "models need their own key"
+            )
+        state.heads[key] = head
     return state
 
 
@@ -312,10 +331,11 @@ def run_server(
     if not profiles:
         failed = "; ".join(f"{w}: {f[-1]['reason']}" for w, f in sorted(strategy.failures.items()))
         raise RuntimeError(f"no client sent a valid profile ({failed or 'no replies'})")
-    recorder = RunRecorder(run_dir, cfg, profiles)
+    head_of = getattr(strategy, "head_of", None)  # wrappers hand on the inner strategy's
+    recorder = RunRecorder(run_dir, cfg, profiles, head_of=head_of)
     ckpt = resume_from(run_dir, cfg, strategy, recorder) if resume else None
     if ckpt is None:
-        state = initial_state(cfg, profiles)
+        state = initial_state(cfg, profiles, head_of=head_of)
         recorder.save_state(run_dir / "rounds" / "0", state)
     done = ckpt.server_round if ckpt else 0
     result = strategy.start(

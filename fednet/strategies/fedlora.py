@@ -58,13 +58,16 @@ def validate_update(
     wire_dtype: str = "float32",
     lora_grouping: str = "base-model",
     frozen_a: bool = False,
+    head_key: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Check a training reply against the allowlist and the client's profile.
 
     Returns the LoRA and head tensors in float32; raises
     :class:`UpdateRejectedError` listing every problem (wrong keys, ranks,
     shapes or wire dtype, non-finite values). With ``frozen_a`` the reply must
-    hold the B factors only (FFA-LoRA: A never travels up).
+    hold the B factors only (FFA-LoRA: A never travels up). The head is checked
+    against the global head ``head_key`` (default: the client's task on its base
+    model).
     """
     problems: list[str] = []
     try:
@@ -95,7 +98,7 @@ def validate_update(
                 expect = truncate_rank({k: ref[k]}, profile.rank)[k].shape
                 if tuple(v.shape) != tuple(expect):
                     problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(expect)}")
-    ref_head = state.heads.get(profile.head_group, {})
+    ref_head = state.heads.get(head_key or profile.head_group, {})
     for k, v in head.items():
         if k in ref_head and tuple(v.shape) != tuple(ref_head[k].shape):
             problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(ref_head[k].shape)}")
@@ -224,6 +227,7 @@ class FedLoRA(FednetStrategy):
             wire_dtype=self.wire_dtype,
             lora_grouping=self.lora_grouping,
             frozen_a=self.frozen_a,
+            head_key=self.head_of(profile),
         )
 
     def _messages(

@@ -137,7 +137,8 @@ def test_float16_wire_sends_half_precision_and_aggregates_in_float32():
     p = profile(1, "x", "t1", 2, 30)
     s.profiles = {1: p}
     state = GlobalState(
-        lora={"tiny": {A: torch.full((2, 2), 0.1), B: torch.zeros(2, 2)}}, heads={"tiny:t1": head(0)}
+        lora={"tiny": {A: torch.full((2, 2), 0.1), B: torch.zeros(2, 2)}},
+        heads={"tiny:t1": head(0)},
     )
     out = s.payload(state, p)
     assert {a.dtype for rec in (out[P.LORA], out[P.HEAD]) for a in rec.values()} == {"float16"}
@@ -204,3 +205,56 @@ def test_task_grouping_averages_lora_only_within_a_task():
 def test_unknown_lora_grouping_is_refused():
     with pytest.raises(ValueError, match="`lora-grouping` must be one of 'base-model', 'task'"):
         FedLoRA(lora_grouping="client")
+
+
+def _head_of_width(v, width):
+    return {
+        "head.weight": torch.full((2, width), float(v)),
+        "head.bias": torch.full((2,), float(v)),
+    }
+
+
+def test_one_task_on_two_base_models_keeps_a_head_per_base_model():
+    """A head reads its base model's embedding: heads of one task on models of different
+    hidden sizes (2 and 3 here) are averaged per base model, never together."""
+    s = FedLoRA(rank_aggregation="rank-wise")
+    s.profiles = {
+        1: profile(1, "x", "t1", 2, 30, base="small"),
+        2: profile(2, "y", "t1", 2, 10, base="small"),
+        3: profile(3, "z", "t1", 2, 20, base="large"),
+    }
+    assert [s.head_of(p) for p in s.profiles.values()] == ["small:t1", "small:t1", "large:t1"]
+    s._state_for_round = GlobalState(
+        lora={
+            "small": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)},
+            "large": {A: torch.zeros(2, 3), B: torch.zeros(3, 2)},
+        },
+        heads={"small:t1": _head_of_width(0, 2), "large:t1": _head_of_width(0, 3)},
+    )
+    replies = [
+        reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, _head_of_width(1, 2)),
+        reply(2, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, _head_of_width(5, 2)),
+        reply(3, {A: torch.ones(2, 3), B: torch.ones(3, 2)}, _head_of_width(7, 3)),
+    ]
+    arrays, metrics = s.aggregate_train(1, replies)
+    assert metrics["clients"] == 3
+    state = GlobalState.from_arrayrecord(arrays)
+    assert torch.equal(state.heads["small:t1"]["head.weight"], torch.full((2, 2), 2.0))  # 80/40
+    assert torch.equal(state.heads["large:t1"]["head.weight"], torch.full((2, 3), 7.0))  # z's own
+    assert set(state.heads) == {"small:t1", "large:t1"}
+    # each client receives its own base model's head
+    sent = s.payload(state, s.profiles[3])[P.HEAD].to_torch_state_dict()
+    assert tuple(sent["head.weight"].shape) == (2, 3)
+
+
+def test_a_head_of_another_base_models_width_is_rejected(caplog):
+    s = FedLoRA()
+    s.profiles = {1: profile(1, "x", "t1", 2, 30, base="small")}
+    s._state_for_round = GlobalState(
+        lora={"small": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}},
+        heads={"small:t1": _head_of_width(0, 2), "large:t1": _head_of_width(0, 3)},
+    )
+    bad = reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, _head_of_width(1, 3))
+    arrays, metrics = s.aggregate_train(1, [bad])
+    assert arrays is None and metrics["clients"] == 0
+    assert "head.weight has shape (2, 3), expected (2, 2)" in caplog.text
