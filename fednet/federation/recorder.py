@@ -156,19 +156,31 @@ class RunRecorder:
         )
 
     def save_state(self, out: Path, state: GlobalState) -> list[Path]:
-        """Write one PEFT adapter dir per (base model, task) in ``state``."""
+        """Write one PEFT adapter dir per (base model, task) in ``state``.
+
+        Each is saved at the largest rank of that task's clients on that base model:
+        the LoRA group may be wider (with ``lora-grouping = "base-model"`` another
+        task's clients may train higher ranks), and the slices beyond the task's own
+        ranks hold only the other tasks' training. The saved adapter is what the
+        task's widest client receives (:func:`fednet.lora.truncate_rank`).
+        """
+        from fednet.lora import truncate_rank
         from fednet.models import lora_targets, save_adapter
 
+        task_rank: dict[tuple[str, str], int] = {}
+        for q in self.profiles.values():
+            key = (q.base_model, q.task)
+            task_rank[key] = max(task_rank.get(key, 0), q.lora_rank)
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)
             if group not in state.lora or self.head_of(p) not in state.heads:
                 continue
-            rank = state.rank_of(group)
+            rank = min(state.rank_of(group), task_rank[(p.base_model, p.task)])
             written.append(
                 save_adapter(
                     out / check_name("base-model", p.base_model) / check_name("task", p.task),
-                    lora_state=state.lora[group],
+                    lora_state=truncate_rank(state.lora[group], rank),
                     base_model=p.base_model,
                     rank=rank,
                     lora_alpha=self.cfg.lora_alpha(rank),
