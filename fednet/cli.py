@@ -681,14 +681,21 @@ def _add_bench_aggregation(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=None, help="override federation.rounds")
     p.add_argument("--methods", default="fedit,rank-wise,svd,frozen-a", help="comma-separated")
     p.add_argument(
-        "--attacks", default="norm-x100,sign-flip,gaussian-noise", help="comma-separated, or none"
+        "--attacks",
+        default="norm-x100,sign-flip,gaussian-noise,label-flip,backdoor",
+        help="comma-separated, or none",
     )
     p.add_argument(
         "--wrappers",
         default="none,norm-bound,trimmed-mean,median,multi-krum",
         help="comma-separated strategy.robust values run under each attack",
     )
-    p.add_argument("--malicious", type=int, default=0, help="index of the malicious client")
+    p.add_argument(
+        "--malicious",
+        type=int,
+        default=None,
+        help="index of the malicious client (default: the first sms-spam client)",
+    )
     p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
     p.set_defaults(func=cmd_bench_aggregation)
 

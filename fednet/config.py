@@ -59,6 +59,10 @@ ROBUST_RULES = ("none", "norm-bound", "trimmed-mean", "median", "multi-krum")
 """Values of ``strategy.robust`` (see :mod:`fednet.strategies.robust`)."""
 
 WIRE_DTYPES = ("float32", "float16")
+
+CLIENT_ATTACKS = ("", "label-flip", "backdoor")
+"""``clients.attack`` values: none, or a data-poisoning attack (:mod:`fednet.data.poison`).
+A benchmark and test setting only: refused in deployment and with a hub."""
 """Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
 
 DATA_FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -263,6 +267,12 @@ class ClientConfig:
         Local optimisation budget per round.
     base_model : str
         Registered base model; defaults to the federation's.
+    attack : str
+        Benchmark and test setting only: ``"label-flip"`` or ``"backdoor"`` makes
+        this a malicious client that trains on poisoned data
+        (:mod:`fednet.data.poison`). It is logged as a warning, listed in
+        ``summary.json`` (``attacks``), refused in deployment
+        (:func:`from_run_config`) and refused with ``hub.location``.
     """
 
     id: str
@@ -280,9 +290,16 @@ class ClientConfig:
     batch_size: int = 16
     learning_rate: float = 5e-4
     base_model: str = ""
+    attack: str = ""
 
     def __post_init__(self) -> None:
         _name("id", self.id)
+        _check(
+            self.attack in CLIENT_ATTACKS,
+            "attack",
+            " or ".join(repr(a) for a in CLIENT_ATTACKS[1:]) + " (benchmarks only), or unset",
+            self.attack,
+        )
         _check(bool(self.dataset), "dataset", "a non-empty string", self.dataset)
         if self.base_model:
             _name("base-model", self.base_model)
@@ -415,6 +432,12 @@ class FederationConfig:
             "a non-empty path",
             self.state_dir,
         )
+        attackers = [c.id for c in self.clients if c.attack]
+        if attackers and self.hub.location:
+            raise ConfigError(
+                f"`clients[{attackers[0]}].attack` is a benchmark setting: a federation "
+                "with an attack client must not publish, so `hub.location` must be unset"
+            )
         ids = [c.id for c in self.clients]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         _check(not dupes, "clients.id", "unique", dupes)
@@ -625,6 +648,12 @@ def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
     if not isinstance(preset, str):
         raise ConfigError(f"run-config `preset` must be a string path, got {preset!r}")
     cfg = load_preset(preset)
+    attackers = [c.id for c in cfg.clients if c.attack]
+    if attackers:
+        raise ConfigError(
+            f"`clients[{attackers[0]}].attack` is a benchmark setting for simulation; "
+            f"it is refused in deployment ({preset})"
+        )
     rounds = run_config.get("num-server-rounds", 0)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
         raise ConfigError(f"run-config `num-server-rounds` must be an int >= 0, got {rounds!r}")
