@@ -87,6 +87,11 @@ class RouterConfig:
         Let the learned router train on an answer's confidence when nobody
         says whether it was correct (self-training; off by default, since a
         confidently wrong out-of-domain peer would teach it the wrong thing).
+    contribution_weight : float
+        Weight ``w`` of the contribution prior: each candidate's utility gains
+        ``w * (c - c_mean)``, where ``c`` is its owner's signed contribution
+        score and ``c_mean`` the mean score of the candidates that have one
+        (a candidate without a score gains 0). 0 (default) turns it off.
     """
 
     name: str = "sketch"
@@ -106,6 +111,7 @@ class RouterConfig:
     feature_bits: int = 18
     latency_decay: float = 0.2
     confidence_feedback: bool = False
+    contribution_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -125,6 +131,7 @@ class RouterConfig:
         _positive("learning-rate", self.learning_rate)
         _non_negative("l2", self.l2)
         _non_negative("exploration", self.exploration)
+        _non_negative("contribution-weight", self.contribution_weight)
         gate = _number("sketch-gate", self.sketch_gate)
         if not 0.0 <= gate <= 1.0:
             raise ValueError(f"`router.sketch-gate` must be in [0, 1], got {gate!r}")
