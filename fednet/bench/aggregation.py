@@ -210,6 +210,7 @@ def run_aggregation_bench(
     if bad:
         raise ValueError(f"unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
     task, bad_id = base.clients[malicious].task, base.clients[malicious].id
+    preset_method = base.strategy.rank_aggregation
     spam = _spam_task(base, task)
     if "backdoor" in attacks and not spam:
         raise ValueError(
@@ -272,8 +273,13 @@ def run_aggregation_bench(
             report["methods"].append(one(f"method-{m}", cfg, rank_aggregation=m))
             write()
         if attacks:
-            cfg = _with_strategy(base, rounds, lora_grouping=grouping)
-            report["attacks"].append(one("clean", cfg, attack="none", robust="none"))
+            same = [r for r in report["methods"] if r["rank_aggregation"] == preset_method]
+            if same and base.strategy.robust == "none":  # the very same run: not run twice
+                clean = {k: v for k, v in same[0].items() if k != "rank_aggregation"}
+                report["attacks"].append({"attack": "none", "robust": "none", **clean})
+            else:
+                cfg = _with_strategy(base, rounds, lora_grouping=grouping)
+                report["attacks"].append(one("clean", cfg, attack="none", robust="none"))
             write()
             for a in attacks:
                 for w in wrappers:
