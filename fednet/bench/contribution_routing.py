@@ -89,20 +89,23 @@ def measure_contribution_routing(
                 max_length=cfg.max_length,
             )
             t0 = time.time()
-            correct = by_attacker = 0
+            correct, by_attacker = 0, {"shared": 0, "personalized": 0}
             with Network(store, config=config, local=True) as net:
                 for q in queries:
                     answer = net.ask(q.text)
                     correct += answer.label == q.label
-                    by_attacker += any(
-                        c.ok and c.adapter.rsplit("-", 1)[0] in attackers for c in answer.calls
-                    )
+                    for kind in by_attacker:  # its shared adapter is everyone's in its group
+                        by_attacker[kind] += any(
+                            c.ok and c.adapter in {f"{a}-{kind}" for a in attackers}
+                            for c in answer.calls
+                        )
                 ham = sum(net.ask(t).label == "ham" for t in triggered)
             rows.append(
                 {
                     "contribution_weight": float(w),
                     "accuracy": correct / len(queries),
-                    "answered_by_attacker": by_attacker / len(queries),
+                    "answered_by_attacker_personalized": by_attacker["personalized"] / len(queries),
+                    "answered_by_attacker_shared": by_attacker["shared"] / len(queries),
                     "backdoor_success": ham / len(triggered) if triggered else None,
                     "wall_s": time.time() - t0,
                 }
@@ -126,10 +129,15 @@ def run_contribution_routing(
     malicious: int | None = None,
     grouping: str = "base-model",
     personalize_steps: int = 10,
-    weights: Sequence[float] = (0.0, 0.5, 2.0),
+    weights: Sequence[float] = (0.0, 1.0, 4.0),
     queries_per_dataset: int = 60,
+    num_cpus_per_client: float = 1.0,
 ) -> dict[str, Any]:
-    """Simulate ``preset`` with one attack client, measure routing, write JSON and Markdown."""
+    """Simulate ``preset`` with one attack client, measure routing, write JSON and Markdown.
+
+    ``num_cpus_per_client`` is passed to :func:`~fednet.federation.simulation.simulate`
+    (2 on a two-core machine: one client at a time, half the memory).
+    """
     from fednet.bench.aggregation import _with_attack, default_malicious
     from fednet.federation.simulation import simulate
 
@@ -146,7 +154,7 @@ def run_contribution_routing(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fednet-contribroute-") as work:
-        summary = simulate(cfg, Path(work) / "run")
+        summary = simulate(cfg, Path(work) / "run", num_cpus_per_client=num_cpus_per_client)
         report = measure_contribution_routing(
             cfg,
             Path(work) / "run",
@@ -192,14 +200,16 @@ def markdown(report: dict[str, Any]) -> str:
             for k, v in sorted(report["contribution_scores"].items())
         ),
         "",
-        "| contribution-weight | routed accuracy | answered by the attacker | backdoor success |",
-        "|---|---|---|---|",
+        "| contribution-weight | routed accuracy | answered by the attacker's personalised "
+        "adapter | by its copy of the shared adapter | backdoor success |",
+        "|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         bd = "-" if r["backdoor_success"] is None else f"{r['backdoor_success']:.3f}"
         lines.append(
             f"| {r['contribution_weight']:g} | {r['accuracy']:.3f} | "
-            f"{r['answered_by_attacker']:.3f} | {bd} |"
+            f"{r['answered_by_attacker_personalized']:.3f} | "
+            f"{r['answered_by_attacker_shared']:.3f} | {bd} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -211,9 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--attack", default="label-flip", choices=("label-flip", "backdoor"))
     p.add_argument("--grouping", default="base-model", choices=("base-model", "task"))
     p.add_argument("--personalize-steps", type=int, default=10)
-    p.add_argument("--weights", default="0,0.5,2")
+    p.add_argument("--weights", default="0,1,4")
     p.add_argument("--queries-per-dataset", type=int, default=60)
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--cpus-per-client", type=float, default=1.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     report = run_contribution_routing(
@@ -224,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         personalize_steps=args.personalize_steps,
         weights=[float(w) for w in args.weights.split(",")],
         queries_per_dataset=args.queries_per_dataset,
+        num_cpus_per_client=args.cpus_per_client,
     )
     print(markdown(report))
     return 0
