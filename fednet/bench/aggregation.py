@@ -259,11 +259,9 @@ def run_aggregation_bench(
             t0 = time.time()
             run_dir = Path(work) / label
             row = _row(simulate(cfg, run_dir, mods=mods), task, **labels)
-            row["backdoor_success"] = (
-                measure_backdoor(cfg, run_dir, task=task, exclude=(bad_id,))["backdoor_success"]
-                if spam
-                else None
-            )
+            bd = measure_backdoor(cfg, run_dir, task=task, exclude=(bad_id,)) if spam else {}
+            for key in ("backdoor_success", "spam_recall", "backdoor_success_on_detected"):
+                row[key] = bd.get(key)
             row["wall_s"] = time.time() - t0
             logger.info("%s: %.0fs", label, row["wall_s"])
             return row
@@ -321,19 +319,23 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Backdoor success: the fraction of the held-out spam texts of `{task}` with the "
         "trigger that the final shared model, as the honest clients of that task receive it, "
-        "labels ham.",
+        "labels ham. Spam recall: the fraction of the same texts without the trigger that it "
+        "labels spam (a model that labels everything ham has backdoor success 1 with no attack); "
+        "backdoor success on detected spam counts only the texts it labels spam without the "
+        "trigger.",
         "",
     ]
     if report["methods"]:
         lines += [
             f"| rank-aggregation | mean accuracy | weighted accuracy | {task} accuracy "
-            "| backdoor success | bytes up / client / round |",
-            "|---|---|---|---|---|---|",
+            "| backdoor success | spam recall | bytes up / client / round |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {r['rank_aggregation']} | {_num(r['accuracy_mean'])} | "
             f"{_num(r['accuracy_weighted'])} | {_num(r.get('task_accuracy'))} | "
-            f"{_num(r.get('backdoor_success'))} | {r['bytes_up_per_client_round']:.0f} |"
+            f"{_num(r.get('backdoor_success'))} | {_num(r.get('spam_recall'))} | "
+            f"{r['bytes_up_per_client_round']:.0f} |"
             for r in report["methods"]
         ]
         lines.append("")
@@ -342,12 +344,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"Malicious client: `{report['malicious_client']}` (1 of {report['clients']}).",
             "",
             f"| attack | robust | mean accuracy | {task} accuracy | backdoor success "
-            "| rejected | clipped / down-weighted |",
-            "|---|---|---|---|---|---|---|",
+            "| spam recall | backdoor success on detected spam | rejected "
+            "| clipped / down-weighted |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {r['attack']} | {r['robust']} | {_num(r['accuracy_mean'])} | "
             f"{_num(r.get('task_accuracy'))} | {_num(r.get('backdoor_success'))} | "
+            f"{_num(r.get('spam_recall'))} | {_num(r.get('backdoor_success_on_detected'))} | "
             f"{r['updates_rejected']} | {r['updates_clipped_or_down_weighted']} |"
             for r in report["attacks"]
         ]

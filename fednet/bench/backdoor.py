@@ -42,7 +42,12 @@ def measure_backdoor(
     -------
     dict
         ``backdoor_success`` (mean over the honest clients of ``task``, in
-        [0, 1]), ``per_client`` and ``queries`` (the number of triggered texts).
+        [0, 1]), ``per_client`` and ``queries`` (the number of triggered
+        texts); for reading it, ``spam_recall`` (the fraction of the same spam
+        texts without the trigger labelled spam: a model that labels every text
+        ham has backdoor success 1 without any attack) and
+        ``backdoor_success_on_detected`` (backdoor success among the texts it
+        labels spam without the trigger; None when it labels none spam).
 
     Raises
     ------
@@ -70,6 +75,8 @@ def measure_backdoor(
         cfg, clients=tuple(dataclasses.replace(c, attack="") for c in cfg.clients)
     )
     per_client: dict[str, float] = {}
+    recall: dict[str, float] = {}
+    flipped: dict[str, float] = {}
     queries: tuple[str, ...] = ()
     for client in honest:
         test = load_splits(
@@ -90,11 +97,19 @@ def measure_backdoor(
             {k: v.float() for k, v in state.lora[group].items()},
             {k: v.float() for k, v in state.heads[client.task].items()},
         )
+        clean_texts = [t for t, y in zip(test["text"], test["label"], strict=True) if y == source]
         with torch.no_grad():
             predicted = predict(rt.model, queries, rt.tokenizer, max_length=cfg.max_length)
+            plain = predict(rt.model, clean_texts, rt.tokenizer, max_length=cfg.max_length)
         per_client[client.id] = backdoor_success(predicted, target=target)
+        detected = [i for i, p in enumerate(plain) if p == source]
+        recall[client.id] = len(detected) / len(plain)
+        if detected:
+            flipped[client.id] = backdoor_success([predicted[i] for i in detected], target=target)
     return {
         "backdoor_success": sum(per_client.values()) / len(per_client),
+        "spam_recall": sum(recall.values()) / len(recall),
+        "backdoor_success_on_detected": (sum(flipped.values()) / len(flipped) if flipped else None),
         "per_client": per_client,
         "queries": len(queries),
     }

@@ -70,6 +70,8 @@ def test_data_attacks_poison_the_first_spam_client_by_config_and_show_in_the_tab
         "accuracy_weighted": 0.8,
         "task_accuracy": 0.9,
         "backdoor_success": 0.25,
+        "spam_recall": 0.5,
+        "backdoor_success_on_detected": 0.1,
         "bytes_up_per_client_round": 100.0,
         "updates_rejected": 1,
         "updates_clipped_or_down_weighted": 0,
@@ -91,5 +93,5 @@ def test_data_attacks_poison_the_first_spam_client_by_config_and_show_in_the_tab
     }
     text = markdown(report)
     assert "INCOMPLETE" in text
-    assert "| svd | 0.800 | 0.800 | 0.900 | - | 100 |" in text
-    assert "| backdoor | median | 0.800 | 0.900 | 0.250 | 1 | 0 |" in text
+    assert "| svd | 0.800 | 0.800 | 0.900 | - | 0.500 | 100 |" in text
+    assert "| backdoor | median | 0.800 | 0.900 | 0.250 | 0.500 | 0.100 | 1 | 0 |" in text
