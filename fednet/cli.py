@@ -696,6 +696,11 @@ def _add_bench_aggregation(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="index of the malicious client (default: the first sms-spam client)",
     )
+    p.add_argument(
+        "--no-clean",
+        action="store_true",
+        help="skip the clean reference row (another report of the same settings holds it)",
+    )
     p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
     p.set_defaults(func=cmd_bench_aggregation)
 
@@ -726,6 +731,7 @@ def cmd_bench_aggregation(args: argparse.Namespace) -> int:
         wrappers=names(args.wrappers, ROBUST_RULES, "--wrappers"),
         rounds=args.rounds,
         malicious=args.malicious,
+        clean=not args.no_clean,
         progress=lambda label: logger.info("running %s", label),
     )
     print(Path(report["paths"]["markdown"]).read_text())

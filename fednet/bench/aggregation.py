@@ -177,6 +177,7 @@ def run_aggregation_bench(
     wrappers: Sequence[str] = ("none", "norm-bound", "trimmed-mean", "median", "multi-krum"),
     rounds: int | None = None,
     malicious: int | None = None,
+    clean: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; return the report (also written as JSON and Markdown).
@@ -198,6 +199,10 @@ def run_aggregation_bench(
         Index in the preset of the malicious client; by default the first
         ``sms-spam`` client (:func:`default_malicious`), so that the backdoor
         has its task.
+    clean : bool
+        Run the clean reference row of the attack table (reused from the
+        methods' row of the preset's ``rank-aggregation`` when there is one);
+        False when another report of the same settings already holds it.
     """
     from fednet.bench.backdoor import measure_backdoor
     from fednet.federation.simulation import simulate
@@ -241,6 +246,7 @@ def run_aggregation_bench(
             + (f" --rounds {rounds}" if rounds else "")
             + f" --methods {','.join(methods) or 'none'} --attacks {','.join(attacks) or 'none'}"
             + f" --wrappers {','.join(wrappers)} --malicious {malicious}"
+            + ("" if clean else " --no-clean")
         ),
     }
 
@@ -270,25 +276,25 @@ def run_aggregation_bench(
             cfg = _with_strategy(base, rounds, rank_aggregation=m, lora_grouping=grouping)
             report["methods"].append(one(f"method-{m}", cfg, rank_aggregation=m))
             write()
-        if attacks:
+        if attacks and clean:
             same = [r for r in report["methods"] if r["rank_aggregation"] == preset_method]
             if same and base.strategy.robust == "none":  # the very same run: not run twice
-                clean = {k: v for k, v in same[0].items() if k != "rank_aggregation"}
-                report["attacks"].append({"attack": "none", "robust": "none", **clean})
+                reused = {k: v for k, v in same[0].items() if k != "rank_aggregation"}
+                report["attacks"].append({"attack": "none", "robust": "none", **reused})
             else:
                 cfg = _with_strategy(base, rounds, lora_grouping=grouping)
                 report["attacks"].append(one("clean", cfg, attack="none", robust="none"))
             write()
-            for a in attacks:
-                for w in wrappers:
-                    cfg = _with_strategy(base, rounds, lora_grouping=grouping, robust=w)
-                    mods: tuple = ()
-                    if a in DATA_ATTACKS:
-                        cfg = _with_attack(cfg, malicious, a)
-                    else:
-                        mods = (AttackMod(a, partition=malicious, seed=base.seed),)
-                    report["attacks"].append(one(f"attack-{a}-{w}", cfg, mods, attack=a, robust=w))
-                    write()
+        for a in attacks:
+            for w in wrappers:
+                cfg = _with_strategy(base, rounds, lora_grouping=grouping, robust=w)
+                mods: tuple = ()
+                if a in DATA_ATTACKS:
+                    cfg = _with_attack(cfg, malicious, a)
+                else:
+                    mods = (AttackMod(a, partition=malicious, seed=base.seed),)
+                report["attacks"].append(one(f"attack-{a}-{w}", cfg, mods, attack=a, robust=w))
+                write()
     report["complete"] = True
     write()
     report["paths"] = {"json": str(json_path), "markdown": str(md_path)}
