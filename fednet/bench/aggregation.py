@@ -145,6 +145,10 @@ def _row(summary: dict[str, Any], task: str, **labels: Any) -> dict[str, Any]:
             e["status"] in ("clipped", "down-weighted") for e in summary["update_events"]
         ),
         "attacks_in_summary": summary.get("attacks", {}),
+        # a client that failed (e.g. its worker was killed) makes the row invalid
+        "clients_failed": sorted(
+            cid for cid, c in clients.items() if c.get("failures") or not c.get("finished", True)
+        ),
     }
 
 
@@ -309,6 +313,12 @@ def _num(value: Any, digits: int = 3) -> str:
     )
 
 
+def _failed(row: dict[str, Any]) -> str:
+    """A mark on a row some of whose clients failed: its figures are not comparable."""
+    failed = row.get("clients_failed")
+    return f" (INVALID: {', '.join(failed)} failed)" if failed else ""
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report's tables in Markdown."""
     task = report.get("attacked_task", "")
@@ -338,7 +348,7 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['rank_aggregation']} | {_num(r['accuracy_mean'])} | "
+            f"| {r['rank_aggregation']}{_failed(r)} | {_num(r['accuracy_mean'])} | "
             f"{_num(r['accuracy_weighted'])} | {_num(r.get('task_accuracy'))} | "
             f"{_num(r.get('backdoor_success'))} | {_num(r.get('spam_recall'))} | "
             f"{r['bytes_up_per_client_round']:.0f} |"
@@ -355,7 +365,7 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['attack']} | {r['robust']} | {_num(r['accuracy_mean'])} | "
+            f"| {r['attack']} | {r['robust']}{_failed(r)} | {_num(r['accuracy_mean'])} | "
             f"{_num(r.get('task_accuracy'))} | {_num(r.get('backdoor_success'))} | "
             f"{_num(r.get('spam_recall'))} | {_num(r.get('backdoor_success_on_detected'))} | "
             f"{r['updates_rejected']} | {r['updates_clipped_or_down_weighted']} |"

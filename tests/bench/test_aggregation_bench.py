@@ -89,9 +89,37 @@ def test_data_attacks_poison_the_first_spam_client_by_config_and_show_in_the_tab
         "wall_s": 60.0,
         "command": "fednet bench-aggregation",
         "methods": [{"rank_aggregation": "svd", **row, "backdoor_success": None}],
-        "attacks": [{"attack": "backdoor", "robust": "median", **row}],
+        "attacks": [
+            {"attack": "backdoor", "robust": "median", **row},
+            {"attack": "backdoor", "robust": "none", **row, "clients_failed": ["spam-1"]},
+        ],
     }
     text = markdown(report)
     assert "INCOMPLETE" in text
     assert "| svd | 0.800 | 0.800 | 0.900 | - | 0.500 | 100 |" in text
     assert "| backdoor | median | 0.800 | 0.900 | 0.250 | 0.500 | 0.100 | 1 | 0 |" in text
+    assert "| backdoor | none (INVALID: spam-1 failed) | 0.800 |" in text
+
+
+def test_a_row_with_a_failed_client_names_it():
+    from fednet.bench.aggregation import _row
+
+    ok = {"accuracy": 0.9, "bytes_up_total": 10, "finished": True, "failures": []}
+    summary = {
+        "clients": {
+            "spam-0": ok,
+            "spam-1": {
+                "accuracy": None,
+                "bytes_up_total": 0,
+                "finished": False,
+                "failures": [{"round": 1, "stage": "train", "reason": "worker killed"}],
+            },
+        },
+        "rounds_completed": 1,
+        "final": {"accuracy": 0.9},
+        "tasks": {"sms-spam": {"accuracy": 0.9}},
+        "update_events": [],
+    }
+    row = _row(summary, "sms-spam", attack="none")
+    assert row["clients_failed"] == ["spam-1"]
+    assert row["accuracy_mean"] == 0.9  # over the clients that reported: hence the mark
