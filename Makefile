@@ -53,9 +53,9 @@ HUB_URL   ?= http://127.0.0.1:$(HUB_PORT)
 SCOPES    ?= read,publish,heartbeat
 STATE_DIR ?= $(or $(FEDNET_STATE_DIR),$(HOME)/.fednet/state)
 
-.PHONY: hub hub-token peer ask
+.PHONY: hub hub-token peer ask chromium console-screenshot
 
-hub: install  ## serve the adapter hub in HUB_ROOT on HUB_PORT (OpenAPI at /docs)
+hub: install  ## serve the adapter hub in HUB_ROOT on HUB_PORT (console at /ui, OpenAPI at /docs)
 	$(BIN)/fednet hub serve --root $(HUB_ROOT) --port $(HUB_PORT)
 
 hub-token: install  ## create a hub token with SCOPES (printed once, stored hashed)
@@ -70,6 +70,17 @@ peer: install  ## serve a client's adapters: make peer ID=spam-0 [PORT=9001] [KE
 ask: install  ## ask the network: make ask Q="free entry to win a prize" [LOCAL=1]
 	@test -n "$(Q)" || { echo 'usage: make ask Q="<query>" [LOCAL=1]'; exit 2; }
 	$(BIN)/fednet ask "$(Q)" --hub $(HUB_URL) $(if $(LOCAL),--local)
+
+# The console's test drives Debian's headless chromium; CI installs it (as root) and sets
+# FEDNET_REQUIRE_BROWSER=1, so that a missing browser fails instead of skipping.
+chromium:  ## install Debian's chromium for the browser test, unless it is there
+	@test -x /usr/bin/chromium || { \
+		test "$$(id -u)" = 0 || { echo "installing chromium needs root: sudo make chromium"; exit 2; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@/usr/bin/chromium --version 2>/dev/null
+
+console-screenshot: install chromium  ## docs/console.png and docs/console-ask.png, from the browser test
+	FEDNET_REQUIRE_BROWSER=1 FEDNET_CONSOLE_SCREENSHOTS=docs $(BIN)/pytest tests/console/test_browser.py -q
 
 # --- deployment: flower-server and flower-client on Flower's SuperLink and SuperNodes ---
 # Two machines: on the server `make certs HOSTS=<server-ip>` then `make server`; give

@@ -3,67 +3,98 @@
 A federation is described by a TOML preset (``configs/*.toml``). :func:`load_preset`
 turns a preset into a :class:`FederationConfig`; :func:`from_run_config` does the
 same for a Flower run config, whose flat kebab-case keys name the preset and a few
-overrides. Unknown keys and wrong types are rejected with the key's dotted name.
-
-This module depends on the standard library only.
+overrides. The configs are pydantic dataclasses (:mod:`fednet.config_base`):
+unknown keys and wrong types are refused, and every problem of a preset is
+reported at once, one line each, naming its dotted key. :data:`PresetFile` is the
+layout of a preset file; ``fednet config schema`` writes its JSON Schema.
 """
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
-import math
+import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import pydantic
+from pydantic import Field, field_validator, model_validator
+
+from fednet.config_base import (
+    Bool,
+    Finite,
+    Float,
+    Int,
+    SafeName,
+    Str,
+    adapter,
+    bound,
+    config_error,
+    config_model,
+    expected,
+    non_empty,
+    problems,
+    validate,
+)
 from fednet.errors import ConfigError
-from fednet.names import check_name, is_safe_name, name_from_path
+from fednet.names import is_safe_name, name_from_path
 from fednet.privacy.config import PrivacyConfig
 
 __all__ = [
     "ClientConfig",
+    "ClientDefaults",
     "DATA_FILE_SUFFIXES",
     "default_task",
     "FederationConfig",
+    "FederationSettings",
     "HubConfig",
     "LABEL_SPACES",
     "UNION_TASK",
     "LoraDefaults",
+    "PresetFile",
+    "RunConfig",
     "StrategyConfig",
     "load_preset",
     "from_run_config",
     "parse_preset",
+    "preset_schema",
     "PROJECT_ROOT",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+LoraGrouping = Literal["base-model", "task"]
+RankAggregation = Literal["rank-wise", "zero-pad", "fedit", "svd", "frozen-a"]
+RobustRule = Literal["none", "norm-bound", "trimmed-mean", "median", "multi-krum"]
+WireDtype = Literal["float32", "float16"]
+LabelSpace = Literal["task", "union"]
 
-def _check(cond: bool, key: str, expected: str, value: Any) -> None:
-    if not cond:
-        raise ValueError(f"`{key}` must be {expected}, got {value!r}")
-
-
-LORA_GROUPINGS = ("base-model", "task")
+LORA_GROUPINGS: tuple[str, ...] = typing.get_args(LoraGrouping)
 """Values of ``strategy.lora-grouping`` (see :mod:`fednet.strategies.state`)."""
 
-RANK_AGGREGATIONS = ("rank-wise", "zero-pad", "fedit", "svd", "frozen-a")
+RANK_AGGREGATIONS: tuple[str, ...] = typing.get_args(RankAggregation)
 """Values of ``strategy.rank-aggregation`` (see :mod:`fednet.lora.aggregate`)."""
 
-ROBUST_RULES = ("none", "norm-bound", "trimmed-mean", "median", "multi-krum")
+ROBUST_RULES: tuple[str, ...] = typing.get_args(RobustRule)
 """Values of ``strategy.robust`` (see :mod:`fednet.strategies.robust`)."""
 
-WIRE_DTYPES = ("float32", "float16")
+WIRE_DTYPES: tuple[str, ...] = typing.get_args(WireDtype)
+"""Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
 
-CLIENT_ATTACKS = ("", "label-flip", "backdoor")
+ClientAttack = Literal["", "label-flip", "backdoor"]
+
+CLIENT_ATTACKS: tuple[str, ...] = typing.get_args(ClientAttack)
 """``clients.attack`` values: none, or a data-poisoning attack (:mod:`fednet.data.poison`).
 A benchmark and test setting only: refused in deployment and with a hub."""
-"""Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
+
+LABEL_SPACES: tuple[str, ...] = typing.get_args(LabelSpace)
+
+UNION_TASK = "union"
+"""Task key shared by every client when ``federation.label-space = "union"``."""
 
 DATA_FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 """Suffixes of the local data files a client's ``dataset`` may name."""
@@ -90,14 +121,12 @@ def default_task(dataset: str) -> str:
     return dataset
 
 
-def _name(key: str, value: str) -> None:
-    try:
-        check_name(key, value)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
+def default_state_dir() -> str:
+    """``$FEDNET_STATE_DIR`` if set, else ``~/.fednet/state``."""
+    return os.environ.get("FEDNET_STATE_DIR") or "~/.fednet/state"
 
 
-@dataclass(frozen=True)
+@config_model("lora")
 class LoraDefaults:
     """LoRA settings shared by every client unless a client overrides them.
 
@@ -113,17 +142,12 @@ class LoraDefaults:
         Names of the linear layers that get LoRA (peft ``target_modules``).
     """
 
-    alpha_ratio: float = 2.0
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("query", "value")
-
-    def __post_init__(self) -> None:
-        _check(self.alpha_ratio > 0, "lora.alpha-ratio", "> 0", self.alpha_ratio)
-        _check(0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
-        _check(len(self.target_modules) > 0, "lora.target-modules", "non-empty", [])
+    alpha_ratio: Annotated[Finite, *bound("> 0")] = 2.0
+    dropout: Annotated[Finite, *bound("in [0, 1)")] = 0.05
+    target_modules: Annotated[tuple[Str, ...], *non_empty("a non-empty list")] = ("query", "value")
 
 
-@dataclass(frozen=True)
+@config_model("strategy")
 class StrategyConfig:
     """Server-side aggregation settings.
 
@@ -167,87 +191,50 @@ class StrategyConfig:
         model and task). Heads are always averaged per task.
     """
 
-    name: str = "fedlora"
-    rank_aggregation: str = "rank-wise"
-    lora_grouping: str = "base-model"
-    fraction_train: float = 1.0
-    min_clients: int = 0
-    round_timeout: float = 3600.0
-    robust: str = "none"
-    norm_bound_multiple: float = 3.0
-    trim_fraction: float = 0.2
-    krum_byzantine: int = 1
-    krum_select: int = 0
-
-    def __post_init__(self) -> None:
-        _check(
-            self.rank_aggregation in RANK_AGGREGATIONS,
-            "strategy.rank-aggregation",
-            "one of " + ", ".join(repr(m) for m in RANK_AGGREGATIONS),
-            self.rank_aggregation,
-        )
-        _check(
-            self.robust in ROBUST_RULES,
-            "strategy.robust",
-            "one of " + ", ".join(repr(m) for m in ROBUST_RULES),
-            self.robust,
-        )
-        _check(
-            math.isfinite(self.norm_bound_multiple) and self.norm_bound_multiple >= 1.0,
-            "strategy.norm-bound-multiple",
-            ">= 1",
-            self.norm_bound_multiple,
-        )
-        _check(
-            0.0 <= self.trim_fraction < 0.5,
-            "strategy.trim-fraction",
-            "in [0, 0.5)",
-            self.trim_fraction,
-        )
-        _check(self.krum_byzantine >= 0, "strategy.krum-byzantine", ">= 0", self.krum_byzantine)
-        _check(self.krum_select >= 0, "strategy.krum-select", ">= 0", self.krum_select)
-        _check(
-            0.0 < self.fraction_train <= 1.0,
-            "strategy.fraction-train",
-            "in (0, 1]",
-            self.fraction_train,
-        )
-        _check(self.min_clients >= 0, "strategy.min-clients", ">= 0", self.min_clients)
-        _check(self.round_timeout > 0, "strategy.round-timeout", "> 0", self.round_timeout)
-        _check(
-            self.lora_grouping in LORA_GROUPINGS,
-            "strategy.lora-grouping",
-            " or ".join(repr(g) for g in LORA_GROUPINGS),
-            self.lora_grouping,
-        )
+    name: SafeName = "fedlora"
+    rank_aggregation: RankAggregation = "rank-wise"
+    lora_grouping: LoraGrouping = "base-model"
+    fraction_train: Annotated[Finite, *bound("in (0, 1]")] = 1.0
+    min_clients: Annotated[Int, *bound(">= 0")] = 0
+    round_timeout: Annotated[Float, *bound("> 0")] = 3600.0
+    robust: RobustRule = "none"
+    norm_bound_multiple: Annotated[Finite, *bound(">= 1")] = 3.0
+    trim_fraction: Annotated[Finite, *bound("in [0, 0.5)")] = 0.2
+    krum_byzantine: Annotated[Int, *bound(">= 0")] = 1
+    krum_select: Annotated[Int, *bound(">= 0")] = 0
 
 
-@dataclass(frozen=True)
+@config_model("hub")
 class HubConfig:
     """Where a run publishes its adapters. An empty ``location`` publishes nothing.
 
-    ``location`` is a hub directory or an ``http(s)://`` URL; ``token`` is the
-    hub's write token (or set ``FEDNET_HUB_TOKEN``); ``keys-dir`` holds the
-    clients' Ed25519 signing keys (default: ``keys/`` beside the run directory).
+    Parameters
+    ----------
+    location : str
+        A hub directory or an ``http(s)://`` URL; empty: publish nothing.
+    token : str
+        The hub's write token (or set ``FEDNET_HUB_TOKEN``).
+    keys_dir : str
+        Holds the clients' Ed25519 signing keys (default: ``keys/`` beside the
+        run directory).
+    max_query_chars : int
+        Longest query the network accepts.
     """
 
-    location: str = ""
-    token: str = ""
-    keys_dir: str = ""
-    max_query_chars: int = 2000
-
-    def __post_init__(self) -> None:
-        _check(self.max_query_chars >= 1, "hub.max-query-chars", ">= 1", self.max_query_chars)
+    location: Str = ""
+    token: Str = ""
+    keys_dir: Str = ""
+    max_query_chars: Annotated[Int, *bound(">= 1")] = 2000
 
 
-@dataclass(frozen=True)
-class ClientConfig:
-    """One silo of the federation: its private data, model size and budget.
+@config_model("client-defaults")
+class ClientDefaults:
+    """The ``[client-defaults]`` table: every client key but ``id``, each optional.
+
+    A client's own keys override these.
 
     Parameters
     ----------
-    id : str
-        Client id, unique in the federation; a safe name (:mod:`fednet.names`).
     dataset : str
         A catalogue name (``bbc-news``, ``sms-spam``, ``tweets-sentiment``) or a path
         to a CSV, TSV, JSON, JSON-lines or Parquet file. A relative path that
@@ -256,17 +243,70 @@ class ClientConfig:
         Task key; clients with the same task share a classification head. A
         safe name (:mod:`fednet.names`); defaults to the catalogue name, or to
         the stem of a data file (:func:`default_task`).
+    text_column, label_column : str
+        Columns of the text and the label in a data file.
     encoding : str
         Text encoding of a CSV, TSV or JSON file (a Python codec name such as
         ``"cp1252"``); empty: UTF-8, or what the file's byte-order mark says.
-    partition, num_partitions, partitioner, dirichlet_alpha
-        Which share of ``dataset`` this client holds.
+    partition, num_partitions : int
+        This client holds share ``partition`` of ``num_partitions`` of ``dataset``.
+    partitioner : str
+        How the shares are drawn: ``"iid"`` or ``"dirichlet"`` (label skew).
+    dirichlet_alpha : float
+        Concentration of the Dirichlet label skew; smaller is more skewed.
     lora_rank : int
         LoRA rank ``r`` of this client.
     local_steps, batch_size, learning_rate
         Local optimisation budget per round.
     base_model : str
         Registered base model; defaults to the federation's.
+    """
+
+    dataset: Str = ""
+    task: Str = ""
+    text_column: Str = "text"
+    label_column: Str = "label"
+    encoding: Str = ""
+    partition: Annotated[Int, *bound(">= 0")] = 0
+    num_partitions: Annotated[Int, *bound(">= 1")] = 1
+    partitioner: Literal["iid", "dirichlet"] = "iid"
+    dirichlet_alpha: Annotated[Finite, *bound("> 0")] = 0.5
+    lora_rank: Annotated[Int, *bound(">= 1")] = 8
+    local_steps: Annotated[Int, *bound(">= 1")] = 20
+    batch_size: Annotated[Int, *bound(">= 1")] = 16
+    learning_rate: Annotated[Finite, *bound("> 0")] = 5e-4
+    base_model: Str = ""
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model(cls, value: str) -> str:
+        if value and not is_safe_name(value):
+            raise expected("a safe name (letters, digits, '.', '_' or '-'; no '..') or empty")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        if value:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise expected("a text encoding such as 'utf-8' or 'cp1252'") from None
+        return value
+
+
+@config_model("")
+class ClientConfig(ClientDefaults):
+    """One silo of the federation: its private data, model size and budget.
+
+    Every key of :class:`ClientDefaults`, plus ``id``; ``dataset`` is required.
+
+    Parameters
+    ----------
+    id : str
+        Client id, unique in the federation; a safe name (:mod:`fednet.names`).
+    dataset : str
+        A catalogue name or a path to a data file (see :class:`ClientDefaults`).
     attack : str
         Benchmark and test setting only: ``"label-flip"`` or ``"backdoor"`` makes
         this a malicious client that trains on poisoned data
@@ -275,91 +315,63 @@ class ClientConfig:
         (:func:`from_run_config`) and refused with ``hub.location``.
     """
 
-    id: str
-    dataset: str
-    task: str = ""
-    text_column: str = "text"
-    label_column: str = "label"
-    encoding: str = ""
-    partition: int = 0
-    num_partitions: int = 1
-    partitioner: str = "iid"
-    dirichlet_alpha: float = 0.5
-    lora_rank: int = 8
-    local_steps: int = 20
-    batch_size: int = 16
-    learning_rate: float = 5e-4
-    base_model: str = ""
-    attack: str = ""
+    id: SafeName
+    dataset: Annotated[Str, Field(min_length=1)] = field()
+    attack: ClientAttack = ""
 
-    def __post_init__(self) -> None:
-        _name("id", self.id)
-        _check(
-            self.attack in CLIENT_ATTACKS,
-            "attack",
-            " or ".join(repr(a) for a in CLIENT_ATTACKS[1:]) + " (benchmarks only), or unset",
-            self.attack,
-        )
-        _check(bool(self.dataset), "dataset", "a non-empty string", self.dataset)
-        if self.base_model:
-            _name("base-model", self.base_model)
-        if self.encoding:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise ValueError(
-                    f"`encoding` must be a text encoding such as 'utf-8' or 'cp1252', "
-                    f"got {self.encoding!r}"
-                ) from None
-        _check(self.lora_rank >= 1, "lora-rank", ">= 1", self.lora_rank)
-        _check(self.local_steps >= 1, "local-steps", ">= 1", self.local_steps)
-        _check(self.batch_size >= 1, "batch-size", ">= 1", self.batch_size)
-        _check(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning-rate",
-            "> 0",
-            self.learning_rate,
-        )
-        _check(self.num_partitions >= 1, "num-partitions", ">= 1", self.num_partitions)
-        _check(
-            0 <= self.partition < self.num_partitions,
-            "partition",
-            f"in [0, {self.num_partitions})",
-            self.partition,
-        )
-        _check(
-            self.partitioner in ("iid", "dirichlet"),
-            "partitioner",
-            "'iid' or 'dirichlet'",
-            self.partitioner,
-        )
-        _check(self.dirichlet_alpha > 0, "dirichlet-alpha", "> 0", self.dirichlet_alpha)
+    @model_validator(mode="after")
+    def _client(self) -> ClientConfig:
+        found: list[tuple[tuple[str, ...], str]] = []
+        if self.partition >= self.num_partitions:
+            found.append(
+                (("partition",), f"must be in [0, {self.num_partitions}), got {self.partition!r}")
+            )
         if is_data_file(self.dataset):
             path = Path(self.dataset).expanduser()
             if not path.is_absolute() and path.exists():
                 # Simulation workers and later processes may run elsewhere.
                 object.__setattr__(self, "dataset", str(path.resolve()))
         if not self.task:
-            object.__setattr__(self, "task", default_task(self.dataset))
-        _name("task", self.task)
+            try:
+                object.__setattr__(self, "task", default_task(self.dataset))
+            except ValueError as e:
+                found.append(((), str(e)))
+        elif not is_safe_name(self.task):
+            found.append((("task",), f"must be a safe name, got {self.task!r}"))
+        error = problems(found)
+        if error is not None:
+            raise error
+        return self
 
 
-UNION_TASK = "union"
-"""Task key shared by every client when ``federation.label-space = "union"``."""
+@config_model("federation")
+class FederationSettings:
+    """The ``[federation]`` table: settings of the whole federation.
 
-LABEL_SPACES = ("task", "union")
-
-
-def default_state_dir() -> str:
-    """``$FEDNET_STATE_DIR`` if set, else ``~/.fednet/state``."""
-    import os
-
-    return os.environ.get("FEDNET_STATE_DIR") or "~/.fednet/state"
-
-
-@dataclass(frozen=True)
-class FederationConfig:
-    """The whole federation: global settings plus one entry per client.
+    Parameters
+    ----------
+    name : str
+        Name of the federation, kept in run records and checkpoints.
+    base_model : str
+        Registered base model of every client that names none.
+    rounds : int
+        Federated rounds.
+    seed : int
+        Seed of splits, sampling and initialisation.
+    max_length : int
+        Tokens per text fed to the encoder.
+    test_fraction : float
+        Share of each client's data held out for evaluation, in (0, 1).
+    eval_examples : int
+        Held-out examples each client evaluates on per round.
+    personalize_steps : int
+        Local steps after the last round (0: none).
+    label_space : str
+        ``"task"`` (a head per task) or ``"union"`` (one head over every data set).
+    wire_dtype : str
+        ``"float32"`` or ``"float16"`` LoRA factors and heads in messages.
+    state_dir : str
+        Where simulated clients keep their privacy ledgers across runs.
 
     ``label_space`` (``federation.label-space``) chooses the clients' heads:
     ``"task"`` (default) gives each task its own head over its data set's labels;
@@ -378,82 +390,78 @@ class FederationConfig:
     The default is ``$FEDNET_STATE_DIR``, else ``~/.fednet/state``.
     """
 
-    clients: tuple[ClientConfig, ...]
-    name: str = "fednet"
-    base_model: str = "minilm-l6"
-    rounds: int = 3
-    seed: int = 42
-    max_length: int = 64
-    test_fraction: float = 0.2
-    eval_examples: int = 256
-    personalize_steps: int = 0
-    label_space: str = "task"
-    wire_dtype: str = "float32"
-    state_dir: str = field(default_factory=lambda: default_state_dir())
+    name: Str = "fednet"
+    base_model: SafeName = "minilm-l6"
+    rounds: Annotated[Int, *bound(">= 1")] = 3
+    seed: Int = 42
+    max_length: Annotated[Int, *bound(">= 8")] = 64
+    test_fraction: Annotated[Finite, *bound("in (0, 1)")] = 0.2
+    eval_examples: Annotated[Int, *bound(">= 1")] = 256
+    personalize_steps: Annotated[Int, *bound(">= 0")] = 0
+    label_space: LabelSpace = "task"
+    wire_dtype: WireDtype = "float32"
+    state_dir: Str = field(default_factory=default_state_dir)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise expected("a non-empty path")
+        return value
+
+
+@config_model("federation")
+class FederationConfig(FederationSettings):
+    """The whole federation: the ``[federation]`` settings plus one entry per client.
+
+    See :class:`FederationSettings` for the federation-wide fields. A client
+    without a ``base_model`` gets the federation's; under ``label_space
+    "union"`` every client's task is :data:`UNION_TASK`.
+    """
+
+    clients: Annotated[tuple[ClientConfig, ...], *non_empty("at least one [[clients]] table")]
     lora: LoraDefaults = field(default_factory=LoraDefaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     hub: HubConfig = field(default_factory=HubConfig)
-    source: str = ""
+    source: Str = ""
 
-    def __post_init__(self) -> None:
-        _check(len(self.clients) >= 1, "clients", "at least one client", len(self.clients))
-        _name("federation.base-model", self.base_model)
-        _check(self.rounds >= 1, "federation.rounds", ">= 1", self.rounds)
-        _check(self.max_length >= 8, "federation.max-length", ">= 8", self.max_length)
-        _check(
-            0.0 < self.test_fraction < 1.0,
-            "federation.test-fraction",
-            "in (0, 1)",
-            self.test_fraction,
-        )
-        _check(self.eval_examples >= 1, "federation.eval-examples", ">= 1", self.eval_examples)
-        _check(
-            self.personalize_steps >= 0,
-            "federation.personalize-steps",
-            ">= 0",
-            self.personalize_steps,
-        )
-        _check(
-            self.label_space in LABEL_SPACES,
-            "federation.label-space",
-            "'task' or 'union'",
-            self.label_space,
-        )
-        _check(
-            self.wire_dtype in WIRE_DTYPES,
-            "federation.wire-dtype",
-            " or ".join(repr(d) for d in WIRE_DTYPES),
-            self.wire_dtype,
-        )
-        _check(
-            isinstance(self.state_dir, str) and bool(self.state_dir.strip()),
-            "federation.state-dir",
-            "a non-empty path",
-            self.state_dir,
-        )
-        attackers = [c.id for c in self.clients if c.attack]
+    @model_validator(mode="after")
+    def _federation(self) -> FederationConfig:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        for i, c in enumerate(self.clients):
+            if c.id in seen:
+                found.append((("clients", i, "id"), f"must be unique, got {c.id!r} twice"))
+            seen.add(c.id)
+        attackers = [i for i, c in enumerate(self.clients) if c.attack]
         if attackers and self.hub.location:
-            raise ConfigError(
-                f"`clients[{attackers[0]}].attack` is a benchmark setting: a federation "
-                "with an attack client must not publish, so `hub.location` must be unset"
+            found.append(
+                (
+                    ("clients", attackers[0], "attack"),
+                    "is a benchmark setting: a federation with an attack client must not "
+                    "publish, so `hub.location` must be unset",
+                )
             )
-        ids = [c.id for c in self.clients]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        _check(not dupes, "clients.id", "unique", dupes)
         resolved = tuple(
             c if c.base_model else dataclasses.replace(c, base_model=self.base_model)
             for c in self.clients
         )
         if self.label_space == "union":
-            custom = [c for c in resolved if c.task not in (default_task(c.dataset), UNION_TASK)]
-            if custom:
-                raise ValueError(
-                    f"`clients[{custom[0].id}].task` must be unset with "
-                    f"`federation.label-space` 'union', got {custom[0].task!r}"
-                )
+            for i, c in enumerate(resolved):
+                if c.task not in (default_task(c.dataset), UNION_TASK):
+                    found.append(
+                        (
+                            ("clients", i, "task"),
+                            f"must be unset with `federation.label-space` 'union', got {c.task!r}",
+                        )
+                    )
             resolved = tuple(dataclasses.replace(c, task=UNION_TASK) for c in resolved)
+        error = problems(found)
+        if error is not None:
+            raise error
         object.__setattr__(self, "clients", resolved)
+        return self
 
     def client(self, client_id: str) -> ClientConfig:
         """Return the client named ``client_id``; the error lists the valid ids."""
@@ -473,142 +481,84 @@ class FederationConfig:
         return max(c.lora_rank for c in self.clients)
 
     def with_overrides(self, **changes: Any) -> FederationConfig:
-        """A copy with top-level fields replaced (e.g. ``rounds``)."""
+        """A copy with top-level fields replaced (e.g. ``rounds``), validated again."""
         return dataclasses.replace(self, **changes)
 
 
 # --------------------------------------------------------------------------- TOML
 
 
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
+@config_model("")
+class PresetFile:
+    """The layout of a preset file (``configs/*.toml``): one field per table."""
+
+    clients: Annotated[tuple[ClientConfig, ...], *non_empty("at least one [[clients]] table")]
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    lora: LoraDefaults = field(default_factory=LoraDefaults)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    client_defaults: ClientDefaults = field(default_factory=ClientDefaults)
 
 
-def _type_ok(value: Any, hint: Any) -> tuple[bool, Any]:
-    """Check ``value`` against a field's type hint; return (ok, coerced value)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            if arm is type(None):
-                if value is None:
-                    return True, None
-                continue
-            ok, coerced = _type_ok(value, arm)
-            if ok:
-                return True, coerced
-        return False, value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            return False, value
-        inner = typing.get_args(hint)[0]
-        out = []
-        for v in value:
-            ok, c = _type_ok(v, inner)
-            if not ok:
-                return False, value
-            out.append(c)
-        return True, tuple(out)
-    if hint is bool:
-        return isinstance(value, bool), value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, int | float):
-            return True, float(value)
-        if isinstance(value, str) and value.lower() in ("inf", "+inf", "infinity"):
-            return True, math.inf
-        return False, value
-    if hint is str:
-        return isinstance(value, str), value
-    return True, value
+def _merge_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the valid ``[client-defaults]`` keys copied into every client.
 
-
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return f"list of {_type_name(typing.get_args(hint)[0])}"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _build(
-    cls: type,
-    table: Mapping[str, Any],
-    where: str,
-    skip: tuple[str, ...] = (),
-    extra: Mapping[str, Any] | None = None,
-) -> Any:
-    """Build dataclass ``cls`` from a kebab-case TOML table, naming bad keys."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"`{where}` must be a table, got {type(table).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {_kebab(f.name): f for f in dataclasses.fields(cls) if f.name not in skip}
-    kwargs: dict[str, Any] = dict(extra or {})
-    for key, value in table.items():
-        dotted = f"{where}.{key}" if where else key
-        if key not in fields:
-            valid = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown key `{dotted}`; valid keys: {valid}")
-        f = fields[key]
-        ok, coerced = _type_ok(value, hints[f.name])
-        if not ok:
-            raise ConfigError(
-                f"`{dotted}` must be {_type_name(hints[f.name])}, "
-                f"got {type(value).__name__} {value!r}"
-            )
-        kwargs[f.name] = coerced
+    A bad default is reported once, under ``client-defaults``, not once per client.
+    """
+    out = dict(data)
+    defaults, clients = data.get("client-defaults", {}), data.get("clients")
+    if not isinstance(defaults, Mapping) or not isinstance(clients, list):
+        return out
     try:
-        return cls(**kwargs)
-    except TypeError as e:  # a required field is missing
-        missing = [
-            _kebab(f.name)
-            for f in dataclasses.fields(cls)
-            if f.name not in kwargs
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-            and f.name not in skip
-        ]
-        raise ConfigError(f"`{where}` is missing required key(s): {', '.join(missing)}") from e
-    except ValueError as e:
-        msg = str(e)
-        if where and not msg.startswith(f"`{where.split('.')[0]}"):
-            msg = f"{where}: {msg}"
-        raise ConfigError(msg) from e
-
-
-_SECTIONS = ("federation", "lora", "strategy", "privacy", "hub", "client-defaults", "clients")
+        adapter(ClientDefaults).validate_python(defaults)
+        good = dict(defaults)
+    except pydantic.ValidationError as e:
+        bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+        good = {k: v for k, v in defaults.items() if k not in bad}
+    out["clients"] = [{**good, **c} if isinstance(c, Mapping) else c for c in clients]
+    return out
 
 
 def parse_preset(data: Mapping[str, Any], *, source: str = "<preset>") -> FederationConfig:
-    """Turn a parsed TOML mapping into a :class:`FederationConfig`."""
-    for key in data:
-        if key not in _SECTIONS:
-            raise ConfigError(
-                f"unknown section `{key}` in {source}; valid sections: {', '.join(_SECTIONS)}"
-            )
-    clients_raw = data.get("clients", [])
-    if not isinstance(clients_raw, list) or not clients_raw:
-        raise ConfigError(f"`clients` in {source} must be a non-empty array of tables")
-    defaults = data.get("client-defaults", {})
-    _build(ClientConfig, {"id": "x", "dataset": "x", **defaults}, "client-defaults")
-    clients = []
-    for i, raw in enumerate(clients_raw):
-        label = raw.get("id", i) if isinstance(raw, Mapping) else i
-        clients.append(_build(ClientConfig, {**defaults, **raw}, f"clients[{label}]"))
-    extra = {
-        "clients": tuple(clients),
-        "lora": _build(LoraDefaults, data.get("lora", {}), "lora"),
-        "strategy": _build(StrategyConfig, data.get("strategy", {}), "strategy"),
-        "privacy": _build(PrivacyConfig, data.get("privacy", {}), "privacy"),
-        "hub": _build(HubConfig, data.get("hub", {}), "hub"),
+    """Turn a parsed TOML mapping into a :class:`FederationConfig`.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem of the preset, one line each.
+    """
+    named = "" if source == "<preset>" else source  # the file, in errors
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a preset must be a table, got {type(data).__name__}", source=named)
+    merged = _merge_defaults(data)
+    try:
+        preset = adapter(PresetFile).validate_python(merged)
+    except pydantic.ValidationError as e:
+        raise config_error(e, merged, PresetFile, source=named) from None
+    settings = {
+        f.name: getattr(preset.federation, f.name) for f in dataclasses.fields(FederationSettings)
+    }
+    parts = {
+        "clients": preset.clients,
+        "lora": preset.lora,
+        "strategy": preset.strategy,
+        "privacy": preset.privacy,
+        "hub": preset.hub,
         "source": source,
     }
-    return _build(
-        FederationConfig, data.get("federation", {}), "federation", skip=tuple(extra), extra=extra
-    )
+    try:
+        return adapter(FederationConfig).validate_python({**settings, **parts})
+    except pydantic.ValidationError as e:
+        raise config_error(e, parts, FederationConfig, source=named) from None
+
+
+def preset_schema() -> dict[str, Any]:
+    """The JSON Schema of a preset file (:class:`PresetFile`), keys in kebab case."""
+    schema = adapter(PresetFile).json_schema(by_alias=True)
+    schema["title"] = "fednet preset"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -621,7 +571,7 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def load_preset(path: str | Path) -> FederationConfig:
-    """Load and validate a TOML preset."""
+    """Load and validate a TOML preset; a :class:`ConfigError` lists every problem."""
     p = resolve_path(path)
     if not p.is_file():
         raise ConfigError(f"preset file not found: {str(path)!r}")
@@ -632,29 +582,36 @@ def load_preset(path: str | Path) -> FederationConfig:
     return parse_preset(data, source=str(p))
 
 
-def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
-    """Build the federation from a Flower run config.
+@config_model("run-config")
+class RunConfig:
+    """The Flower run config (``[tool.flwr.app.config]`` in ``pyproject.toml``).
 
-    Recognised keys: ``preset`` (path of a TOML preset) and ``num-server-rounds``
-    (overrides ``federation.rounds`` when > 0). ``run-dir`` is read by the ServerApp.
+    Parameters
+    ----------
+    preset : str
+        Path of a TOML preset.
+    num_server_rounds : int
+        Overrides ``federation.rounds`` when > 0.
+    run_dir : str
+        Where the ServerApp writes the run (empty: ``runs/<time>``).
+    resume : bool
+        Continue the run in ``run_dir`` from its last checkpoint.
     """
-    known = {"preset", "num-server-rounds", "run-dir"}
-    unknown = sorted(set(run_config) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown run-config key(s): {', '.join(unknown)}; valid: {sorted(known)}"
-        )
-    preset = run_config.get("preset", "configs/default.toml")
-    if not isinstance(preset, str):
-        raise ConfigError(f"run-config `preset` must be a string path, got {preset!r}")
-    cfg = load_preset(preset)
+
+    preset: Annotated[Str, Field(min_length=1)] = "configs/default.toml"
+    num_server_rounds: Annotated[Int, *bound(">= 0")] = 0
+    run_dir: Str = ""
+    resume: Bool = False
+
+
+def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
+    """Build the federation from a Flower run config (see :class:`RunConfig`)."""
+    run = validate(RunConfig, dict(run_config), source="run config")
+    cfg = load_preset(run.preset)
     attackers = [c.id for c in cfg.clients if c.attack]
     if attackers:
         raise ConfigError(
             f"`clients[{attackers[0]}].attack` is a benchmark setting for simulation; "
-            f"it is refused in deployment ({preset})"
+            f"it is refused in deployment ({run.preset})"
         )
-    rounds = run_config.get("num-server-rounds", 0)
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
-        raise ConfigError(f"run-config `num-server-rounds` must be an int >= 0, got {rounds!r}")
-    return cfg.with_overrides(rounds=rounds) if rounds else cfg
+    return cfg.with_overrides(rounds=run.num_server_rounds) if run.num_server_rounds else cfg

@@ -1,9 +1,9 @@
 """Domain errors raised by fednet at run time.
 
-Configuration mistakes raise ``ValueError`` or ``TypeError`` where the object is
-built. The exceptions here describe failures of a running federation: an update
-that breaks the wire allowlist, a hub blob that fails verification, a privacy
-budget that is spent.
+Configuration mistakes raise :class:`ConfigError` (a ``ValueError``) where the
+config is built, listing every problem. The other exceptions here describe
+failures of a running federation: an update that breaks the wire allowlist, a
+hub blob that fails verification, a privacy budget that is spent.
 """
 
 from __future__ import annotations
@@ -27,7 +27,28 @@ class FednetError(Exception):
 
 
 class ConfigError(FednetError, ValueError):
-    """A configuration file, run config or CLI argument is invalid."""
+    """A configuration file, run config or CLI argument is invalid.
+
+    Parameters
+    ----------
+    problems : str or list[str]
+        One line per problem, each naming the key, what was expected and the
+        value that came; a config validator reports every problem at once.
+    source : str, optional
+        The file the configuration came from, named in the first line when
+        there are several problems.
+    """
+
+    def __init__(self, problems: str | list[str], *, source: str = "") -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        lines = self.problems
+        if len(lines) > 1:
+            where = f" in {source}" if source else ""
+            lines = [f"{len(lines)} problems{where}:", *lines]
+        elif source and lines:
+            lines = [f"{source}: {lines[0]}"]
+        super().__init__("\n".join(lines))
 
 
 class UpdateRejectedError(FednetError):

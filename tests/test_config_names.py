@@ -42,8 +42,9 @@ def test_task_of_a_file_is_its_stem_never_the_path(tmp_path: Path, monkeypatch) 
     ],
 )
 def test_unsafe_names_are_refused_naming_the_key(client: dict, key: str) -> None:
-    with pytest.raises(ConfigError, match=f"`{key}`"):
+    with pytest.raises(ConfigError, match=rf"`clients\[\w+\]\.{key}` must be .*, got ") as info:
         parse_preset(_preset(**client))
+    assert repr(next(iter(client.values()))) in str(info.value)
 
 
 def test_federation_base_model_is_checked() -> None:

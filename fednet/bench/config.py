@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import Annotated
 
-from fednet.checks import check_int
+from pydantic import Field
+
+from fednet.config_base import Bool, Finite, Int, Str, bound, config_model
 
 __all__ = ["BenchConfig", "QUICK"]
 
@@ -26,14 +27,10 @@ privacy section (its four simulations alone take longer than the rest; it has it
 own quick mode, ``python -m fednet.bench.privacy --quick``)."""
 
 
-def _unit(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`bench.{key}` must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`bench.{key}` must be in [0, 1], got {value!r}")
+NonEmpty = Annotated[Str, Field(min_length=1)]
 
 
-@dataclass(frozen=True, kw_only=True)
+@config_model("bench")
 class BenchConfig:
     """What the benchmark trains, asks and writes.
 
@@ -80,53 +77,26 @@ class BenchConfig:
         (the same preset and overrides must be given).
     """
 
-    preset: str = "configs/default.toml"
-    out_dir: str = "bench/results"
-    quick: bool = False
-    rounds: int | None = None
-    local_steps: int | None = None
-    personalize_steps: int | None = None
-    eval_examples: int | None = None
-    queries_per_dataset: int = 100
-    warmup_per_dataset: int = 50
-    top_k: int = 2
-    confidence_threshold: float = 0.8
-    baseline_eval_examples: int = 64
-    baseline_sketch_examples: int = 32
-    clients_at_once: int | None = None
-    routing_section: bool = True
-    privacy_section: bool = True
-    routing_queries_per_dataset: int = 100
-    routing_warmup_per_dataset: int = 50
-    seed: int = 0
-    reuse: str | None = None
-
-    def __post_init__(self) -> None:
-        for key in ("preset", "out_dir"):
-            value = getattr(self, key)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"`bench.{key}` must be a non-empty string, got {value!r}")
-        for key in ("rounds", "local_steps", "eval_examples"):
-            if getattr(self, key) is not None:
-                check_int(f"bench.{key}", getattr(self, key), minimum=1)
-        if self.personalize_steps is not None:
-            check_int("bench.personalize_steps", self.personalize_steps, minimum=0)
-        check_int("bench.queries_per_dataset", self.queries_per_dataset, minimum=1)
-        check_int("bench.warmup_per_dataset", self.warmup_per_dataset, minimum=0)
-        check_int("bench.top_k", self.top_k, minimum=1)
-        _unit("confidence_threshold", self.confidence_threshold)
-        check_int("bench.baseline_eval_examples", self.baseline_eval_examples, minimum=1)
-        check_int("bench.baseline_sketch_examples", self.baseline_sketch_examples, minimum=1)
-        if self.clients_at_once is not None:
-            check_int("bench.clients_at_once", self.clients_at_once, minimum=1)
-        check_int("bench.routing_queries_per_dataset", self.routing_queries_per_dataset, minimum=1)
-        check_int("bench.routing_warmup_per_dataset", self.routing_warmup_per_dataset, minimum=0)
-        check_int("bench.seed", self.seed, minimum=0)
-        if self.reuse is not None and (not isinstance(self.reuse, str) or not self.reuse):
-            raise ValueError(f"`bench.reuse` must be a directory path, got {self.reuse!r}")
-        for key in ("quick", "routing_section", "privacy_section"):
-            if not isinstance(getattr(self, key), bool):
-                raise TypeError(f"`bench.{key}` must be a bool, got {getattr(self, key)!r}")
+    preset: NonEmpty = "configs/default.toml"
+    out_dir: NonEmpty = "bench/results"
+    quick: Bool = False
+    rounds: Annotated[Int, *bound(">= 1")] | None = None
+    local_steps: Annotated[Int, *bound(">= 1")] | None = None
+    personalize_steps: Annotated[Int, *bound(">= 0")] | None = None
+    eval_examples: Annotated[Int, *bound(">= 1")] | None = None
+    queries_per_dataset: Annotated[Int, *bound(">= 1")] = 100
+    warmup_per_dataset: Annotated[Int, *bound(">= 0")] = 50
+    top_k: Annotated[Int, *bound(">= 1")] = 2
+    confidence_threshold: Annotated[Finite, *bound("in [0, 1]")] = 0.8
+    baseline_eval_examples: Annotated[Int, *bound(">= 1")] = 64
+    baseline_sketch_examples: Annotated[Int, *bound(">= 1")] = 32
+    clients_at_once: Annotated[Int, *bound(">= 1")] | None = None
+    routing_section: Bool = True
+    privacy_section: Bool = True
+    routing_queries_per_dataset: Annotated[Int, *bound(">= 1")] = 100
+    routing_warmup_per_dataset: Annotated[Int, *bound(">= 0")] = 50
+    seed: Annotated[Int, *bound(">= 0")] = 0
+    reuse: NonEmpty | None = None
 
     @classmethod
     def quick_mode(cls, **overrides: object) -> BenchConfig:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from fednet.checks import check_int
 from fednet.data.data_utils import (
     LABEL_COLUMN,
     TEXT_COLUMN,
@@ -115,14 +116,6 @@ def _get_method(name: str) -> _Method:
         ) from None
 
 
-def _check_int(value: object, *, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{key}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{key}` must be >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_alpha(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"`alpha` must be a float > 0, got {value!r}")
@@ -151,8 +144,8 @@ def create_partitioner(
         argument is out of range.
     """
     method = _get_method(name)
-    num_partitions = _check_int(num_partitions, key="num_partitions", minimum=1)
-    min_partition_size = _check_int(min_partition_size, key="min_partition_size", minimum=0)
+    num_partitions = check_int("num_partitions", num_partitions, minimum=1)
+    min_partition_size = check_int("min_partition_size", min_partition_size, minimum=0)
     alpha = _check_alpha(alpha)
     seed = check_seed(seed)
     if num_partitions > dataset.num_rows:
@@ -222,8 +215,8 @@ def partition_dataset(
         If an argument is out of range, or the partition is empty or smaller
         than ``min_partition_size``.
     """
-    num_partitions = _check_int(num_partitions, key="num_partitions", minimum=1)
-    partition_id = _check_int(partition_id, key="partition_id", minimum=0)
+    num_partitions = check_int("num_partitions", num_partitions, minimum=1)
+    partition_id = check_int("partition_id", partition_id, minimum=0)
     if partition_id >= num_partitions:
         raise ValueError(
             f"`partition_id` must be in [0, {num_partitions}) for "

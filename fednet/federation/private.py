@@ -98,7 +98,7 @@ def data_fingerprint(client: ClientConfig) -> str:
         h.update(json.dumps(["file", client.text_column, client.label_column]).encode())
     else:
         h.update(json.dumps(["catalogue", client.dataset]).encode())
-    share = [client.partitioner, client.num_partitions, client.partition]
+    share: list[str | int | float] = [client.partitioner, client.num_partitions, client.partition]
     if client.partitioner == "dirichlet":
         share.append(client.dirichlet_alpha)
     h.update(json.dumps(share).encode())

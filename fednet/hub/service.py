@@ -29,7 +29,7 @@ import binascii
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -390,11 +390,20 @@ def serve(
     public_reads: bool = True,
     db_url: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    mount: Callable[[FastAPI, HubStore], Callable[[], None] | None] | None = None,
 ) -> None:
     """Serve the hub stored under ``root`` with uvicorn until interrupted.
 
     Requests are authorized by the tokens in the hub's database only (made
     with ``fednet hub token create``); there is no default token.
+
+    Parameters
+    ----------
+    mount : callable, optional
+        ``mount(app, store)`` adds routes of a higher layer before serving and
+        may return a function to call when serving stops. ``fednet hub serve``
+        mounts the network console (:mod:`fednet.console`) this way; the hub
+        itself imports nothing above it.
     """
     import uvicorn
 
@@ -405,8 +414,11 @@ def serve(
             root,
         )
     app = create_app(store, public_reads=public_reads, max_upload_bytes=max_upload_bytes)
+    close = mount(app, store) if mount is not None else None
     logger.info("serving hub %s on http://%s:%d", root, host, port)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        if close is not None:
+            close()
         store.close()

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated, Literal, get_args
 
-from fednet.checks import check_int
+from fednet.config_base import Finite, Int, bound, config_model
 from fednet.routing.config import RouterConfig
 
 __all__ = ["PeerConfig", "AskConfig", "COMBINER_MODES"]
 
-COMBINER_MODES: tuple[str, ...] = ("cascade", "ensemble")
+CombinerMode = Literal["cascade", "ensemble"]
+COMBINER_MODES: tuple[str, ...] = get_args(CombinerMode)
 """How answers of several peers are combined (see :mod:`fednet.inference.combine`)."""
 
 
-def _positive(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`{key}` must be a number, got {type(value).__name__} {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"`{key}` must be finite and > 0, got {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True, kw_only=True)
+@config_model("peer")
 class PeerConfig:
     """How a peer serves adapters.
 
@@ -49,33 +42,18 @@ class PeerConfig:
         asked again.
     """
 
-    max_length: int = 64
-    cache_size: int = 8
-    batch_window_s: float = 0.002
-    max_batch_texts: int = 64
-    max_texts: int = 64
-    max_query_chars: int = 2000
-    request_timeout_s: float = 30.0
-    heartbeat_s: float = 10.0
-    resolve_ttl_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        check_int("peer.max-length", self.max_length, minimum=8)
-        check_int("peer.cache-size", self.cache_size, minimum=1)
-        window = self.batch_window_s
-        if isinstance(window, bool) or not isinstance(window, int | float):
-            raise TypeError(f"`peer.batch-window-s` must be a number, got {window!r}")
-        if not 0 <= window <= 1:
-            raise ValueError(f"`peer.batch-window-s` must be in [0, 1], got {window!r}")
-        check_int("peer.max-batch-texts", self.max_batch_texts, minimum=1)
-        check_int("peer.max-texts", self.max_texts, minimum=1)
-        check_int("peer.max-query-chars", self.max_query_chars, minimum=1)
-        _positive("peer.request-timeout-s", self.request_timeout_s)
-        _positive("peer.heartbeat-s", self.heartbeat_s)
-        _positive("peer.resolve-ttl-s", self.resolve_ttl_s)
+    max_length: Annotated[Int, *bound(">= 8")] = 64
+    cache_size: Annotated[Int, *bound(">= 1")] = 8
+    batch_window_s: Annotated[Finite, *bound("in [0, 1]")] = 0.002
+    max_batch_texts: Annotated[Int, *bound(">= 1")] = 64
+    max_texts: Annotated[Int, *bound(">= 1")] = 64
+    max_query_chars: Annotated[Int, *bound(">= 1")] = 2000
+    request_timeout_s: Annotated[Finite, *bound("> 0")] = 30.0
+    heartbeat_s: Annotated[Finite, *bound("> 0")] = 10.0
+    resolve_ttl_s: Annotated[Finite, *bound("> 0")] = 30.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@config_model("ask")
 class AskConfig:
     """How a query is routed, sent and combined.
 
@@ -103,30 +81,11 @@ class AskConfig:
     """
 
     router: RouterConfig = field(default_factory=RouterConfig)
-    mode: str = "cascade"
-    confidence_threshold: float = 0.8
-    peer_timeout_s: float = 5.0
-    max_query_chars: int = 2000
-    max_length: int = 64
-    hub_timeout_s: float = 10.0
-    peer_cooldown_s: float = 30.0
-    candidates_ttl_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.router, RouterConfig):
-            raise TypeError(f"`ask.router` must be a RouterConfig, got {self.router!r}")
-        if self.mode not in COMBINER_MODES:
-            raise ValueError(f"`ask.mode` must be one of {list(COMBINER_MODES)}, got {self.mode!r}")
-        threshold = self.confidence_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise TypeError(f"`ask.confidence-threshold` must be a number, got {threshold!r}")
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"`ask.confidence-threshold` must be in [0, 1], got {threshold!r}")
-        _positive("ask.peer-timeout-s", self.peer_timeout_s)
-        check_int("ask.max-query-chars", self.max_query_chars, minimum=1)
-        check_int("ask.max-length", self.max_length, minimum=8)
-        _positive("ask.hub-timeout-s", self.hub_timeout_s)
-        _positive("ask.candidates-ttl-s", self.candidates_ttl_s)
-        cooldown = self.peer_cooldown_s
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or cooldown < 0:
-            raise ValueError(f"`ask.peer-cooldown-s` must be a number >= 0, got {cooldown!r}")
+    mode: CombinerMode = "cascade"
+    confidence_threshold: Annotated[Finite, *bound("in [0, 1]")] = 0.8
+    peer_timeout_s: Annotated[Finite, *bound("> 0")] = 5.0
+    max_query_chars: Annotated[Int, *bound(">= 1")] = 2000
+    max_length: Annotated[Int, *bound(">= 8")] = 64
+    hub_timeout_s: Annotated[Finite, *bound("> 0")] = 10.0
+    peer_cooldown_s: Annotated[Finite, *bound(">= 0")] = 30.0
+    candidates_ttl_s: Annotated[Finite, *bound("> 0")] = 60.0

@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-from fednet.privacy._checks import check_delta, check_non_negative, check_positive
+from pydantic import field_validator, model_validator
+
+from fednet.config_base import (
+    Bool,
+    Finite,
+    Float,
+    Int,
+    Str,
+    bound,
+    config_model,
+    expected,
+    problems,
+)
 
 __all__ = ["UPDATE_MODES", "PrivacyConfig"]
 
-UPDATE_MODES: tuple[str, ...] = ("none", "central", "local")
+UpdateMode = Literal["none", "central", "local"]
+UPDATE_MODES: tuple[str, ...] = get_args(UpdateMode)
 """``none``: updates leave unnoised; ``central``: the server clips and noises the
 average; ``local``: each client clips and noises its own update."""
 
 
-def _key(name: str) -> str:
-    return "`privacy." + name.replace("_", "-") + "`"
-
-
-@dataclass(frozen=True)
+@config_model("privacy")
 class PrivacyConfig:
     """Privacy settings of one client, read from the ``[privacy]`` table.
 
     TOML keys are the kebab-case forms of the field names
-    (``epsilon-budget`` -> ``epsilon_budget``); :mod:`fednet.config` maps them.
+    (``epsilon-budget`` -> ``epsilon_budget``); Python code may use either.
 
     Parameters
     ----------
@@ -67,83 +76,54 @@ class PrivacyConfig:
         (:data:`fednet.privacy.randomness.NOT_VALID_NOTE`).
     """
 
-    enabled: bool = False
-    epsilon_budget: float = 8.0
-    delta: float = 1e-5
-    sketch_epsilon: float = 1.0
-    sketch_clip: float = 1.0
-    update_mode: str = "none"
-    update_clip: float = 1.0
-    update_noise_multiplier: float = 0.0
-    dpsgd: bool = False
-    dpsgd_epsilon: float | None = None
-    dpsgd_noise_multiplier: float | None = None
-    dpsgd_max_grad_norm: float = 1.0
-    accountant: str = "rdp"
-    sketch_examples: int = 512
-    reproducible_noise: bool = False
+    enabled: Bool = False
+    epsilon_budget: Annotated[Float, *bound("> 0")] = 8.0
+    delta: Annotated[Finite, *bound("in (0, 1)")] = 1e-5
+    sketch_epsilon: Annotated[Finite, *bound("> 0")] = 1.0
+    sketch_clip: Annotated[Finite, *bound("> 0")] = 1.0
+    update_mode: UpdateMode = "none"
+    update_clip: Annotated[Finite, *bound("> 0")] = 1.0
+    update_noise_multiplier: Annotated[Finite, *bound(">= 0")] = 0.0
+    dpsgd: Bool = False
+    dpsgd_epsilon: Annotated[Finite, *bound("> 0")] | None = None
+    dpsgd_noise_multiplier: Annotated[Finite, *bound(">= 0")] | None = None
+    dpsgd_max_grad_norm: Annotated[Finite, *bound("> 0")] = 1.0
+    accountant: Str = "rdp"
+    sketch_examples: Annotated[Int, *bound(">= 1")] = 512
+    reproducible_noise: Bool = False
 
-    def __post_init__(self) -> None:
-        for name in ("enabled", "dpsgd", "reproducible_noise"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{_key(name)} must be a bool, got {getattr(self, name)!r}")
-        numbers = {
-            "epsilon_budget": check_positive(
-                _key("epsilon_budget"), self.epsilon_budget, allow_inf=True
-            ),
-            "delta": check_delta(_key("delta"), self.delta),
-            "sketch_epsilon": check_positive(_key("sketch_epsilon"), self.sketch_epsilon),
-            "sketch_clip": check_positive(_key("sketch_clip"), self.sketch_clip),
-            "update_clip": check_positive(_key("update_clip"), self.update_clip),
-            "update_noise_multiplier": check_non_negative(
-                _key("update_noise_multiplier"), self.update_noise_multiplier
-            ),
-            "dpsgd_max_grad_norm": check_positive(
-                _key("dpsgd_max_grad_norm"), self.dpsgd_max_grad_norm
-            ),
-        }
-        if self.dpsgd_epsilon is not None:
-            numbers["dpsgd_epsilon"] = check_positive(_key("dpsgd_epsilon"), self.dpsgd_epsilon)
-        if self.dpsgd_noise_multiplier is not None:
-            numbers["dpsgd_noise_multiplier"] = check_non_negative(
-                _key("dpsgd_noise_multiplier"), self.dpsgd_noise_multiplier
-            )
-        for name, value in numbers.items():  # ints from TOML become floats
-            object.__setattr__(self, name, value)
+    @field_validator("accountant")
+    @classmethod
+    def _accountant(cls, value: str) -> str:
+        if value == "rdp":
+            return value
+        from fednet.privacy.accountant import available_accountants  # loads opacus
 
-        if isinstance(self.sketch_examples, bool) or self.sketch_examples < 1:
-            raise ValueError(
-                f"{_key('sketch_examples')} must be >= 1, got {self.sketch_examples!r}"
-            )
-        if self.update_mode not in UPDATE_MODES:
-            raise ValueError(
-                f"{_key('update_mode')} must be one of {', '.join(UPDATE_MODES)}; "
-                f"got {self.update_mode!r}"
-            )
-        if self.accountant != "rdp":
-            from fednet.privacy.accountant import available_accountants  # loads opacus
-        else:
+        if value not in available_accountants():
+            raise expected("one of " + ", ".join(repr(a) for a in available_accountants()))
+        return value
 
-            def available_accountants() -> list[str]:
-                return ["rdp"]
-
-        if self.accountant not in available_accountants():
-            raise ValueError(
-                f"{_key('accountant')} must be one of {', '.join(available_accountants())}; "
-                f"got {self.accountant!r}"
-            )
+    @model_validator(mode="after")
+    def _cross(self) -> PrivacyConfig:
+        found: list[tuple[tuple[str, ...], str]] = []
         if self.dpsgd and (self.dpsgd_epsilon is None) == (self.dpsgd_noise_multiplier is None):
-            raise ValueError(
-                f"with {_key('dpsgd')} on, set exactly one of {_key('dpsgd_epsilon')} and "
-                f"{_key('dpsgd_noise_multiplier')}; got {self.dpsgd_epsilon!r} and "
-                f"{self.dpsgd_noise_multiplier!r}"
+            found.append(
+                (
+                    (),
+                    "with `privacy.dpsgd` on, set exactly one of `privacy.dpsgd-epsilon` and "
+                    f"`privacy.dpsgd-noise-multiplier`; got {self.dpsgd_epsilon!r} and "
+                    f"{self.dpsgd_noise_multiplier!r}",
+                )
             )
         for name in ("sketch_epsilon", "dpsgd_epsilon"):
             value = getattr(self, name)
             if self.enabled and value is not None and value > self.epsilon_budget:
-                raise ValueError(
-                    f"{_key(name)} must not exceed {_key('epsilon_budget')} "
-                    f"({self.epsilon_budget!r}), got {value!r}"
+                found.append(
+                    (
+                        (name,),
+                        f"must not exceed `privacy.epsilon-budget` ({self.epsilon_budget!r}), "
+                        f"got {value!r}",
+                    )
                 )
         if (
             self.enabled
@@ -151,7 +131,14 @@ class PrivacyConfig:
             and self.update_noise_multiplier == 0
             and not math.isinf(self.epsilon_budget)
         ):
-            raise ValueError(
-                f"{_key('update_noise_multiplier')} must be > 0 when {_key('update_mode')} is "
-                f"'local' under a finite budget, got {self.update_noise_multiplier!r}"
+            found.append(
+                (
+                    ("update_noise_multiplier",),
+                    "must be > 0 when `privacy.update-mode` is 'local' under a finite budget, "
+                    f"got {self.update_noise_multiplier!r}",
+                )
             )
+        error = problems(found)
+        if error is not None:
+            raise error
+        return self

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import Annotated
 
-from fednet.checks import check_int
+from pydantic import Field
+
+from fednet.config_base import Bool, Finite, Float, Int, Str, bound, config_model
 
 __all__ = ["RouterConfig"]
 
 
-def _number(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`router.{key}` must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"`router.{key}` must not be NaN, got {value!r}")
-    return float(value)
-
-
-def _non_negative(key: str, value: object) -> float:
-    number = _number(key, value)
-    if not 0.0 <= number < math.inf:
-        raise ValueError(f"`router.{key}` must be finite and >= 0, got {value!r}")
-    return number
-
-
-def _positive(key: str, value: object) -> float:
-    number = _number(key, value)
-    if not 0.0 < number < math.inf:
-        raise ValueError(f"`router.{key}` must be finite and > 0, got {value!r}")
-    return number
-
-
-@dataclass(frozen=True, kw_only=True)
+@config_model("router")
 class RouterConfig:
     """How a router scores candidates and how the objective trades them off.
 
@@ -94,54 +73,21 @@ class RouterConfig:
         (a candidate without a score gains 0). 0 (default) turns it off.
     """
 
-    name: str = "sketch"
-    top_k: int = 2
-    accuracy_weight: float = 1.0
-    latency_weight: float = 0.0
-    cost_weight: float = 0.0
-    latency_budget_s: float | None = None
-    default_latency_s: float = 0.05
-    default_accuracy: float = 0.5
-    sharpness: float = 40.0
-    min_count: float = 0.0
-    learning_rate: float = 1.0
-    l2: float = 1e-6
-    exploration: float = 0.0
-    sketch_gate: float = 0.7
-    feature_bits: int = 18
-    latency_decay: float = 0.2
-    confidence_feedback: bool = False
-    contribution_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"`router.name` must be a non-empty string, got {self.name!r}")
-        check_int("router.top-k", self.top_k, minimum=1)
-        _non_negative("accuracy-weight", self.accuracy_weight)
-        _non_negative("latency-weight", self.latency_weight)
-        _non_negative("cost-weight", self.cost_weight)
-        if self.latency_budget_s is not None:
-            _positive("latency-budget-s", self.latency_budget_s)
-        _positive("default-latency-s", self.default_latency_s)
-        accuracy = _number("default-accuracy", self.default_accuracy)
-        if not 0.0 <= accuracy <= 1.0:
-            raise ValueError(f"`router.default-accuracy` must be in [0, 1], got {accuracy!r}")
-        _positive("sharpness", self.sharpness)
-        _number("min-count", self.min_count)
-        _positive("learning-rate", self.learning_rate)
-        _non_negative("l2", self.l2)
-        _non_negative("exploration", self.exploration)
-        _non_negative("contribution-weight", self.contribution_weight)
-        gate = _number("sketch-gate", self.sketch_gate)
-        if not 0.0 <= gate <= 1.0:
-            raise ValueError(f"`router.sketch-gate` must be in [0, 1], got {gate!r}")
-        bits = check_int("router.feature-bits", self.feature_bits, minimum=8)
-        if bits > 24:
-            raise ValueError(f"`router.feature-bits` must be <= 24, got {bits!r}")
-        if not isinstance(self.confidence_feedback, bool):
-            raise TypeError(
-                f"`router.confidence-feedback` must be a bool, got {self.confidence_feedback!r}"
-            )
-        decay = _number("latency-decay", self.latency_decay)
-        if not 0.0 < decay <= 1.0:
-            raise ValueError(f"`router.latency-decay` must be in (0, 1], got {decay!r}")
+    name: Annotated[Str, Field(min_length=1)] = "sketch"
+    top_k: Annotated[Int, *bound(">= 1")] = 2
+    accuracy_weight: Annotated[Finite, *bound(">= 0")] = 1.0
+    latency_weight: Annotated[Finite, *bound(">= 0")] = 0.0
+    cost_weight: Annotated[Finite, *bound(">= 0")] = 0.0
+    latency_budget_s: Annotated[Finite, *bound("> 0")] | None = None
+    default_latency_s: Annotated[Finite, *bound("> 0")] = 0.05
+    default_accuracy: Annotated[Finite, *bound("in [0, 1]")] = 0.5
+    sharpness: Annotated[Finite, *bound("> 0")] = 40.0
+    min_count: Float = 0.0
+    learning_rate: Annotated[Finite, *bound("> 0")] = 1.0
+    l2: Annotated[Finite, *bound(">= 0")] = 1e-6
+    exploration: Annotated[Finite, *bound(">= 0")] = 0.0
+    sketch_gate: Annotated[Finite, *bound("in [0, 1]")] = 0.7
+    feature_bits: Annotated[Int, *bound("in [8, 24]")] = 18
+    latency_decay: Annotated[Finite, *bound("in (0, 1]")] = 0.2
+    confidence_feedback: Bool = False
+    contribution_weight: Annotated[Finite, *bound(">= 0")] = 0.0

@@ -5,7 +5,8 @@ it: its client id, task and base model become directory names and group keys
 (each a checked safe name, :mod:`fednet.names`), its rank sizes tensors, its
 example count weighs the average. Each field is checked for type and bounds,
 and, when the server has the preset, against the preset's entry for that
-client: the values must be the preset's own.
+client: the values must be the preset's own (:class:`ProfileRecord`; one error
+names every problem).
 """
 
 from __future__ import annotations
@@ -13,18 +14,31 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from flwr.app import ConfigRecord
+from pydantic import AfterValidator, Strict, ValidationInfo, model_validator
 
+from fednet.config_base import (
+    Float,
+    Int,
+    SafeName,
+    bound,
+    config_model,
+    expected,
+    problems,
+    validate,
+)
+from fednet.errors import ConfigError
 from fednet.federation.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
-from fednet.names import check_name
+from fednet.names import check_name, is_safe_name
 
 if TYPE_CHECKING:
     from fednet.config import FederationConfig
 
 __all__ = [
     "ClientProfile",
+    "ProfileRecord",
     "MAX_LABELS",
     "MAX_LABEL_CHARS",
     "MAX_NUM_EXAMPLES",
@@ -52,30 +66,84 @@ def _name(node_id: int, key: str, value: Any) -> str:
 
 
 def _int(node_id: int, key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(
-            f"profile from node {node_id}: `{key}` must be an int, got "
-            f"{type(value).__name__} {value!r:.80}"
-        )
-    if not low <= value <= high:
-        raise ValueError(
-            f"profile from node {node_id}: `{key}` must be in [{low}, {high}], got {value}"
+            f"profile from node {node_id}: `{key}` must be an int in [{low}, {high}], got "
+            f"{value!r:.80}"
         )
     return value
 
 
-def _label_name(node_id: int, i: int, value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_LABEL_CHARS
-        or any(ord(ch) < 32 for ch in value)
-    ):
-        raise ValueError(
-            f"profile from node {node_id}: label names must be 1-{MAX_LABEL_CHARS} characters "
-            f"without control characters; `label-names[{i}]` is {value!r:.80}"
-        )
+def _label_name(value: str) -> str:
+    if not value.strip() or len(value) > MAX_LABEL_CHARS or any(ord(ch) < 32 for ch in value):
+        raise expected(f"1-{MAX_LABEL_CHARS} characters without control characters")
     return value
+
+
+def _label_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    if not 2 <= len(names) <= MAX_LABELS:
+        why = "; its data has a single class" if len(names) == 1 else ""
+        raise expected(f"a list of 2 to {MAX_LABELS} labels{why}")
+    if len(set(names)) != len(names):
+        raise expected("a list of distinct labels")
+    return names
+
+
+LabelName = Annotated[str, Strict(), AfterValidator(_label_name)]
+
+
+@config_model("")
+class ProfileRecord:
+    """The fields of a ``profile`` record, checked for type and bounds (kebab-case keys).
+
+    Validated with the preset in the context (``context={"preset": cfg}``), its
+    model validator also checks every field against that client's preset entry.
+    """
+
+    client_id: SafeName
+    base_model: SafeName
+    task: SafeName
+    label_names: Annotated[tuple[LabelName, ...], AfterValidator(_label_names)]
+    lora_rank: Annotated[Int, *bound(f"in [1, {MAX_RANK}]")]
+    lora_alpha: Annotated[Float, *bound(f"in (0, {16 * MAX_RANK}]")]
+    num_examples: Annotated[Int, *bound(f"in [1, {MAX_NUM_EXAMPLES}]")] | None = None
+
+    @model_validator(mode="after")
+    def _against_preset(self, info: ValidationInfo) -> ProfileRecord:
+        preset: FederationConfig | None = (info.context or {}).get("preset")
+        if preset is None:
+            return self
+        found: list[tuple[tuple[str, ...], str]] = []
+        if self.num_examples is None and not preset.privacy.enabled:
+            found.append(((), "lacks 'num-examples'"))
+        known = {c.id: c for c in preset.clients}
+        client = known.get(self.client_id)
+        if client is None:
+            found.append(
+                (
+                    ("client-id",),
+                    f"is {self.client_id!r}, which is not in the preset (clients: {sorted(known)})",
+                )
+            )
+        else:
+            alpha = preset.lora_alpha(client.lora_rank)
+            differ: list[tuple[str, object, object]] = [
+                (key, got, want)
+                for key, got, want in (
+                    ("base-model", self.base_model, client.base_model),
+                    ("task", self.task, client.task),
+                    ("lora-rank", self.lora_rank, client.lora_rank),
+                )
+                if got != want
+            ]
+            if not math.isclose(self.lora_alpha, alpha, rel_tol=1e-9):
+                differ.append(("lora-alpha", self.lora_alpha, alpha))
+            for key, got, want in differ:
+                found.append(((key,), f"is {got!r}, the preset says {want!r}"))
+        error = problems(found)
+        if error is not None:
+            raise error
+        return self
 
 
 @dataclass(frozen=True)
@@ -146,77 +214,33 @@ class ClientProfile:
             a safe name, data of a single class, or a value that differs from
             the preset.
         """
+        missing = [k for k in _KEYS if k not in record]
+        if missing:
+            raise ValueError(f"profile from node {node_id} lacks {missing[0]!r}")
+        claimed = record["client-id"]
+        who = f"profile from node {node_id}" + (f" ({claimed!s})" if is_safe_name(claimed) else "")
+        fields = {k: record[k] for k in (*_KEYS, "num-examples") if k in record}
         try:
-            raw: dict[str, Any] = {k: record[k] for k in _KEYS}
-        except KeyError as e:
-            raise ValueError(f"profile from node {node_id} lacks {e}") from None
-        _name(node_id, "client-id", raw["client-id"])
-        who = f"profile from node {node_id} ({raw['client-id']})"
-        _name(node_id, "task", raw["task"])
-        _name(node_id, "base-model", raw["base-model"])
-        labels = raw["label-names"]
-        if isinstance(labels, str) or not isinstance(labels, list | tuple):
-            raise ValueError(f"{who}: `label-names` must be a list of str")
-        names = tuple(_label_name(node_id, i, x) for i, x in enumerate(labels))
-        if not 2 <= len(names) <= MAX_LABELS:
-            why = "; its data has a single class" if len(names) == 1 else ""
-            raise ValueError(
-                f"{who}: `label-names` must hold 2 to {MAX_LABELS} labels, got {len(names)}{why}"
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"{who}: `label-names` repeat a name")
-        alpha = raw["lora-alpha"]
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-            raise ValueError(f"{who}: `lora-alpha` must be a number")
-        if not (math.isfinite(alpha) and 0 < alpha <= 16 * MAX_RANK):
-            raise ValueError(f"{who}: `lora-alpha` must be in (0, {16 * MAX_RANK}], got {alpha!r}")
-        count = record.get("num-examples")
-        if count is None and preset is not None and not preset.privacy.enabled:
-            raise ValueError(f"profile from node {node_id} lacks 'num-examples'")
-        profile = cls(
+            checked = validate(ProfileRecord, fields, context={"preset": preset})
+        except ConfigError as e:
+            shown = e.problems[:_SHOWN]
+            more = f"; and {len(e.problems) - _SHOWN} more" if len(e.problems) > _SHOWN else ""
+            raise ValueError(f"{who}: " + "; ".join(shown) + more) from None
+        return cls(
             node_id=node_id,
-            client_id=raw["client-id"],
-            base_model=raw["base-model"],
-            task=raw["task"],
-            label_names=names,
-            rank=_int(node_id, "lora-rank", raw["lora-rank"], 1, MAX_RANK),
-            lora_alpha=float(alpha),
-            num_examples=(
-                None if count is None else _int(node_id, "num-examples", count, 1, MAX_NUM_EXAMPLES)
-            ),
+            client_id=checked.client_id,
+            base_model=checked.base_model,
+            task=checked.task,
+            label_names=checked.label_names,
+            rank=checked.lora_rank,
+            lora_alpha=float(checked.lora_alpha),
+            num_examples=checked.num_examples,
             data=_data_fields(node_id, record),
         )
-        if preset is not None:
-            profile._check_preset(preset)
-        return profile
 
-    def _check_preset(self, preset: FederationConfig) -> None:
-        known = {c.id: c for c in preset.clients}
-        client = known.get(self.client_id)
-        if client is None:
-            raise ValueError(
-                f"profile from node {self.node_id} names client {self.client_id!r}, which is not "
-                f"in the preset (clients: {sorted(known)})"
-            )
-        expected = {
-            "base-model": (self.base_model, client.base_model),
-            "task": (self.task, client.task),
-            "lora-rank": (self.rank, client.lora_rank),
-        }
-        problems = [
-            f"`{key}` is {got!r}, the preset says {want!r}"
-            for key, (got, want) in expected.items()
-            if got != want
-        ]
-        alpha = preset.lora_alpha(client.lora_rank)
-        if not math.isclose(self.lora_alpha, alpha, rel_tol=1e-9):
-            problems.append(f"`lora-alpha` is {self.lora_alpha!r}, the preset says {alpha!r}")
-        if problems:
-            raise ValueError(
-                f"profile of {self.client_id!r} from node {self.node_id} does not match the "
-                "preset: " + "; ".join(problems)
-            )
 
+_SHOWN = 10
+"""Problems of one profile named in its error; the rest are counted."""
 
 _KEYS = (
     "client-id",

@@ -37,11 +37,16 @@ def tiny():
 @pytest.mark.parametrize(
     ("field", "value", "error", "needle"),
     [
-        ("queries_per_dataset", 0, ValueError, "`bench.queries_per_dataset` must be >= 1, got 0"),
-        ("confidence_threshold", 1.5, ValueError, "`bench.confidence_threshold`"),
-        ("clients_at_once", True, TypeError, "`bench.clients_at_once` must be an int"),
-        ("rounds", 0, ValueError, "`bench.rounds` must be >= 1, got 0"),
-        ("preset", "", ValueError, "`bench.preset`"),
+        ("queries_per_dataset", 0, ConfigError, "`bench.queries-per-dataset` must be >= 1, got 0"),
+        (
+            "confidence_threshold",
+            1.5,
+            ConfigError,
+            "`bench.confidence-threshold` must be in [0, 1]",
+        ),
+        ("clients_at_once", True, ConfigError, "`bench.clients-at-once` must be an int, got True"),
+        ("rounds", 0, ConfigError, "`bench.rounds` must be >= 1, got 0"),
+        ("preset", "", ConfigError, "`bench.preset`"),
     ],
 )
 def test_bench_config_names_the_bad_key_and_value(field, value, error, needle):
@@ -103,7 +108,9 @@ def test_label_space_is_a_preset_key(tmp_path):
     )
     assert load_preset(preset).clients[0].task == UNION_TASK
     preset.write_text('[federation]\nlabel-space = 3\n[[clients]]\nid = "a"\ndataset = "x"\n')
-    with pytest.raises(ConfigError, match="`federation.label-space` must be str, got int 3"):
+    with pytest.raises(
+        ConfigError, match="`federation.label-space` must be 'task' or 'union', got 3"
+    ):
         load_preset(preset)
 
 

@@ -64,7 +64,9 @@ def test_attack_is_refused_in_deployment_with_a_hub_and_when_unknown(tmp_path):
                 load_preset("configs/tiny.toml").hub, location=str(tmp_path / "hub")
             ),
         )
-    with pytest.raises(ConfigError, match=r"clients\[x\]: `attack` must be 'label-flip' or 'backdoor'"):
+    with pytest.raises(
+        ConfigError, match=r"`clients\[x\]\.attack` must be one of '', 'label-flip' or 'backdoor'"
+    ):
         parse_preset({"clients": [{"id": "x", "dataset": "sms-spam", "attack": "replace"}]})
 
 

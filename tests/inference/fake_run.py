@@ -105,8 +105,14 @@ def write_run(
     *,
     rounds: int = 2,
     sketches: bool = True,
+    epsilons: dict[str, float] | None = None,
 ) -> Path:
-    """Write a run directory with ``clients`` (id -> (task, accuracy)) under ``root``."""
+    """Write a run directory with ``clients`` (id -> (task, accuracy)) under ``root``.
+
+    ``epsilons`` (client id -> composed ε) marks the run's updates private and
+    gives those clients an ε; the others' weights are then published without one.
+    """
+    epsilons = epsilons or {}
     clients = clients or DEFAULT_CLIENTS
     root.mkdir(parents=True, exist_ok=True)
     tasks = sorted({task for task, _ in clients.values()})
@@ -138,12 +144,19 @@ def write_run(
             "personalized_accuracy": accuracy,
             "sketch_epsilon": 1.0 if sketches else None,
         }
+        if cid in epsilons:
+            summary[cid]["epsilon"] = epsilons[cid]
+            summary[cid]["update_epsilon"] = 0.9 * epsilons[cid]
     (root / "summary.json").write_text(
         json.dumps(
             {
                 "rounds_completed": rounds,
                 "clients": summary,
-                "privacy": {"delta": 1e-5, "accountant": "rdp", "updates_private": False},
+                "privacy": {
+                    "delta": 1e-5,
+                    "accountant": "rdp",
+                    "updates_private": bool(epsilons),
+                },
             }
         ),
         encoding="utf-8",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from fednet.errors import ConfigError
 from fednet.routing import Estimate, Objective, RouterConfig
 
 from .conftest import make_candidate
@@ -92,10 +95,11 @@ def test_top_k_order_and_explanation() -> None:
     ("kwargs", "message"),
     [
         ({"top_k": 0}, "`router.top-k` must be >= 1, got 0"),
-        ({"latency_weight": -1.0}, "`router.latency-weight` must be finite and >= 0, got -1.0"),
-        ({"latency_budget_s": 0.0}, "`router.latency-budget-s` must be finite and > 0, got 0.0"),
+        ({"latency_weight": -1.0}, "`router.latency-weight` must be >= 0, got -1.0"),
+        ({"latency_weight": math.inf}, "`router.latency-weight` must be a finite number, got inf"),
+        ({"latency_budget_s": 0.0}, "`router.latency-budget-s` must be > 0, got 0.0"),
         ({"default_accuracy": 1.5}, "`router.default-accuracy` must be in [0, 1], got 1.5"),
-        ({"feature_bits": 30}, "`router.feature-bits` must be <= 24, got 30"),
+        ({"feature_bits": 30}, "`router.feature-bits` must be in [8, 24], got 30"),
         ({"latency_decay": 0.0}, "`router.latency-decay` must be in (0, 1], got 0.0"),
         ({"name": ""}, "`router.name` must be a non-empty string"),
     ],
@@ -106,9 +110,9 @@ def test_config_names_the_bad_key(kwargs: dict, message: str) -> None:  # type: 
 
 
 def test_config_rejects_wrong_types() -> None:
-    with pytest.raises(TypeError, match="`router.top-k` must be an int"):
+    with pytest.raises(ConfigError, match="`router.top-k` must be an int, got 1.5"):
         RouterConfig(top_k=1.5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="`router.confidence-feedback` must be a bool"):
+    with pytest.raises(ConfigError, match="`router.confidence-feedback` must be true or false"):
         RouterConfig(confidence_feedback="yes")  # type: ignore[arg-type]
 
 

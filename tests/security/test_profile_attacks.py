@@ -57,7 +57,7 @@ def test_an_honest_profile_passes() -> None:
         ("lora-alpha", 3.0, "`lora-alpha` is 3.0, the preset says"),
         ("label-names", ["only-one"], "2 to 1000 labels"),
         ("label-names", ["x"] * 5000, "2 to 1000 labels"),
-        ("label-names", ["ok", "x" * 10_000], "label names must be"),
+        ("label-names", ["ok", "x" * 10_000], "`label-names[1]` must be 1-200 characters"),
     ],
 )
 def test_crafted_profile_is_refused(field: str, value: Any, why: str) -> None:
@@ -91,3 +91,17 @@ def _escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_every_problem_of_a_crafted_profile_is_named_at_once() -> None:
+    record = {**_honest(), "task": "../x", "lora-rank": 10**6, "label-names": ["one"]}
+    with pytest.raises(ValueError) as info:
+        ClientProfile.from_record(7, ConfigRecord(record), preset=PRESET)
+    message = str(info.value)
+    assert message.startswith("profile from node 7 (spam-0): ")
+    for needle in ("`task` must be a safe name", "`lora-rank` must be in", "2 to 1000 labels"):
+        assert needle in message, (needle, message)
+    against = {**_honest(), "task": "bbc-news", "lora-rank": 64}  # both differ from the preset
+    with pytest.raises(ValueError) as info:
+        ClientProfile.from_record(7, ConfigRecord(against), preset=PRESET)
+    assert "`task` is 'bbc-news'" in str(info.value) and "`lora-rank` is 64" in str(info.value)

@@ -106,5 +106,5 @@ def test_config_names_the_valid_rank_aggregations():
             parse_preset({**base, "strategy": {"rank-aggregation": m}}).strategy.rank_aggregation
             == m
         )
-    with pytest.raises(ConfigError, match="'svd', 'frozen-a'"):
+    with pytest.raises(ConfigError, match="'svd' or 'frozen-a', got 'flexlora'"):
         parse_preset({**base, "strategy": {"rank-aggregation": "flexlora"}})
