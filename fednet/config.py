@@ -83,7 +83,7 @@ ROBUST_RULES: tuple[str, ...] = typing.get_args(RobustRule)
 """Values of ``strategy.robust`` (see :mod:`fednet.strategies.robust`)."""
 
 WIRE_DTYPES: tuple[str, ...] = typing.get_args(WireDtype)
-"""Values of ``federation.wire-dtype`` (see :mod:`fednet.federation.protocol`)."""
+"""Values of ``federation.wire-dtype`` (see :mod:`fednet.protocol`)."""
 
 ClientAttack = Literal["", "label-flip", "backdoor"]
 

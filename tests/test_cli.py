@@ -111,7 +111,7 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
 def test_progress_is_logged_to_stderr(capsys):
     import logging
 
-    from fednet.cli import setup_logging
+    from fednet.logs import setup_logging
 
     setup_logging()
     logging.getLogger("fednet.strategies.fedlora").info("round %s: %s loss %.4f", 1, "c0", 0.5)

@@ -45,8 +45,8 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, Context, Message, MessageType
 
+from fednet import protocol as P
 from fednet.config import FederationConfig, load_preset
-from fednet.federation import protocol as P
 
 __all__ = ["ATTACKS", "DATA_ATTACKS", "UPDATE_ATTACKS", "AttackMod", "run_aggregation_bench"]
 

@@ -114,7 +114,7 @@ def network(
 
 def label_counts(cfg: FederationConfig) -> dict[str, dict[str, int]]:
     """Training examples per label name of every client (what an oracle knows)."""
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
 
     out: dict[str, dict[str, int]] = {}
     for client in cfg.clients:

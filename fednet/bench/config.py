@@ -65,7 +65,7 @@ class BenchConfig:
         cores (``None``: one per core, as ``fednet simulate`` does). One torch
         thread per core spends the least CPU time per step.
     routing_section, privacy_section : bool
-        Also run :func:`fednet.inference.bench.run_routing_bench` and
+        Also run :func:`fednet.bench.routing.run_routing_bench` and
         :func:`fednet.bench.privacy.run_privacy_bench` when they are installed.
     routing_queries_per_dataset, routing_warmup_per_dataset : int
         Query counts handed to the routing section.

@@ -57,22 +57,20 @@ def measure_contribution_routing(
     queries_per_dataset, backdoor_queries : int
         Held-out queries per data set, and triggered spam queries.
     """
+    from fednet.bench.queries import query_streams
+    from fednet.bench.routing import stand_in_sketches
     from fednet.data import load_splits
     from fednet.data.poison import insert_trigger
     from fednet.hub.publish import keys_dir_trust, publish_run
     from fednet.hub.store import HubStore
     from fednet.inference.ask import Network
-    from fednet.inference.bench import query_stream, stand_in_sketches
     from fednet.inference.config import AskConfig
     from fednet.routing import RouterConfig
 
     work = Path(work)
     attackers = {c.id for c in cfg.clients if c.attack}
     sketches = stand_in_sketches(Path(run_dir), cfg, work / "sketches")
-    datasets = sorted({c.dataset for c in cfg.clients})
-    queries = query_stream(
-        datasets, seed=cfg.seed, test_fraction=cfg.test_fraction, per_dataset=queries_per_dataset
-    )
+    queries = query_streams(cfg, per_dataset=queries_per_dataset, warmup_per_dataset=0).measured
     spam = load_splits("sms-spam", seed=cfg.seed, test_fraction=cfg.test_fraction)["test"]
     spam_id = spam.features["label"].names.index("spam")
     triggered = [

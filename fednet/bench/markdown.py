@@ -160,7 +160,7 @@ def _communication(report: Mapping[str, Any]) -> list[str]:
 
 
 def _routing(section: Mapping[str, Any]) -> list[str]:
-    lines = ["### Routing benchmark (`fednet.inference.bench`)", ""]
+    lines = ["### Routing benchmark (`fednet.bench.routing`)", ""]
     if "modes" not in section:
         return [*lines, f"Not run: {section.get('skipped') or section.get('error')}.", ""]
     lines += _table(

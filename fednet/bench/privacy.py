@@ -191,7 +191,7 @@ def main() -> None:
     """``python -m fednet.bench.privacy [--quick] [--out DIR]``."""
     import argparse
 
-    from fednet.cli import setup_logging
+    from fednet.logs import setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m fednet.bench.privacy")
     parser.add_argument("--quick", action="store_true", help="tiny-bert, one round")

@@ -156,7 +156,7 @@ def train_centralized(
         Steps, batch size, learning rate, rank, examples, wall and CPU
         seconds, and the UTF-8 bytes of raw text each client had to hand over.
     """
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
     from fednet.models import build_classifier, load_tokenizer, save_adapter
     from fednet.training import batches, train_steps
 

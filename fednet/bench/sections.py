@@ -42,8 +42,8 @@ def reused_json(config: BenchConfig, path: Path) -> dict[str, Any] | None:
 
 
 def routing_section(config: BenchConfig, run_dir: Path, work: Path) -> dict[str, Any]:
-    """:func:`fednet.inference.bench.run_routing_bench` on the fednet run."""
-    from fednet.inference.bench import run_routing_bench
+    """:func:`fednet.bench.routing.run_routing_bench` on the fednet run."""
+    from fednet.bench.routing import run_routing_bench
 
     shutil.rmtree(work / "routing", ignore_errors=True)
     return run_routing_bench(

@@ -17,10 +17,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fednet.cli._common import Parser, add_subcommands
-from fednet.cli._logging import setup_logging
 from fednet.errors import FednetError
+from fednet.logs import setup_logging
+from fednet.registry import Registry
 
-__all__ = ["COMMAND_GROUPS", "main", "build_parser", "register_command", "setup_logging"]
+__all__ = ["COMMAND_GROUPS", "main", "build_parser", "register_command"]
 
 #: Modules of ``fednet.cli``, one per command group, in the order ``fednet --help``
 #: lists them. Each has ``register(subparsers)``, which adds its commands.
@@ -37,14 +38,14 @@ COMMAND_GROUPS = (
     "completion",
 )
 
-_EXTRA: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+_EXTRA: Registry[Callable[[argparse._SubParsersAction], None]] = Registry("command")
 
 
 def register_command(name: str) -> Callable:
     """Register a function that adds subcommand ``name`` after the built-in groups."""
 
     def deco(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
-        _EXTRA[name] = fn
+        _EXTRA.register(name, fn, overwrite=True)
         return fn
 
     return deco
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add_subcommands(parser, "command")
     for group in COMMAND_GROUPS:
         importlib.import_module(f"{__name__}.{group}").register(sub)
-    for add in _EXTRA.values():
-        add(sub)
+    for name in _EXTRA:
+        _EXTRA.get(name)(sub)
     return parser
 
 

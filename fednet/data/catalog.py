@@ -28,6 +28,7 @@ import pandas as pd
 from datasets import Dataset
 
 from fednet.data.data_utils import check_text_label_dataset, to_text_label_dataset
+from fednet.registry import Registry
 
 __all__ = [
     "DatasetLoader",
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 DatasetLoader = Callable[[], Dataset]
 """A function that builds a canonical ``text``/``label`` dataset from nothing."""
 
-_REGISTRY: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry("data set")
 
 
 def register_dataset(name: str, loader: DatasetLoader, *, overwrite: bool = False) -> None:
@@ -67,20 +68,14 @@ def register_dataset(name: str, loader: DatasetLoader, *, overwrite: bool = Fals
     ValueError
         If ``name`` is taken and ``overwrite`` is false.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise TypeError(f"data set `name` must be a non-empty str, got {name!r}")
     if not callable(loader):
         raise TypeError(f"`loader` for data set {name!r} must be callable, got {loader!r}")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(
-            f"data set {name!r} is already registered; pass overwrite=True to replace it"
-        )
-    _REGISTRY[name] = loader
+    DATASETS.register(name, loader, overwrite=overwrite)
 
 
 def available_datasets() -> list[str]:
     """Return the registered data set names, sorted."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_dataset_loader(name: str) -> DatasetLoader:
@@ -91,12 +86,7 @@ def get_dataset_loader(name: str) -> DatasetLoader:
     ValueError
         If ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown data set {name!r}; available: {available_datasets()!r}"
-        ) from None
+    return DATASETS.get(name)
 
 
 @functools.lru_cache(maxsize=8)

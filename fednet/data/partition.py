@@ -25,6 +25,7 @@ from fednet.data.data_utils import (
     label_ids,
 )
 from fednet.data.grouped import group_split_indices
+from fednet.registry import Registry
 
 if TYPE_CHECKING:
     # flwr_datasets pulls in matplotlib; import it only when a partition is built.
@@ -64,7 +65,7 @@ class _Method:
     uses_alpha: bool
 
 
-_REGISTRY: dict[str, _Method] = {}
+PARTITIONERS: Registry[_Method] = Registry("partition method")
 
 
 def register_partitioner(
@@ -91,29 +92,20 @@ def register_partitioner(
     ValueError
         If ``name`` is taken and ``overwrite`` is false.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise TypeError(f"partition method `name` must be a non-empty str, got {name!r}")
     if not callable(factory):
         raise TypeError(f"`factory` for partition method {name!r} must be callable")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(
-            f"partition method {name!r} is already registered; pass overwrite=True to replace it"
-        )
-    _REGISTRY[name] = _Method(factory=factory, uses_alpha=uses_alpha)
+    PARTITIONERS.register(
+        name, _Method(factory=factory, uses_alpha=uses_alpha), overwrite=overwrite
+    )
 
 
 def available_partitioners() -> list[str]:
     """Return the registered partition method names, sorted."""
-    return sorted(_REGISTRY)
+    return PARTITIONERS.names()
 
 
 def _get_method(name: str) -> _Method:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown partition `method` {name!r}; available: {available_partitioners()!r}"
-        ) from None
+    return PARTITIONERS.get(name)
 
 
 def _check_alpha(value: object) -> float:

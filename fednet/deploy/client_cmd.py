@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import sys
 import threading
 import time
@@ -31,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import tenacity
 
 from fednet.deploy import flower as F
 from fednet.deploy.net import free_port, parse_address, probe_server
@@ -95,20 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class _Backoff:
-    """Exponential backoff with jitter: 1, 2, 4, ... seconds, at most ``cap``."""
+BACKOFF_CAP_S = 30.0
+"""The longest wait between two attempts to reach the server."""
 
-    cap: float = 30.0
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random)
 
-    def next(self) -> float:
-        self.attempt += 1
-        return min(self.cap, 2.0 ** (self.attempt - 1)) * (0.8 + 0.4 * self.rng.random())
-
-    def reset(self) -> None:
-        self.attempt = 0
+class _NotServingError(Exception):
+    """An attempt that did not reach a serving SuperNode; the message says why."""
 
 
 @dataclass
@@ -239,13 +232,16 @@ def run_client(args: argparse.Namespace) -> int:
     )
     loop = _Loop(args, host, port, ca, key, node_config, env, state_dir, what)
     with Supervisor() as sup:
-        while True:
-            reason = loop.attempt(sup)
-            loop.wait(reason)
+        while True:  # after a SuperNode loses the server, the waits start again
+            loop.serve(sup)
 
 
 class _Loop:
-    """Connect, serve, and on failure wait with backoff: the client's life."""
+    """Connect, serve, and on failure wait with backoff (tenacity): the client's life.
+
+    Waits grow as 1, 2, 4, ... seconds plus up to a second of jitter, at most
+    :data:`BACKOFF_CAP_S`; with ``--max-wait`` the last wait ends at the deadline.
+    """
 
     def __init__(
         self,
@@ -261,12 +257,58 @@ class _Loop:
     ) -> None:
         self.args, self.host, self.port, self.ca, self.key = args, host, port, ca, key
         self.node_config, self.env, self.state_dir, self.what = node_config, env, state_dir, what
-        self.backoff = _Backoff()
+        self.backoff = tenacity.wait_exponential_jitter(initial=1, max=BACKOFF_CAP_S, jitter=1)
         self.refused_since: float | None = None
-        self.deadline = None if args.max_wait is None else time.monotonic() + args.max_wait
 
-    def attempt(self, sup: Supervisor) -> str:
-        """Probe the server and, if it answers, serve; return why serving ended."""
+    def serve(self, sup: Supervisor) -> None:
+        """Attempt until a SuperNode connects and later ends; stop at ``--max-wait``."""
+        max_wait = self.args.max_wait
+        tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_NotServingError),
+            wait=self._pause,
+            stop=tenacity.stop_never if max_wait is None else tenacity.stop_after_delay(max_wait),
+            before_sleep=self._log_wait,
+            retry_error_callback=self._give_up,
+        )(self.attempt, sup)
+
+    def _left(self, state: tenacity.RetryCallState) -> float | None:
+        if self.args.max_wait is None:
+            return None
+        return self.args.max_wait - (time.monotonic() - state.start_time)
+
+    def _pause(self, state: tenacity.RetryCallState) -> float:
+        pause, left = self.backoff(state), self._left(state)
+        return pause if left is None else max(0.0, min(pause, left))
+
+    def _log_wait(self, state: tenacity.RetryCallState) -> None:
+        left = self._left(state)
+        logger.info(
+            "client %s waiting for %s: %s; retry %d in %.1fs%s",
+            self.args.client,
+            self.what,
+            state.outcome.exception() if state.outcome else "",
+            state.attempt_number,
+            state.upcoming_sleep,
+            "" if left is None else f"; giving up in {left:.0f}s",
+        )
+
+    def _give_up(self, state: tenacity.RetryCallState) -> None:
+        reason = state.outcome.exception() if state.outcome else ""
+        raise ClientStopError(
+            f"gave up after {self.args.max_wait:.0f}s waiting for {self.what}: {reason}",
+            EXIT_GAVE_UP,
+        )
+
+    def attempt(self, sup: Supervisor) -> None:
+        """Probe the server and, if it answers, serve until the SuperNode ends.
+
+        Raises
+        ------
+        _NotServingError
+            If no SuperNode connected; the message says why.
+        ClientStopError
+            If waiting longer cannot help (untrusted certificate, refused key).
+        """
         probe = probe_server(self.host, self.port, ca_cert=self.ca)
         if probe.permanent:
             hint = (
@@ -276,20 +318,17 @@ class _Loop:
             )
             raise ClientStopError(f"{probe.reason}; {hint}", EXIT_UNTRUSTED)
         if not probe.ok:
-            return probe.reason
+            raise _NotServingError(probe.reason)
         out, rc = self._serve(sup)
         if out.untrusted:
             raise ClientStopError(
                 f"TLS with {self.args.server} failed: {out.untrusted}", EXIT_UNTRUSTED
             )
-        if out.connected:
+        if out.connected:  # the waits (and --max-wait) start again from now
             self.refused_since = None
-            self.backoff.reset()
-            if self.args.max_wait is not None:  # the wait starts again from now
-                self.deadline = time.monotonic() + self.args.max_wait
             reason = f"the SuperNode lost the server (status {rc})"
             logger.warning("client %s: %s; reconnecting", self.args.client, reason)
-            return reason
+            return
         if out.refused:
             self.refused_since = self.refused_since or time.monotonic()
             if time.monotonic() - self.refused_since >= self.args.refused_grace:
@@ -300,8 +339,8 @@ class _Loop:
                     f"(nodes/{cid}.pub) in the server's certs/nodes/ and restart flower-server.",
                     EXIT_REFUSED,
                 )
-            return "the server does not know this client's key (yet)"
-        return f"the SuperNode could not connect (status {rc})"
+            raise _NotServingError("the server does not know this client's key (yet)")
+        raise _NotServingError(f"the SuperNode could not connect (status {rc})")
 
     def _serve(self, sup: Supervisor) -> tuple[_Outcome, int]:
         """Run one SuperNode until it exits."""
@@ -321,37 +360,13 @@ class _Loop:
         sup.stop(node)
         return out, rc
 
-    def wait(self, reason: str) -> None:
-        """Sleep before the next attempt, or give up when ``--max-wait`` has passed."""
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline:
-            raise ClientStopError(
-                f"gave up after {self.args.max_wait:.0f}s waiting for {self.what}: {reason}",
-                EXIT_GAVE_UP,
-            )
-        pause = self.backoff.next()
-        left = ""
-        if self.deadline is not None:
-            pause = max(0.0, min(pause, self.deadline - now))
-            left = f"; giving up in {self.deadline - now:.0f}s"
-        logger.info(
-            "client %s waiting for %s: %s; retry %d in %.1fs%s",
-            self.args.client,
-            self.what,
-            reason,
-            self.backoff.attempt,
-            pause,
-            left,
-        )
-        time.sleep(pause)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``flower-client``."""
-    from fednet.deploy.logs import setup_logging
+    from fednet.logs import setup_logging
 
     args = build_parser().parse_args(argv)
-    setup_logging(PROG, args.verbose)
+    setup_logging(args.verbose, prog=PROG)
     return run_command(PROG, lambda: run_client(args))
 
 

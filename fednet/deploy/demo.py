@@ -24,16 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fednet.config import load_preset
     from fednet.deploy.certs import make_certs
     from fednet.deploy.flower import flower_bin
-    from fednet.deploy.logs import setup_logging
     from fednet.deploy.net import free_port
     from fednet.federation.apps import new_run_dir
+    from fednet.logs import setup_logging
 
     p = argparse.ArgumentParser(prog="python -m fednet.deploy.demo", description=__doc__)
     p.add_argument("--config", default="configs/deploy-tiny.toml")
     p.add_argument("--dir", default=None, help="demo directory (default runs/<time>)")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     args = p.parse_args(argv)
-    setup_logging("deploy-demo")
+    setup_logging(prog="deploy-demo")
     cfg = load_preset(args.config)
     base = Path(args.dir or new_run_dir(Path("runs"))).resolve()
     run_dir, states = base / "run", base / "clients"

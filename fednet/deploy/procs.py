@@ -4,27 +4,24 @@
 (``flower-superlink``, ``flower-supernode``, the ``flwr`` CLI). Those start
 more processes of their own (SuperExec, one ``flwr-serverapp`` per run, one
 ``flwr-clientapp`` per message), some in sessions of their own. Three layers
-keep the tree clean:
+keep the tree clean (processes are found and awaited with ``psutil``):
 
-- every child runs in its own process group, and on Linux asks the kernel to
-  send it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so even a
-  SIGKILL of the fednet command takes the child down;
-- :meth:`Supervisor.stop` terminates a child's whole group, waits, kills
-  what is left, then kills any descendant that escaped into another session;
+- every child runs in its own process group; :meth:`Supervisor.stop`
+  terminates a child's whole group, waits, kills what is left, then kills
+  any descendant that escaped into another session;
 - :class:`Supervisor` turns SIGTERM and SIGHUP into :class:`Shutdown`, so
   ``with Supervisor() as sup: ...`` cleans up on Ctrl-C, ``kill`` and errors;
 - every child's environment carries a marker of its supervisor, which all
-  its descendants inherit, and a small reaper process (Linux) outlives the
+  its descendants inherit, and a small reaper process outlives the
   supervisor just long enough to end every marked process. This catches what
-  escapes both the group and the death signal: after a SIGKILL of
-  ``flower-server``, Flower's ``flwr-serverapp`` keeps retrying a SuperLink
-  that is gone for minutes.
+  a SIGKILL of the fednet command leaves, the children and whatever escaped
+  their group: after a SIGKILL of ``flower-server``, Flower's
+  ``flwr-serverapp`` keeps retrying a SuperLink that is gone for minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -39,11 +36,11 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
 
+import psutil
+
 __all__ = ["Child", "Shutdown", "Supervisor", "descendants", "pids_alive", "watch_output"]
 
 logger = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
 
 
 class Shutdown(KeyboardInterrupt):
@@ -54,52 +51,34 @@ class Shutdown(KeyboardInterrupt):
         self.signum = signum
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()  # loaded in the parent: nothing may be loaded between fork and exec
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _children_map() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return out
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may contain spaces and parentheses: split after the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1:
-            out.setdefault(int(fields[1]), []).append(int(entry.name))
-    return out
-
-
 def descendants(pid: int) -> list[int]:
-    """Process ids of every descendant of ``pid`` (Linux ``/proc``; empty elsewhere)."""
-    tree = _children_map()
-    out: list[int] = []
-    stack = [pid]
-    while stack:
-        for child in tree.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
+    """Process ids of every descendant of ``pid`` (empty if it is gone)."""
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() not in (
+            psutil.STATUS_ZOMBIE,
+            psutil.STATUS_DEAD,
+        )
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # someone else's process by that id: it runs
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until ``procs`` end (zombies count as ended); return those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.1)  # reaps this process's own children
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def pids_alive(pids: Sequence[int]) -> list[int]:
@@ -107,15 +86,14 @@ def pids_alive(pids: Sequence[int]) -> list[int]:
     alive = []
     for pid in pids:
         try:
-            state = Path(f"/proc/{pid}/stat").read_text()
-            if state[state.rfind(")") + 2 :].split()[0] in ("Z", "X"):
-                continue
-        except OSError:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                continue
-        alive.append(pid)
+            proc = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            alive.append(pid)
+            continue
+        if _running(proc):
+            alive.append(pid)
     return alive
 
 
@@ -240,7 +218,6 @@ class Supervisor:
                 text=True,
                 bufsize=1,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         finally:
             if log_path is not None and not isinstance(out, int) and out is not None:
@@ -313,33 +290,41 @@ _MARKER_PREFIX = "FEDNET_SUPERVISED_"
 
 _REAPER = """
 import os, signal, sys, time
-entry, parent, grace = sys.argv[1].encode() + b"=1", int(sys.argv[2]), float(sys.argv[3])
+import psutil
+entry, parent, grace = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 me = os.getpid()
 def marked():
     out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != me:
-            try:
-                with open("/proc/%s/environ" % name, "rb") as f:
-                    if entry in f.read().split(b"\\0"):
-                        out.append(int(name))
-            except OSError:
-                pass
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
+        try:
+            if p.environ().get(entry) == "1":
+                out.append(p)
+        except (psutil.Error, OSError):
+            pass
     return out
+def running(p):
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 def sweep(*_):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = marked()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        end = time.time() + grace
-        while pids and time.time() < end:
-            time.sleep(0.1)
-            pids = [p for p in marked() if p in pids]
-        if not pids:
-            break
+    procs = marked()
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    end = time.time() + grace
+    while procs and time.time() < end:
+        _, procs = psutil.wait_procs(procs, timeout=0.1)
+        procs = [p for p in procs if running(p)]
+    for p in procs + marked():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
     os._exit(0)
 signal.signal(signal.SIGTERM, sweep)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -351,8 +336,10 @@ sweep()
 
 def _start_reaper(marker: str, *, grace_s: float) -> subprocess.Popen[bytes] | None:
     """A process that ends every process carrying ``marker`` once this one is gone."""
-    if not Path("/proc/self/environ").exists():
-        return None
+    try:
+        psutil.Process().environ()
+    except (psutil.AccessDenied, NotImplementedError):
+        return None  # no way to read other processes' markers here
     env = {k: v for k, v in os.environ.items() if not k.startswith(_MARKER_PREFIX)}
     return subprocess.Popen(
         [sys.executable, "-I", "-c", _REAPER, marker, str(os.getpid()), str(grace_s)],
@@ -366,18 +353,17 @@ def _start_reaper(marker: str, *, grace_s: float) -> subprocess.Popen[bytes] | N
 
 def _reap(pids: set[int], *, grace_s: float) -> None:
     """SIGTERM, then SIGKILL, descendants that escaped their group (new sessions)."""
-    alive = pids_alive(sorted(pids))
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = pids_alive(alive)
-    for pid in alive:
-        logger.debug("killing leftover process %s", pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    procs = []
+    for pid in sorted(pids):
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if _running(proc):
+                proc.terminate()
+                procs.append(proc)
+    for proc in _wait_gone(procs, grace_s):
+        logger.debug("killing leftover process %s", proc.pid)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 @contextlib.contextmanager

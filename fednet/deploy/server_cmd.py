@@ -322,10 +322,10 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``flower-server``."""
-    from fednet.deploy.logs import setup_logging
+    from fednet.logs import setup_logging
 
     args = build_parser().parse_args(argv)
-    setup_logging(PROG, args.verbose)
+    setup_logging(args.verbose, prog=PROG)
     return run_command(PROG, lambda: serve(args), other_error_status=1)
 
 

@@ -1,13 +1,13 @@
 """Factories of the Flower ServerApp and ClientApp.
 
-``server/app.py`` and ``clients/app.py`` are one line each on top of these, and
+``server/app.py`` and ``clients/app.py`` build their apps with these (the
+ServerApp also sets up its logging, which this library never does), and
 ``fednet simulate`` calls them with an already loaded configuration.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +17,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from fednet import protocol as P
 from fednet.config import PROJECT_ROOT, FederationConfig, from_run_config
-from fednet.federation import protocol as P
 
-__all__ = ["make_server_app", "make_client_app", "new_run_dir"]
+__all__ = ["client_key_dir", "make_server_app", "make_client_app", "new_run_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,19 @@ def new_run_dir(base: str | Path = "runs") -> Path:
         n += 1
         path = Path(base) / f"{stamp}-{n}"
     return path
+
+
+def client_key_dir(cfg: FederationConfig, client_id: str) -> Path:
+    """Where simulated client ``client_id`` keeps its owner key: ``hub.keys-dir`` if
+    set, else ``<federation.state-dir>/<client-id>/keys``, its own state directory,
+    outside every run directory. The key is ``<client-id>.key``, mode 0600 in a 0700
+    directory. Only the ClientApp reads it; the server never does."""
+    from fednet.names import check_name
+
+    check_name("client id", client_id)
+    if cfg.hub.keys_dir:
+        return Path(cfg.hub.keys_dir).expanduser()
+    return Path(cfg.state_dir).expanduser() / client_id / "keys"
 
 
 def make_server_app(
@@ -52,24 +65,12 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         from fednet.federation.server import run_server
 
-        _show_progress()
         run_config, resume = _split_resume(context)
         conf = cfg if cfg is not None else from_run_config(run_config)
         out = run_dir or context.run_config.get("run-dir") or new_run_dir(PROJECT_ROOT / "runs")
         run_server(grid, conf, Path(str(out)), min_nodes=min_nodes, resume=resume)
 
     return app
-
-
-def _show_progress() -> None:
-    """Send fednet's INFO records to stderr, which Flower forwards to ``flwr log``,
-    unless the process already shows them (``fednet simulate``)."""
-    root = logging.getLogger("fednet")
-    if all(isinstance(h, logging.NullHandler) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
 
 
 def _split_resume(context: Context) -> tuple[dict[str, Any], bool]:
@@ -166,8 +167,6 @@ def _key_root(
         return Path(str(context.node_config["state-dir"])) / "keys"
     if default is not None:
         return Path(default)
-    from fednet.federation.simulation import client_key_dir
-
     return client_key_dir(conf, client_id)
 
 

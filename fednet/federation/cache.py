@@ -26,7 +26,7 @@ from fednet.atomic import write_atomic
 
 if TYPE_CHECKING:
     from fednet.config import ClientConfig, FederationConfig
-    from fednet.federation.client import ClientData
+    from fednet.federation.client_data import ClientData
 
 __all__ = ["use_cache_dir", "cache_dir", "data_key", "cached_client_data"]
 
@@ -72,7 +72,7 @@ def data_key(cfg: FederationConfig, client: ClientConfig) -> str:
 
 
 def _read(path: Path) -> ClientData | None:
-    from fednet.federation.client import ClientData
+    from fednet.federation.client_data import ClientData
 
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -100,7 +100,7 @@ def _write(path: Path, data: ClientData) -> None:
 
 def cached_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
     """``client``'s prepared data, from the cache when one is set and current."""
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
 
     if _cache_dir is None:
         return load_client_data(cfg, client)

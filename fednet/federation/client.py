@@ -13,116 +13,17 @@ import dataclasses
 import functools
 import logging
 import time
-import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from fednet.config import ClientConfig, FederationConfig
 from fednet.errors import ConfigError
+from fednet.federation.client_data import ClientData, client_seed
 
-__all__ = [
-    "ClientData",
-    "ClientRuntime",
-    "data_profile",
-    "get_runtime",
-    "load_client_data",
-    "poisoned",
-    "resolve_client",
-]
+__all__ = ["ClientRuntime", "data_profile", "get_runtime", "poisoned", "resolve_client"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClientData:
-    """One client's private split; it never leaves the client.
-
-    ``report`` holds the figures of the load (:meth:`fednet.data.LoadReport.to_dict`
-    plus ``train_examples`` and ``test_examples``); only its counts and encoding
-    leave, in the profile.
-    """
-
-    train_texts: tuple[str, ...]
-    train_labels: tuple[int, ...]
-    test_texts: tuple[str, ...]
-    test_labels: tuple[int, ...]
-    label_names: tuple[str, ...]
-    report: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-def _client_seed(cfg: FederationConfig, client_id: str) -> int:
-    return (cfg.seed * 1_000_003 + zlib.crc32(client_id.encode())) % (2**31)
-
-
-def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
-    """Load, split and partition ``client``'s data exactly as the preset says.
-
-    The catalogue split's ``train`` part is partitioned among the clients of a
-    data set; each partition is split again into the client's own training and
-    held-out data. The catalogue's ``test`` part stays out of training, for
-    routing and benchmark queries. With ``federation.label-space = "union"`` the
-    labels are mapped into the union label space (:mod:`fednet.federation.labels`).
-    """
-    from fednet.data import load_report, load_splits, local_split, partition_dataset
-
-    splits = load_splits(
-        client.dataset,
-        seed=cfg.seed,
-        test_fraction=cfg.test_fraction,
-        text_column=client.text_column,
-        label_column=client.label_column,
-        encoding=client.encoding,
-    )
-    report = load_report(
-        client.dataset,
-        text_column=client.text_column,
-        label_column=client.label_column,
-        encoding=client.encoding,
-    ).to_dict()
-    part = partition_dataset(
-        splits["train"],
-        method=client.partitioner,
-        num_partitions=client.num_partitions,
-        partition_id=client.partition,
-        alpha=client.dirichlet_alpha,
-        seed=cfg.seed,
-    )
-    local = local_split(part, seed=_client_seed(cfg, client.id), test_fraction=cfg.test_fraction)
-    names = tuple(local["train"].features["label"].names)
-    test = local["test"]
-    if len(test) > cfg.eval_examples:
-        test = test.select(range(cfg.eval_examples))
-    train_labels, test_labels = tuple(local["train"]["label"]), tuple(test["label"])
-    if cfg.label_space == "union":
-        from fednet.federation.labels import to_union, union_label_names
-
-        union = union_label_names(cfg)
-        train_labels = to_union(train_labels, names, client.dataset, union)
-        test_labels = to_union(test_labels, names, client.dataset, union)
-        names = union
-    report.update(train_examples=len(train_labels), test_examples=len(test_labels))
-    logger.debug(
-        "client %s data: %d rows read, %d kept, dropped %s, %d duplicate rows, encoding %s; "
-        "%d training and %d held-out examples",
-        client.id,
-        report["rows_read"],
-        report["rows_kept"],
-        report["dropped"] or "none",
-        report["duplicate_rows"],
-        report["encoding"],
-        len(train_labels),
-        len(test_labels),
-    )
-    return ClientData(
-        train_texts=tuple(local["train"]["text"]),
-        train_labels=train_labels,
-        test_texts=tuple(test["text"]),
-        test_labels=test_labels,
-        label_names=names,
-        report=report,
-    )
 
 
 def poisoned(data: ClientData, attack: str, *, seed: int) -> ClientData:
@@ -167,9 +68,9 @@ class ClientRuntime:
         self.client = client
         self.data = cached_client_data(cfg, client)
         if client.attack:
-            self.data = poisoned(self.data, client.attack, seed=_client_seed(cfg, client.id))
+            self.data = poisoned(self.data, client.attack, seed=client_seed(cfg, client.id))
         self.tokenizer = load_tokenizer(client.base_model)
-        self.seed = _client_seed(cfg, client.id)
+        self.seed = client_seed(cfg, client.id)
         self.lora_alpha = cfg.lora_alpha(client.lora_rank)
         names = list(self.data.label_names)
         if len(names) < 2:
@@ -257,7 +158,7 @@ class ClientRuntime:
 
 def data_profile(report: dict[str, Any]) -> dict[str, int | str]:
     """The counts and the encoding of a data report, as ``data-*`` profile fields."""
-    from fednet.federation.protocol import DATA_ENCODING_KEY
+    from fednet.protocol import DATA_ENCODING_KEY
 
     if not report:
         return {}

@@ -23,7 +23,7 @@ def check_federation(cfg: FederationConfig) -> None:
     small to train and evaluate, or its data holds fewer than two classes.
     """
     from fednet.data import available_datasets
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
     from fednet.models import get_base_model_spec
     from fednet.strategies import available_strategies
 

@@ -49,19 +49,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fednet.config import ClientConfig
 from fednet.federation.client import ClientRuntime
-from fednet.federation.protocol import DP_METRIC_KEYS
 from fednet.privacy.config import PrivacyConfig
+
+if TYPE_CHECKING:
+    from fednet.privacy.ledger import Release
+from fednet.protocol import DP_METRIC_KEYS
 
 __all__ = [
     "DP_METRIC_KEYS",
-    "Release",
     "PrivateRound",
     "RoundResult",
     "check_one_owner",
@@ -145,16 +147,6 @@ def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Release:
-    """One planned charge to the ledger."""
-
-    kind: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-
-
 @dataclass
 class RoundResult:
     """What a private round lets leave the client."""
@@ -225,26 +217,47 @@ class PrivateRound:
 
     def plan(self, *, steps: int, release_sketch: bool) -> list[Release]:
         """Every release this round would make."""
+        from fednet.privacy.ledger import Release
+
         out = []
         if self.cfg.enabled and self.cfg.dpsgd:
             out.append(
-                Release("dpsgd", self.dpsgd_noise_multiplier(), self.dpsgd_sample_rate, steps)
+                Release(
+                    kind="dpsgd",
+                    noise_multiplier=self.dpsgd_noise_multiplier(),
+                    sample_rate=self.dpsgd_sample_rate,
+                    steps=steps,
+                )
             )
         if self.cfg.enabled and self.cfg.update_mode == "local":
-            out.append(Release("update", self.cfg.update_noise_multiplier, 1.0, 1))
+            out.append(
+                Release(
+                    kind="update",
+                    noise_multiplier=self.cfg.update_noise_multiplier,
+                    sample_rate=1.0,
+                    steps=1,
+                )
+            )
         if release_sketch:
             out.append(
-                Release("sketch", _sketch_noise(self.cfg.sketch_epsilon, self.cfg.delta), 1.0, 1)
+                Release(
+                    kind="sketch",
+                    noise_multiplier=_sketch_noise(self.cfg.sketch_epsilon, self.cfg.delta),
+                    sample_rate=1.0,
+                    steps=1,
+                )
             )
         return out
 
     def central_release(self) -> Release:
         """The central mechanism over the whole run: ``(z_u, fraction_train, rounds)``."""
+        from fednet.privacy.ledger import Release
+
         return Release(
-            "update",
-            self.cfg.update_noise_multiplier,
-            self.rt.cfg.strategy.fraction_train,
-            self.rt.cfg.rounds,
+            kind="update",
+            noise_multiplier=self.cfg.update_noise_multiplier,
+            sample_rate=self.rt.cfg.strategy.fraction_train,
+            steps=self.rt.cfg.rounds,
         )
 
     def join_central_run(self, run_id: int) -> float:

@@ -9,9 +9,9 @@ from typing import Any, cast
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fednet import protocol as P
 from fednet.config import FederationConfig
 from fednet.errors import ConfigError, UpdateRejectedError
-from fednet.federation import protocol as P
 from fednet.federation.recorder import RunRecorder
 from fednet.names import check_name
 from fednet.strategies import FednetStrategy, GlobalState, create_strategy, create_wrapper

@@ -1,11 +1,11 @@
 """Clients sign their own releases; the server only forwards what they signed.
 
 At the end of a run the server asks each client to sign the manifests of its
-adapters (:data:`~fednet.federation.protocol.RELEASE`: the unsigned manifest
+adapters (:data:`~fednet.protocol.RELEASE`: the unsigned manifest
 and the very bytes of every file). The client checks that each manifest is
 its own (owner, name, task, base model, rank) and that every file hashes to
 what the manifest says, then signs with its Ed25519 owner key and answers
-with the signed manifests only (:data:`~fednet.federation.protocol.SIGNED`).
+with the signed manifests only (:data:`~fednet.protocol.SIGNED`).
 The key lives in the client's own state directory and never leaves it.
 
 Key location: the node config's ``owner-key`` (a PEM file the client brings),

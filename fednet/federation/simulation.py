@@ -11,22 +11,9 @@ from typing import Any
 
 from fednet.config import FederationConfig
 
-__all__ = ["client_key_dir", "simulate"]
+__all__ = ["simulate"]
 
 logger = logging.getLogger(__name__)
-
-
-def client_key_dir(cfg: FederationConfig, client_id: str) -> Path:
-    """Where simulated client ``client_id`` keeps its owner key: ``hub.keys-dir`` if
-    set, else ``<federation.state-dir>/<client-id>/keys``, its own state directory,
-    outside every run directory. The key is ``<client-id>.key``, mode 0600 in a 0700
-    directory. Only the ClientApp reads it; the server never does."""
-    from fednet.names import check_name
-
-    check_name("client id", client_id)
-    if cfg.hub.keys_dir:
-        return Path(cfg.hub.keys_dir).expanduser()
-    return Path(cfg.state_dir).expanduser() / client_id / "keys"
 
 
 def simulate(

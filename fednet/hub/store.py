@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import tenacity
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 
@@ -221,15 +222,14 @@ class HubStore:
         for name, digest in manifest.files.items():
             self._write_blob(digest, bytes(files[name]))
         with self._write_lock:
-            for attempt in range(_INSERT_RETRIES):
-                try:
-                    with self._engine.begin() as conn:
-                        stored = self._insert_manifest(conn, manifest)
-                    break
-                except sa_exc.IntegrityError:
-                    if attempt == _INSERT_RETRIES - 1:
-                        raise
-                    logger.debug("version race on %s, retrying", manifest.name)
+            for attempt in tenacity.Retrying(  # another writer took the version: again
+                stop=tenacity.stop_after_attempt(_INSERT_RETRIES),
+                retry=tenacity.retry_if_exception_type(sa_exc.IntegrityError),
+                before_sleep=lambda _: logger.debug("version race on %s, retrying", manifest.name),
+                reraise=True,
+            ):
+                with attempt, self._engine.begin() as conn:
+                    stored = self._insert_manifest(conn, manifest)
         logger.info("published %s (owner %s, %d files)", stored.ref, stored.owner, len(files))
         return stored
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from fednet.errors import FednetError, PeerError
 from fednet.inference.transport import PeerReply
+from fednet.registry import Registry
 from fednet.routing import Decision, Scored
 
 __all__ = [
@@ -260,30 +261,22 @@ class Ensemble(Combiner):
         )
 
 
-_REGISTRY: dict[str, type[Combiner]] = {}
+COMBINERS: Registry[type[Combiner]] = Registry("combiner")
 
 
 def register_combiner(name: str, cls: type[Combiner]) -> None:
     """Register combiner class ``cls`` under ``name``."""
-    if name in _REGISTRY:
-        raise ValueError(f"combiner {name!r} is already registered")
-    _REGISTRY[name] = cls
+    COMBINERS.register(name, cls)
 
 
 def available_combiners() -> list[str]:
     """Names of the registered combiners."""
-    return sorted(_REGISTRY)
+    return COMBINERS.names()
 
 
 def create_combiner(name: str, *, confidence_threshold: float = 0.8) -> Combiner:
     """Build combiner ``name``; an unknown name lists the valid ones."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown combiner {name!r}; valid: {', '.join(available_combiners())}"
-        ) from None
-    return cls(confidence_threshold=confidence_threshold)
+    return COMBINERS.get(name)(confidence_threshold=confidence_threshold)
 
 
 register_combiner(Cascade.name, Cascade)

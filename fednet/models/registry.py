@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fednet.registry import Registry
+
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
@@ -61,29 +63,22 @@ class BaseModelSpec:
     pooling: str = "mean"
 
 
-_REGISTRY: dict[str, BaseModelSpec] = {}
+BASE_MODELS: Registry[BaseModelSpec] = Registry("base model")
 
 
 def register_base_model(spec: BaseModelSpec) -> None:
     """Register ``spec`` under ``spec.name``."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"base model {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
+    BASE_MODELS.register(spec.name, spec)
 
 
 def available_base_models() -> list[str]:
     """Names of the registered base models."""
-    return sorted(_REGISTRY)
+    return BASE_MODELS.names()
 
 
 def get_base_model_spec(name: str) -> BaseModelSpec:
     """Return the spec of ``name``; unknown names list the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown base model {name!r}; valid: {', '.join(available_base_models())}"
-        ) from None
+    return BASE_MODELS.get(name)
 
 
 @functools.lru_cache(maxsize=4)

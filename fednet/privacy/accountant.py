@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from opacus.accountants import IAccountant, RDPAccountant
 
 from fednet.privacy._checks import as_number, check_delta, check_non_negative
+from fednet.registry import Registry
 
 __all__ = [
     "RDP_ORDERS",
@@ -45,7 +46,7 @@ opacus's largest (63); without the extra orders an ε below about
 opacus's grid (as for typical DP-SGD runs) the ε is identical to opacus's.
 """
 
-_ACCOUNTANTS: dict[str, Callable[[], IAccountant]] = {}
+ACCOUNTANTS: Registry[Callable[[], IAccountant]] = Registry("accountant")
 
 
 class ExtendedRDPAccountant(RDPAccountant):
@@ -79,14 +80,12 @@ def register_accountant(
     """
     if not callable(factory):
         raise TypeError(f"accountant factory for {name!r} must be callable, got {factory!r}")
-    if name in _ACCOUNTANTS and not overwrite:
-        raise ValueError(f"accountant {name!r} is already registered")
-    _ACCOUNTANTS[name] = factory
+    ACCOUNTANTS.register(name, factory, overwrite=overwrite)
 
 
 def available_accountants() -> list[str]:
     """Names of the registered accountants, sorted."""
-    return sorted(_ACCOUNTANTS)
+    return ACCOUNTANTS.names()
 
 
 def create_accountant(name: str) -> IAccountant:
@@ -97,12 +96,7 @@ def create_accountant(name: str) -> IAccountant:
     ValueError
         If ``name`` is unknown; the message lists the valid names.
     """
-    try:
-        factory = _ACCOUNTANTS[name]
-    except KeyError:
-        valid = ", ".join(available_accountants())
-        raise ValueError(f"unknown accountant {name!r}; valid accountants: {valid}") from None
-    return factory()
+    return ACCOUNTANTS.get(name)()
 
 
 def validate_release(*, noise_multiplier: float, sample_rate: float, steps: int) -> None:

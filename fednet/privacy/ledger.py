@@ -67,12 +67,33 @@ def _rdp_curve(
 
 @dataclass(frozen=True)
 class Release:
-    """One entry of a ledger: a (sub)sampled Gaussian mechanism run ``steps`` times."""
+    """One release of a (sub)sampled Gaussian mechanism run ``steps`` times: an
+    entry of a ledger, or one a client plans and charges before it trains.
+
+    Parameters
+    ----------
+    noise_multiplier : float
+        σ, the noise standard deviation over the L2 sensitivity.
+    sample_rate : float
+        q, the Poisson sampling rate in (0, 1].
+    steps : int
+        How many times the mechanism runs.
+    kind : str
+        One of :data:`RELEASE_KINDS`.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`RELEASE_KINDS`.
+    """
 
     noise_multiplier: float
     sample_rate: float
     steps: int
     kind: str
+
+    def __post_init__(self) -> None:
+        _check_kind(self.kind)
 
 
 def _check_kind(kind: object) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from fednet.registry import Registry
 from fednet.routing.base import Embedder, Router
 from fednet.routing.config import RouterConfig
 
 __all__ = ["register_router", "create_router", "available_routers"]
 
-_REGISTRY: dict[str, type[Router]] = {}
+ROUTERS: Registry[type[Router]] = Registry("router")
 
 
 def register_router(name: str, cls: type[Router]) -> None:
@@ -24,14 +25,12 @@ def register_router(name: str, cls: type[Router]) -> None:
     """
     if not isinstance(cls, type) or not issubclass(cls, Router):
         raise TypeError(f"router {name!r} must be a Router subclass, got {cls!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"router {name!r} is already registered")
-    _REGISTRY[name] = cls
+    ROUTERS.register(name, cls)
 
 
 def available_routers() -> list[str]:
     """Names of the registered routers."""
-    return sorted(_REGISTRY)
+    return ROUTERS.names()
 
 
 def create_router(
@@ -49,12 +48,7 @@ def create_router(
     """
     config = config or RouterConfig(name=name or "sketch")
     name = name or config.name
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown router {name!r}; valid: {', '.join(available_routers())}"
-        ) from None
+    cls = ROUTERS.get(name)
     if config.name != name:
         config = dataclasses.replace(config, name=name)
     return cls(config, embedder=embedder)

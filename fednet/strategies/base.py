@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from fednet.federation import protocol as P
+from fednet import protocol as P
 from fednet.names import is_safe_name
 from fednet.strategies.profile import ClientProfile
 

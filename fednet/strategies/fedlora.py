@@ -10,8 +10,8 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
+from fednet import protocol as P
 from fednet.errors import UpdateRejectedError
-from fednet.federation import protocol as P
 from fednet.lora import (
     RANK_AGGREGATIONS,
     LoraUpdate,
@@ -133,7 +133,7 @@ class FedLoRA(FednetStrategy):
         LoRA factors together (see :mod:`fednet.strategies.state`).
     wire_dtype : str
         Dtype of the LoRA factors and heads on the wire, both ways:
-        ``"float32"`` (default) or ``"float16"`` (see :mod:`fednet.federation.protocol`).
+        ``"float32"`` (default) or ``"float16"`` (see :mod:`fednet.protocol`).
     fraction_train, min_clients, seed
         See :class:`~fednet.strategies.base.FednetStrategy`.
     """

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from fednet.federation import protocol as P
+from fednet import protocol as P
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState

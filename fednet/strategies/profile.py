@@ -30,7 +30,7 @@ from fednet.config_base import (
     validate,
 )
 from fednet.errors import ConfigError
-from fednet.federation.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
+from fednet.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
 from fednet.names import check_name, is_safe_name
 
 if TYPE_CHECKING:

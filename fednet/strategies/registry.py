@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fednet.registry import Registry, UnknownNameError
 from fednet.strategies.base import FednetStrategy
 
 __all__ = [
@@ -15,42 +16,35 @@ __all__ = [
     "available_wrappers",
 ]
 
-_REGISTRY: dict[str, type[FednetStrategy]] = {}
-_WRAPPERS: dict[str, Any] = {}
+STRATEGIES: Registry[type[FednetStrategy]] = Registry("strategy")
+WRAPPERS: Registry[Any] = Registry("robust wrapper")
 
 
 def register_strategy(name: str, cls: type[FednetStrategy]) -> None:
     """Register strategy class ``cls`` under ``name``."""
-    if name in _REGISTRY:
-        raise ValueError(f"strategy {name!r} is already registered")
-    _REGISTRY[name] = cls
+    STRATEGIES.register(name, cls)
 
 
 def available_strategies() -> list[str]:
-    return sorted(_REGISTRY)
+    """Values of ``strategy.name``."""
+    return STRATEGIES.names()
 
 
 def create_strategy(name: str, **kwargs: Any) -> FednetStrategy:
     """Build strategy ``name``; an unknown name lists the valid ones."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown strategy {name!r}; valid: {', '.join(available_strategies())}"
-        ) from None
-    return cls(**kwargs)
+    return STRATEGIES.get(name)(**kwargs)
 
 
 def register_wrapper(name: str, cls: Any) -> None:
     """Register robust wrapper class ``cls`` (a ``RobustWrapper``) under ``name``."""
-    if name in _WRAPPERS or name == "none":
-        raise ValueError(f"robust wrapper {name!r} is already registered")
-    _WRAPPERS[name] = cls
+    if name == "none":
+        raise ValueError("robust wrapper 'none' is already registered")
+    WRAPPERS.register(name, cls)
 
 
 def available_wrappers() -> list[str]:
     """Values of ``strategy.robust``: ``none`` and every registered wrapper."""
-    return ["none", *sorted(_WRAPPERS)]
+    return ["none", *WRAPPERS.names()]
 
 
 def create_wrapper(name: str, strategy: Any, cfg: Any) -> Any:
@@ -59,10 +53,8 @@ def create_wrapper(name: str, strategy: Any, cfg: Any) -> Any:
     the valid ones."""
     if name == "none":
         return strategy
-    try:
-        cls = _WRAPPERS[name]
-    except KeyError:
-        raise ValueError(
+    if name not in WRAPPERS:
+        raise UnknownNameError(
             f"unknown robust wrapper {name!r}; valid: {', '.join(available_wrappers())}"
-        ) from None
-    return cls.from_config(strategy, cfg)
+        )
+    return WRAPPERS.get(name).from_config(strategy, cfg)

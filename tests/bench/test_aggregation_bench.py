@@ -5,9 +5,9 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MessageType, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from fednet import protocol as P
 from fednet.bench.aggregation import AttackMod
 from fednet.cli import main
-from fednet.federation import protocol as P
 
 A = "m.lora_A.weight"
 

@@ -22,7 +22,7 @@ from fednet.bench.runstats import (
 )
 from fednet.config import UNION_TASK, load_preset
 from fednet.errors import ConfigError
-from fednet.federation.client import load_client_data
+from fednet.federation.client_data import load_client_data
 from fednet.federation.labels import to_union, union_label, union_label_names
 
 

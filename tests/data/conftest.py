@@ -34,5 +34,5 @@ def sorted_synthetic() -> Dataset:
 @pytest.fixture
 def scratch_registries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let a test register data sets and methods without leaking them to others."""
-    monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))
-    monkeypatch.setattr(partition, "_REGISTRY", dict(partition._REGISTRY))
+    monkeypatch.setattr(catalog, "DATASETS", catalog.DATASETS.copy())
+    monkeypatch.setattr(partition, "PARTITIONERS", partition.PARTITIONERS.copy())

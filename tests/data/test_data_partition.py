@@ -163,7 +163,7 @@ def test_min_partition_size(sorted_synthetic: Dataset) -> None:
         (
             {"method": "shards"},
             ValueError,
-            r"unknown partition `method` 'shards'.*'dirichlet'.*'iid'",
+            r"unknown partition method 'shards'; valid: .*dirichlet.*iid",
         ),
         ({"num_partitions": 0}, ValueError, "`num_partitions` must be >= 1, got 0"),
         ({"num_partitions": 2.0}, TypeError, "`num_partitions` must be an int"),

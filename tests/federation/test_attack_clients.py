@@ -9,7 +9,8 @@ import pytest
 from fednet.config import from_run_config, load_preset, parse_preset
 from fednet.data.poison import BACKDOOR_TRIGGER
 from fednet.errors import ConfigError
-from fednet.federation.client import ClientRuntime, load_client_data
+from fednet.federation.client import ClientRuntime
+from fednet.federation.client_data import load_client_data
 
 
 def _tiny(attack: str = "", **federation):

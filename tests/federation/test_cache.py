@@ -8,7 +8,7 @@ import pytest
 
 from fednet.config import load_preset
 from fednet.federation import cache as K
-from fednet.federation import client as client_module
+from fednet.federation import client_data as client_module
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import torch
 from flwr.app import ArrayRecord, RecordDict
 from safetensors.torch import load_file
 
+from fednet import protocol as P
 from fednet.config import load_preset
-from fednet.federation import protocol as P
 from fednet.federation.simulation import simulate
 from fednet.lora import truncate_rank
 

@@ -113,3 +113,36 @@ def test_a_local_file_is_fingerprinted_by_its_bytes(tmp_path):
     assert data_fingerprint(client) == before
     data.write_text("text,label\\nhello,a\\nbye,a\\n", encoding="utf-8")
     assert data_fingerprint(client) != before
+
+
+def test_planned_releases_are_the_ledgers_own_entries(tmp_path):
+    """A round's plan and the central join are ledger Releases, charged as they are."""
+    import ast
+    from pathlib import Path
+
+    from fednet.privacy.ledger import PrivacyLedger, Release
+
+    rnd = PrivateRound(_runtime(budget=50.0), state_dir=tmp_path)
+    central = rnd.central_release()
+    assert central == Release(noise_multiplier=1.1, sample_rate=0.25, steps=3, kind="update")
+    plan = rnd.plan(steps=2, release_sketch=True)
+    assert [type(r) for r in plan] == [Release] * len(plan)
+    assert {r.kind for r in plan} == {"sketch"}  # central mode: the update is charged at join
+    ledger = PrivacyLedger("spam-0", delta=1e-5, budget=50.0)
+    for r in (central, *plan):
+        ledger.charge(
+            noise_multiplier=r.noise_multiplier,
+            sample_rate=r.sample_rate,
+            steps=r.steps,
+            kind=r.kind,
+        )
+    assert ledger.releases == (central, *plan)
+    with pytest.raises(ValueError, match="kind must be one of dpsgd, sketch, update"):
+        Release(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="other")
+    classes = [
+        path.name
+        for path in Path("fednet").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and node.name == "Release"
+    ]
+    assert classes == ["ledger.py"]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fednet.config import load_preset
-from fednet.federation.client import load_client_data
+from fednet.federation.client_data import load_client_data
 from fednet.federation.simulation import simulate
 from fednet.privacy import PrivacyConfig, compute_epsilon, sketch_noise_multiplier
 
@@ -174,8 +174,8 @@ def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
     only DP metrics leave; each ledger holds (z, q, rounds) once, as DP-FedAvg charges."""
     from opacus.accountants import RDPAccountant
 
-    from fednet.federation.protocol import DP_METRIC_KEYS
     from fednet.privacy import RDP_ORDERS
+    from fednet.protocol import DP_METRIC_KEYS
 
     from .wire_audit import WireRecorder, load_wire
 

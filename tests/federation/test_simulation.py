@@ -15,7 +15,7 @@ import torch
 from peft import PeftModel
 
 from fednet.config import HubConfig, load_preset
-from fednet.federation.client import load_client_data
+from fednet.federation.client_data import load_client_data
 from fednet.federation.simulation import simulate
 from fednet.lora import is_lora_key
 from fednet.models import create_base_model, load_adapter
@@ -162,7 +162,7 @@ def test_clients_sign_with_keys_the_server_never_reads(run):
     process never opens it, and nothing the server writes holds a private key."""
     from cryptography.hazmat.primitives import serialization
 
-    from fednet.federation.simulation import client_key_dir
+    from fednet.federation.apps import client_key_dir
     from fednet.hub import HubStore, encode_public_key, load_private_key
 
     cfg, run_dir, _, _ = run

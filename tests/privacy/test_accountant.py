@@ -87,7 +87,7 @@ def test_unknown_accountant_lists_valid_names() -> None:
 
 
 def test_register_accountant(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accountant_module, "_ACCOUNTANTS", dict(accountant_module._ACCOUNTANTS))
+    monkeypatch.setattr(accountant_module, "ACCOUNTANTS", accountant_module.ACCOUNTANTS.copy())
     with pytest.raises(ValueError, match="already registered"):
         register_accountant("rdp", RDPAccountant)
     with pytest.raises(TypeError, match="callable"):

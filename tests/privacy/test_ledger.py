@@ -88,7 +88,7 @@ def test_record_ignores_budget() -> None:
         ({"delta": 1.0}, "delta"),
         ({"budget": 0.0}, "budget"),
         ({"budget": -1.0}, "budget"),
-        ({"accountant": "nope"}, "valid accountants: rdp"),
+        ({"accountant": "nope"}, "unknown accountant .nope.; valid: rdp"),
     ],
 )
 def test_constructor_validation(kwargs: dict[str, object], match: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from fednet.config import load_preset
-from fednet.federation.client import _client_seed
+from fednet.federation.client_data import client_seed as _client_seed
 from fednet.federation.simulation import simulate
 from fednet.privacy import PrivacyConfig
 from tests.federation.wire_audit import WireRecorder, load_wire
@@ -126,7 +126,7 @@ def test_two_runs_of_one_preset_release_different_noise(released, tmp_path):
         noisy = [k for k in x if k != "sketch.params" and k != "sketch.label_names"]
         assert noisy and all(not np.array_equal(x[k], y[k]) for k in noisy), name
     # and under privacy only the DP metrics left the clients
-    from fednet.federation.protocol import DP_METRIC_KEYS
+    from fednet.protocol import DP_METRIC_KEYS
 
     for e in first:
         assert set(e["records"].get("metrics", (None, {}))[1]) <= DP_METRIC_KEYS

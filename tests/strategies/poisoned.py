@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 
-from fednet.federation import protocol as P
+from fednet import protocol as P
 
 A = "base_model.model.encoder.layer.0.attention.self.query.lora_A.weight"
 B = "base_model.model.encoder.layer.0.attention.self.query.lora_B.weight"

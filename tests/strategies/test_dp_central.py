@@ -5,7 +5,7 @@ import torch
 from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from fednet.federation import protocol as P
+from fednet import protocol as P
 from fednet.strategies import ClientProfile, FedLoRA, GlobalState
 from fednet.strategies.dp_central import CentralDP
 

@@ -6,9 +6,9 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from fednet import config as fconfig
+from fednet import protocol as P
 from fednet.config import parse_preset
 from fednet.errors import ConfigError
-from fednet.federation import protocol as P
 from fednet.lora import RANK_AGGREGATIONS
 from fednet.lora.svd import lora_product
 from fednet.strategies import ClientProfile, FedLoRA, GlobalState

@@ -8,9 +8,9 @@ import torch
 from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from fednet import protocol as P
 from fednet.config import parse_preset
 from fednet.errors import ConfigError
-from fednet.federation import protocol as P
 from fednet.federation.server import build_strategy
 from fednet.strategies import (
     ClientProfile,

@@ -1,7 +1,10 @@
 """Routing benchmark: how well, how fast and how cheaply the network answers.
 
-A mixed stream of queries from the test splits of the run's data sets (never
-seen in training) is answered in several ways by real peers (one
+It shares the core of :func:`fednet.bench.run_bench`: the same held-out query
+streams (:func:`fednet.bench.queries.query_streams`), the same scoring and
+figures (:func:`fednet.bench.answering.measure`) and the same oracle
+(:func:`fednet.bench.answering.oracle_candidate`). The measured stream is
+answered in three ways by real peers (one
 :class:`~fednet.inference.server.PeerServer` per client, on loopback, in this
 process so that one CPU clock covers router, client and peers):
 
@@ -9,17 +12,14 @@ process so that one CPU clock covers router, client and peers):
   choice when the answer's confidence is under the threshold;
 - ``broadcast_ensemble`` (b): every peer answers with its own (personalised)
   adapter, combined by a confidence-weighted vote;
-- ``oracle`` (d): the adapter trained on the query's own data set (so with
-  its label set) that reports the best accuracy: routing with the data set
-  known;
-- ``oracle_label_aware``: the personalised adapter of the client whose sketch
-  counts the query's true label most often. This oracle knows the answer and
-  routes to the client skewed towards it, a bound no label-blind router meets.
+- ``oracle`` (d): the personalised adapter of the client of the query's task
+  whose training data holds the largest share of the query's true label. This
+  oracle knows the answer, a bound no label-blind router meets.
 
-Before (a) the learned router warms up on a disjoint stream of test queries
-with feedback (the true label). Each way reports accuracy, p50 and p95
-latency, CPU-seconds per 1,000 queries, calls per query and the router's
-share of the end-to-end latency. The benchmark also times an adapter hot-swap
+Before (a) the learned router warms up on the disjoint warm-up stream with
+feedback (the true label). Each way reports accuracy, p50 and p95 latency,
+CPU-seconds per 1,000 queries, calls per query and the router's share of the
+end-to-end latency. The benchmark also times an adapter hot-swap
 on a peer: already attached, attached from the disk cache, and fetched from
 the hub. A client without a sketch in the run gets a stand-in, released the way
 a client would: a DP sketch at the preset's ``privacy.sketch-epsilon``.
@@ -34,15 +34,14 @@ import platform
 import random
 import shutil
 import statistics
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from fednet.bench.answering import label_counts, measure, oracle_candidate, warm_up
+from fednet.bench.queries import BenchQuery, query_streams, task_of_dataset
 from fednet.hub.client import HubClient, open_hub
 from fednet.hub.publish import client_key, find_sketch, keys_dir_trust, publish_run
 from fednet.hub.store import HubStore
@@ -50,57 +49,18 @@ from fednet.inference.ask import Network
 from fednet.inference.combine import Answer
 from fednet.inference.config import AskConfig, PeerConfig
 from fednet.inference.server import PeerServer, owned_adapters
-from fednet.routing import Candidate, LearnedRouter, PriorRouter, RouterConfig
+from fednet.routing import LearnedRouter, PriorRouter, RouterConfig
 
-__all__ = ["BenchQuery", "query_stream", "stand_in_sketches", "run_routing_bench"]
+__all__ = ["stand_in_sketches", "run_routing_bench"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BenchQuery:
-    """A test-split text with its data set and true label."""
-
-    text: str
-    dataset: str
-    label: str
-
-
-def query_stream(
-    datasets: Sequence[str],
-    *,
-    seed: int,
-    test_fraction: float,
-    per_dataset: int,
-    skip: int = 0,
-    max_chars: int = 2000,
-) -> list[BenchQuery]:
-    """``per_dataset`` test queries of each data set (after ``skip``), shuffled together.
-
-    Texts are cut to ``max_chars`` characters, the longest query a network accepts.
-    """
-    from fednet.data import load_splits
-
-    out: list[BenchQuery] = []
-    for name in datasets:
-        test = load_splits(name, seed=seed, test_fraction=test_fraction)["test"]
-        names = test.features["label"].names
-        order = list(range(len(test)))
-        random.Random(f"{seed}-{name}").shuffle(order)
-        rows = test.select(order[skip : skip + per_dataset])
-        out += [
-            BenchQuery(t[:max_chars], name, names[y])
-            for t, y in zip(rows["text"], rows["label"], strict=True)
-        ]
-    random.Random(seed + skip).shuffle(out)
-    return out
 
 
 def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]:
     """Release a DP sketch for every client of the run that has none."""
     from safetensors.torch import save_file
 
-    from fednet.federation.client import load_client_data
+    from fednet.federation.client_data import load_client_data
     from fednet.inference.ask import FrozenEncoder
     from fednet.privacy import build_sketch, noise_source, sketch_noise_multiplier
 
@@ -140,54 +100,6 @@ def stand_in_sketches(run_dir: Path, cfg: Any, out_dir: Path) -> dict[str, Path]
         out[client.id] = path
         logger.info("stand-in sketch for %s: epsilon %.2f", client.id, sketch.epsilon)
     return out
-
-
-def _measure(queries: Sequence[BenchQuery], ask: Callable[[BenchQuery], Answer]) -> dict[str, Any]:
-    latencies, routers, calls, hits = [], [], [], []
-    per_dataset: dict[str, list[bool]] = {}
-    cpu, wall = time.process_time(), time.perf_counter()
-    for q in queries:
-        answer = ask(q)
-        ok = answer.task == q.dataset and answer.label == q.label
-        hits.append(ok)
-        per_dataset.setdefault(q.dataset, []).append(ok)
-        latencies.append(answer.latency_s)
-        routers.append(answer.router_s)
-        calls.append(len(answer.calls))
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {
-        "queries": len(queries),
-        "accuracy": float(np.mean(hits)),
-        "accuracy_by_dataset": {k: float(np.mean(v)) for k, v in sorted(per_dataset.items())},
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "latency_p95_ms": float(np.percentile(latencies, 95) * 1000),
-        "cpu_s_per_1000": cpu / len(queries) * 1000,
-        "wall_s": wall,
-        "calls_per_query": float(np.mean(calls)),
-        "router_ms_mean": float(np.mean(routers) * 1000),
-        "router_share_of_latency": float(np.sum(routers) / np.sum(latencies)),
-    }
-
-
-def _oracle(candidates: Sequence[Candidate], q: BenchQuery, *, label_aware: bool) -> Candidate:
-    """The query's own data set's adapter with the best reported accuracy.
-
-    With ``label_aware``, the personalised adapter of the client whose sketch
-    counts the query's true label most often: an oracle that also knows the
-    answer, and so routes to the client skewed towards it.
-    """
-    own = [c for c in candidates if c.task == q.dataset]
-    if not label_aware:
-        return max(own, key=lambda c: (c.accuracy or 0.0, c.kind == "personalized", c.key))
-    own = [c for c in own if c.kind == "personalized"] or own
-
-    def support(c: Candidate) -> tuple[float, float]:
-        count = 0.0
-        if c.sketch is not None and q.label in c.sketch.label_names:
-            count = float(c.sketch.counts[c.sketch.label_names.index(q.label)])
-        return count, c.accuracy or 0.0
-
-    return max(own, key=support)
 
 
 def _hot_swap(server: PeerServer, names: Sequence[str], repeats: int = 3) -> dict[str, Any]:
@@ -269,23 +181,18 @@ def run_routing_bench(
     if not store.list():
         publish_run(run_dir, store, keys_dir=keys, sketches=sketches)
     store.trust = keys_dir_trust(keys)  # the benchmark plays every owner and the reader
-    datasets = sorted({c.dataset for c in cfg.clients})
-    stream = dict(
-        seed=cfg.seed + seed, test_fraction=cfg.test_fraction, max_chars=cfg.hub.max_query_chars
+    streams = query_streams(
+        cfg, per_dataset=queries_per_dataset, warmup_per_dataset=warmup_per_dataset, seed=seed
     )
-    warmup = query_stream(datasets, per_dataset=warmup_per_dataset, **stream)  # type: ignore[arg-type]
-    queries = query_stream(
-        datasets,
-        per_dataset=queries_per_dataset,
-        skip=warmup_per_dataset,
-        **stream,  # type: ignore[arg-type]
-    )
+    datasets = sorted(streams.datasets)
+    max_chars = max(2000, streams.max_chars)
+    tasks, counts = task_of_dataset(cfg), label_counts(cfg)
     peers = [
         PeerServer(
             store,
             peer_id=c.id,
             adapters=owned_adapters(store, c.id),
-            config=PeerConfig(max_length=cfg.max_length),
+            config=PeerConfig(max_length=cfg.max_length, max_query_chars=max_chars),
             cache_dir=work / "cache" / c.id,
             key=client_key(keys, c.id),
         )
@@ -298,6 +205,7 @@ def run_routing_bench(
             router=RouterConfig(name="learned", top_k=2, sketch_gate=sketch_gate),
             confidence_threshold=threshold,
             max_length=cfg.max_length,
+            max_query_chars=max_chars,
             peer_timeout_s=30.0,
             candidates_ttl_s=24 * 3600.0,  # the peers do not change during the benchmark
         )
@@ -307,9 +215,10 @@ def run_routing_bench(
                 store, config=ask_cfg, router=PriorRouter(RouterConfig(name="prior"))
             ) as oracle_net,
         ):
-            for q in warmup:
-                net.feedback(net.ask(q.text), true_label=q.label, true_task=q.dataset)
-            modes, embed_rate = _answer_modes(net, oracle_net, peers, queries)
+            warm_up(net, streams.warmup, tasks)
+            modes, embed_rate = _answer_modes(
+                net, oracle_net, peers, streams.measured, tasks, counts
+            )
         hot_swap = _hot_swap(peers[0], [c.id + "-shared" for c in cfg.clients[1:3]])
     finally:
         for peer in peers:
@@ -321,7 +230,7 @@ def run_routing_bench(
         "run_dir": str(run_dir),
         "preset": summary["preset"],
         "datasets": datasets,
-        "warmup_queries": len(warmup),
+        "warmup_queries": len(streams.warmup),
         "peers": [p.peer_id for p in peers],
         "threshold": threshold,
         "router": {"name": "learned", "sketch_gate": sketch_gate, "embed_rate": embed_rate},
@@ -349,7 +258,12 @@ def run_routing_bench(
 
 
 def _answer_modes(
-    net: Network, oracle_net: Network, peers: Sequence[PeerServer], queries: list[BenchQuery]
+    net: Network,
+    oracle_net: Network,
+    peers: Sequence[PeerServer],
+    queries: Sequence[BenchQuery],
+    tasks: Mapping[str, str],
+    counts: Mapping[str, Mapping[str, int]],
 ) -> tuple[dict[str, dict[str, Any]], float]:
     """Answer ``queries`` every way; return the figures and the router's embed rate."""
     candidates = net.refresh()
@@ -359,19 +273,15 @@ def _answer_modes(
     if isinstance(router, LearnedRouter):
         router.embedded = router.estimated = 0
 
-    def oracle(label_aware: bool) -> Callable[[BenchQuery], Answer]:
-        return lambda q: oracle_net.ask(
-            q.text, k=1, candidates=[_oracle(candidates, q, label_aware=label_aware)]
-        )
-
-    modes = {
-        "router_cascade": _measure(queries, lambda q: net.ask(q.text)),
-        "broadcast_ensemble": _measure(
-            queries,
-            lambda q: net.ask(q.text, mode="ensemble", k=len(broadcast), candidates=broadcast),
+    asks: dict[str, Callable[[BenchQuery], Answer]] = {
+        "router_cascade": lambda q: net.ask(q.text),
+        "broadcast_ensemble": lambda q: net.ask(
+            q.text, mode="ensemble", k=len(broadcast), candidates=broadcast
         ),
-        "oracle": _measure(queries, oracle(False)),
-        "oracle_label_aware": _measure(queries, oracle(True)),
+        "oracle": lambda q: oracle_net.ask(
+            q.text, k=1, candidates=[oracle_candidate(candidates, q, tasks, counts)]
+        ),
     }
+    modes = {name: measure(name, queries, ask, tasks)[0] for name, ask in asks.items()}
     rate = router.embed_rate if isinstance(router, LearnedRouter) else 1.0
     return modes, rate
