@@ -214,6 +214,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fednet.bench.contribution_routing``."""
+    from fednet.logs import setup_logging
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--preset", default="configs/bench-aggregation-minilm.toml")
     p.add_argument("--attack", default="label-flip", choices=("label-flip", "backdoor"))
@@ -224,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="bench/results")
     p.add_argument("--cpus-per-client", type=float, default=1.0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     report = run_contribution_routing(
         args.preset,
         args.out,
