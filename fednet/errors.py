@@ -19,6 +19,7 @@ __all__ = [
     "NotFoundError",
     "BudgetExhaustedError",
     "PeerError",
+    "ModelNotInstalledError",
 ]
 
 
@@ -123,3 +124,7 @@ class BudgetExhaustedError(FednetError):
 
 class PeerError(FednetError):
     """A peer failed to answer, answered late, or answered malformed data."""
+
+
+class ModelNotInstalledError(ConfigError):
+    """A preset names a base model whose optional packages are not installed."""

@@ -8,13 +8,15 @@ Library modules never import this; they only log through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["setup_logging"]
+__all__ = ["log_to_file", "setup_logging"]
 
 _TIME = "%H:%M:%S"
 
@@ -82,3 +84,43 @@ def setup_logging(
         )
         root.addHandler(handler)  # fednet records do not propagate to the root
         py_root.addHandler(handler)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path, verbose: bool = False) -> Iterator[None]:
+    """While open, send library and framework output to the log file ``path``.
+
+    fednet's records, Flower's (``flwr``) and Python warnings go to ``path``.
+    Without ``verbose`` the terminal keeps only fednet's warnings and errors and
+    Flower's errors, so that a command's own display stays readable. Everything
+    is as before once the block ends.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", _TIME))
+    loggers = [logging.getLogger(n) for n in ("fednet", "flwr", "py.warnings")]
+    warnings_logger = loggers[2]
+    propagate = warnings_logger.propagate
+    quieted: dict[logging.Handler, int] = {}
+    if not verbose:
+        quieted.update((h, h.level) for h in loggers[0].handlers if isinstance(h, _Stderr))
+        quieted.update(
+            (h, h.level)
+            for h in loggers[1].handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        )
+    for h in quieted:
+        h.setLevel(logging.WARNING if h in loggers[0].handlers else logging.ERROR)
+    for lg in loggers:
+        lg.addHandler(handler)
+    warnings_logger.propagate = False
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings_logger.propagate = propagate
+        for lg in loggers:
+            lg.removeHandler(handler)
+        handler.close()
+        for h, level in quieted.items():
+            h.setLevel(level)

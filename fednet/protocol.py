@@ -2,8 +2,10 @@
 
 Record keys live here and nowhere else. :func:`check_reply` is the allowlist on a
 client's outgoing records: only LoRA factors, head tensors, DP sketch tensors,
-scalar metrics, the client's public profile and the manifests it signed
-(:data:`SIGNED`; a manifest holds hashes, a public key and a signature) may
+scalar metrics, the client's public profile, the manifests it signed
+(:data:`SIGNED`; a manifest holds hashes, a public key and a signature) and,
+with ``strategy.prototypes``, its DP class prototypes (:data:`PROTO`, exactly
+the tensors :data:`PROTO_KEYS`; see :mod:`fednet.representation.prototypes`) may
 leave. :func:`allowlist_mod`
 applies it to every reply of a ClientApp, so nothing else leaves even if the
 training code misbehaves.
@@ -47,6 +49,8 @@ __all__ = [
     "RELEASE",
     "SIGNED",
     "SIGNED_KEYS",
+    "PROTO",
+    "PROTO_KEYS",
     "METRIC_KEYS",
     "PROFILE_KEYS",
     "DATA_PREFIX",
@@ -80,6 +84,7 @@ PROFILE = "profile"
 STATUS = "status"
 RELEASE = "release"  # server -> client: manifests (and files) to sign
 SIGNED = "signed"  # client -> server: the manifests it signed
+PROTO = "proto"  # client -> server: DP class prototypes in the network space
 
 WIRE_DTYPE_KEY = "wire-dtype"
 FROZEN_A_KEY = "frozen-a"
@@ -87,6 +92,8 @@ FROZEN_A_KEY = "frozen-a"
 WIRE_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in config.WIRE_DTYPES}
 
 HEAD_KEYS = frozenset({"head.weight", "head.bias"})
+PROTO_KEYS = frozenset({"proto.sums", "proto.counts", "proto.params"})
+"""The tensors of a prototype release: noised sums and counts, and how they were noised."""
 METRIC_KEYS = frozenset(
     {
         "num-examples",
@@ -175,6 +182,12 @@ def check_reply(content: RecordDict, *, private: bool = False) -> None:
                 f"array `{SKETCH}/{k}` is not a sketch tensor"
                 for k in record
                 if not _is_sketch_key(k)
+            ]
+        elif name == PROTO and isinstance(record, ArrayRecord):
+            problems += [
+                f"array `{PROTO}/{k}` is not a prototype tensor"
+                for k in record
+                if k not in PROTO_KEYS
             ]
         elif name == METRICS and isinstance(record, MetricRecord):
             for k, v in record.items():

@@ -55,8 +55,15 @@ def train_steps(
     learning_rate: float,
     on_step: Callable[[int, float], None] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    align: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """Run ``steps`` AdamW steps on the trainable parameters; return the mean loss."""
+    """Run ``steps`` AdamW steps on the trainable parameters; return the mean loss.
+
+    ``align(embeddings, labels)``, if given, is a regulariser on the model's pooled
+    embeddings added to the cross-entropy (e.g.
+    :class:`~fednet.representation.prototypes.PrototypeAlignment`); the model must
+    have ``encode`` and ``head``.
+    """
     if steps < 1:
         raise ValueError(f"`local-steps` must be >= 1, got {steps}")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -66,8 +73,13 @@ def train_steps(
     total = 0.0
     for step in range(steps):
         batch = next(stream)
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        loss = loss_fn(logits, batch["labels"])
+        if align is None:
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = loss_fn(logits, batch["labels"])
+        else:
+            embeddings = model.encode(batch["input_ids"], batch["attention_mask"])
+            logits = model.head(embeddings)
+            loss = loss_fn(logits, batch["labels"]) + align(embeddings, batch["labels"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -47,6 +47,7 @@ def test_every_command_group_is_listed():
         "ask",
         "bench",
         "bench-aggregation",
+        "bench-representation",
         "completion",
     }
     assert top == expected

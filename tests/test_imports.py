@@ -28,7 +28,8 @@ ROOMS: dict[str, set[str]] = {
     "privacy": {"lora", "models"},
     "strategies": {"lora", "privacy"},
     "hub": {"lora"},
-    "routing": {"hub", "privacy"},
+    "representation": {"models", "privacy"},
+    "routing": {"hub", "privacy", "representation"},
     "inference": {"models", "hub", "routing"},
 }
 # Rooms the table does not list yet, with what they may import.
@@ -50,12 +51,16 @@ ROOMS |= {
         "federation",
         "routing",
         "inference",
+        "representation",
         "logs",
     },  # fmt: skip
     # flower-server and flower-client: processes around federation runs
     "deploy": {"config", "federation", "logs"},
     # the programs' logging set-up
     "logs": set(),
+    # the IR layer also publishes its maps to the hub (signed artifacts) and checks
+    # that its public corpus is disjoint from every client data set
+    "representation": {"config", "data", "models", "privacy", "hub"},
     # the hub's web console: reads the hub, verifies with the trust store, asks the network
     "console": {"config", "privacy", "hub", "routing", "inference"},
 }
@@ -65,7 +70,7 @@ ROOMS["cli"] = set(ROOMS) - {"cli"}
 # additions placed where their imports put them).
 ORDER = [
     "logs", "config", "data", "lora", "models", "privacy", "protocol", "strategies", "hub",
-    "federation", "routing", "inference", "console", "bench", "logs", "deploy", "cli",
+    "representation", "federation", "routing", "inference", "console", "bench", "logs", "deploy", "cli",
 ]  # fmt: skip
 
 # Imports the table does not allow, kept on purpose: (room, imported module or room).

@@ -157,7 +157,7 @@ def train_centralized(
         seconds, and the UTF-8 bytes of raw text each client had to hand over.
     """
     from fednet.federation.client_data import load_client_data
-    from fednet.models import build_classifier, load_tokenizer, save_adapter
+    from fednet.models import build_classifier, load_tokenizer, lora_targets, save_adapter
     from fednet.training import batches, train_steps
 
     union = variant(cfg, "generalist")
@@ -181,7 +181,7 @@ def train_centralized(
         rank=rank,
         lora_alpha=union.lora_alpha(rank),
         lora_dropout=union.lora.dropout,
-        target_modules=union.lora.target_modules,
+        target_modules=lora_targets(first.base_model, union.lora.target_modules),
         num_labels=len(names),
         seed=union.seed,
     )
@@ -204,7 +204,7 @@ def train_centralized(
         rank=rank,
         lora_alpha=union.lora_alpha(rank),
         lora_dropout=union.lora.dropout,
-        target_modules=union.lora.target_modules,
+        target_modules=lora_targets(first.base_model, union.lora.target_modules),
         head_state=model.head_state(),
         label_names=names,
         task=UNION_TASK,

@@ -19,6 +19,22 @@ logger = logging.getLogger("fednet.cli")
 def register(sub: argparse._SubParsersAction) -> None:
     _add_bench(sub)
     _add_bench_aggregation(sub)
+    _add_bench_representation(sub)
+
+
+def _add_bench_representation(sub: argparse._SubParsersAction) -> None:
+    from fednet.bench import representation
+
+    p = add_command(
+        sub,
+        "bench-representation",
+        help="fit of each map, routing across models, prototype transfer to a small client",
+        description="Fit maps from each base model into the network space on public text, "
+        "route queries across models, and measure prototype transfer to a small client; "
+        "write JSON and Markdown under bench/results.",
+    )
+    representation.add_arguments(p)
+    p.set_defaults(func=lambda args: representation.main(args))
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

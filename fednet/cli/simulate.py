@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fednet.cli._common import add_command, check_positive
@@ -15,10 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "simulate",
-        help="run a federation with Flower's Simulation Engine",
-        description="Load and check a preset, then run its federation on this machine with "
-        "Flower's Simulation Engine. Exits 1 when fewer clients than strategy.min-clients "
-        "finish, 2 on a bad preset or argument.",
+        help="run a federation with Flower's Simulation Runtime (flwr run, local SuperLink)",
+        description="Load and check a preset, then run its federation on this machine: "
+        "`flwr run` on a local SuperLink in simulation mode. The terminal shows one progress "
+        "display; Flower's, Ray's and the libraries' output goes to <run-dir>/run.log "
+        "(-v shows it too). Exits 1 when the run fails or fewer clients than "
+        "strategy.min-clients finish, 2 on a bad preset or argument.",
     )
     p.add_argument("--config", default="configs/default.toml", help="TOML preset")
     p.add_argument("--rounds", type=int, default=None, help="override federation.rounds")
@@ -28,12 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Load and check the preset, then run it in simulation."""
+    """Load and check the preset, then run it with ``flwr run`` on a local SuperLink.
+
+    The terminal shows one progress display and, at the end, where the results
+    are and what to run next; everything Flower, Ray and the libraries say goes
+    to ``<run-dir>/run.log`` (``-v`` shows it here too). Exit status 1 when the
+    run failed or fewer clients finished than ``strategy.min-clients``.
+    """
     import dataclasses
 
+    from fednet.cli._display import RunDisplay, next_steps
     from fednet.config import load_preset
-    from fednet.federation.apps import new_run_dir
+    from fednet.deploy.simulate import LOG_FILE, simulate_local
+    from fednet.federation.apps import client_key_dir, new_run_dir
     from fednet.federation.preflight import check_federation
+    from fednet.federation.recorder import format_summary
+    from fednet.logs import log_to_file
 
     check_positive("--rounds", args.rounds)
     cfg = load_preset(args.config)
@@ -45,9 +58,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FednetError(f"`--run-dir` {str(run_dir)!r} exists and is not empty")
-    from fednet.federation.recorder import format_summary
-    from fednet.federation.simulation import simulate
-
-    summary = simulate(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    preset = Path(cfg.source)
+    if args.strategy:  # the apps read a preset file: this run's, with the strategy replaced
+        preset = _write_preset(preset, run_dir / "preset.toml", strategy=args.strategy)
+    with (
+        log_to_file(run_dir / LOG_FILE, args.verbose),
+        RunDisplay(rounds=cfg.rounds, clients=len(cfg.clients)) as display,
+    ):
+        run = simulate_local(
+            preset,
+            run_dir,
+            num_supernodes=len(cfg.clients),
+            rounds=args.rounds or 0,
+            on_progress=display.update,
+            on_line=display.echo if args.verbose else None,
+        )
+    summary = run.summary
+    if summary is None or run.status != "finished:completed":
+        print(
+            f"fednet: the run ended with status {run.status}"
+            + ("" if summary is not None else " without writing summary.json")
+            + f"; see {run.log_path}",
+            file=sys.stderr,
+        )
+        return 1
     print(format_summary(summary, run_dir))
+    owners = sorted(m for m in summary.get("clients_finished", []))
+    keys = {cid: client_key_dir(cfg, cid) / f"{cid}.pub" for cid in owners}
+    print("\n".join(next_steps(run_dir, log_path=run.log_path, owner_keys=keys)))
     return 0 if summary.get("complete", True) else 1
+
+
+def _write_preset(source: Path, dest: Path, *, strategy: str) -> Path:
+    """Copy the TOML preset ``source`` to ``dest`` with ``strategy.name`` replaced."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(source.read_text(encoding="utf-8"))
+    data.setdefault("strategy", {})["name"] = strategy
+    dest.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return dest

@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from fednet import protocol as P
 from fednet.config import PROJECT_ROOT, FederationConfig, from_run_config
 
-__all__ = ["client_key_dir", "make_server_app", "make_client_app", "new_run_dir"]
+__all__ = ["client_key_dir", "make_server_app", "make_client_app", "new_run_dir", "run_dir_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,20 @@ def new_run_dir(base: str | Path = "runs") -> Path:
         n += 1
         path = Path(base) / f"{stamp}-{n}"
     return path
+
+
+def run_dir_of(run_config: Any) -> Path:
+    """The run directory of a ``flwr run``: run config ``run-dir`` (a relative one
+    under the project), else a fresh ``<project>/runs/<timestamp>``.
+
+    ``flwr run .`` runs the app from a copy under ``FLWR_HOME/apps/``; the project
+    is where the installed ``fednet`` lives (:data:`fednet.config.PROJECT_ROOT`).
+    """
+    given = str(run_config.get("run-dir") or "")
+    if not given:
+        return new_run_dir(PROJECT_ROOT / "runs")
+    path = Path(given).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def client_key_dir(cfg: FederationConfig, client_id: str) -> Path:
@@ -67,8 +81,8 @@ def make_server_app(
 
         run_config, resume = _split_resume(context)
         conf = cfg if cfg is not None else from_run_config(run_config)
-        out = run_dir or context.run_config.get("run-dir") or new_run_dir(PROJECT_ROOT / "runs")
-        run_server(grid, conf, Path(str(out)), min_nodes=min_nodes, resume=resume)
+        out = Path(run_dir) if run_dir else run_dir_of(context.run_config)
+        run_server(grid, conf, out, min_nodes=min_nodes, resume=resume)
 
     return app
 

@@ -62,7 +62,7 @@ class ClientRuntime:
 
     def __init__(self, cfg: FederationConfig, client: ClientConfig) -> None:
         from fednet.federation.cache import cached_client_data
-        from fednet.models import build_classifier, load_tokenizer
+        from fednet.models import build_classifier, load_tokenizer, lora_targets
 
         self.cfg = cfg
         self.client = client
@@ -83,7 +83,7 @@ class ClientRuntime:
             rank=client.lora_rank,
             lora_alpha=self.lora_alpha,
             lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
+            target_modules=lora_targets(client.base_model, cfg.lora.target_modules),
             num_labels=len(self.data.label_names),
             seed=cfg.seed,
         )

@@ -19,8 +19,10 @@ __all__ = ["check_federation"]
 def check_federation(cfg: FederationConfig) -> None:
     """Raise :class:`ConfigError` naming the first bad client key and value.
 
-    A client is refused when its data set cannot be read, its partition is too
-    small to train and evaluate, or its data holds fewer than two classes.
+    A client is refused when its base model is unknown or not installed
+    (:class:`~fednet.errors.ModelNotInstalledError`, naming the recipe that
+    installs it), its data set cannot be read, its partition is too small to
+    train and evaluate, or its data holds fewer than two classes.
     """
     from fednet.data import available_datasets
     from fednet.federation.client_data import load_client_data
@@ -36,9 +38,10 @@ def check_federation(cfg: FederationConfig) -> None:
     for c in cfg.clients:
         where = f"clients[{c.id}]"
         try:
-            get_base_model_spec(c.base_model)
+            spec = get_base_model_spec(c.base_model)
         except ValueError as e:
             raise ConfigError(f"`{where}.base-model`: {e}") from None
+        spec.require()  # one line naming the recipe that installs a missing model
         if not is_data_file(c.dataset) and c.dataset not in available_datasets():
             raise ConfigError(
                 f"`{where}.dataset`: unknown data set {c.dataset!r}; valid: "

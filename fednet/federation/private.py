@@ -411,7 +411,7 @@ class PrivateRound:
         return self.cfg.enabled and self.cfg.update_mode == "central" and not self.cfg.dpsgd
 
     def _keep_personalized(self) -> Path:
-        from fednet.models import save_adapter
+        from fednet.models import lora_targets, save_adapter
 
         rt = self.rt
         out = self.state_dir / rt.client.id / "personalized"
@@ -422,7 +422,7 @@ class PrivateRound:
             rank=rt.client.lora_rank,
             lora_alpha=rt.lora_alpha,
             lora_dropout=rt.cfg.lora.dropout,
-            target_modules=rt.cfg.lora.target_modules,
+            target_modules=lora_targets(rt.client.base_model, rt.cfg.lora.target_modules),
             head_state=rt.model.head_state(),
             label_names=rt.data.label_names,
             task=rt.client.task,

@@ -11,6 +11,8 @@
   (``complete``: at least ``strategy.min-clients``, and at least one).
 - ``summary.json``: the final metrics, the bytes communicated, and every
   update that was rejected, clipped or down-weighted, with its reason;
+- ``progress.json``: how far the run is (stage, round, clients, loss, accuracy,
+  ε), rewritten atomically as it goes, for a display that watches the directory;
 - ``contributions.json``: the contribution ledger, one row per client and round
   (accepted or not, cosine to the aggregate, contribution estimate and its
   method; see :mod:`fednet.strategies.contribution`).
@@ -32,6 +34,7 @@ from fednet.strategies.profile import ClientProfile
 from fednet.strategies.state import GlobalState
 
 __all__ = [
+    "PROGRESS_FILE",
     "RunRecorder",
     "base_model_nbytes",
     "format_summary",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_FILE = "progress.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -120,15 +125,39 @@ class RunRecorder:
         for p in self.profiles.values():
             if p.data:
                 logger.info("client %s data: %s", p.client_id, p.data_report())
+        self.write_progress("training")
+
+    def write_progress(self, stage: str) -> None:
+        """Rewrite ``progress.json``: the stage, the last finished round of
+        ``rounds``, the clients it counted of those in the preset, its weighted
+        training loss and accuracy, the largest ε a client reported (``None``
+        without privacy) and the seconds since the recorder started."""
+        last: dict[str, Any] = self.history[-1] if self.history else {}
+        train, ev = last.get("train", {}), last.get("evaluate", {})
+        eps = [float(v) for k, v in train.items() if k.endswith("/epsilon")]
+        write_json_atomic(
+            self.run_dir / PROGRESS_FILE,
+            {
+                "stage": stage,
+                "round": int(last.get("round", 0)),
+                "rounds": int(self.cfg.rounds),
+                "clients": int(train.get("clients", len(self.profiles))),
+                "clients_total": len(self.cfg.clients),
+                "loss": train.get("train-loss"),
+                "accuracy": ev.get("accuracy"),
+                "epsilon": max(eps) if eps else None,
+                "elapsed_s": time.time() - self.started,
+            },
+        )
 
     def save_state(self, out: Path, state: GlobalState) -> list[Path]:
         """Write one PEFT adapter dir per (base model, task) in ``state``."""
-        from fednet.models import save_adapter
+        from fednet.models import lora_targets, save_adapter
 
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)
-            if group not in state.lora or p.task not in state.heads:
+            if group not in state.lora or p.head_group not in state.heads:
                 continue
             rank = state.rank_of(group)
             written.append(
@@ -139,8 +168,8 @@ class RunRecorder:
                     rank=rank,
                     lora_alpha=self.cfg.lora_alpha(rank),
                     lora_dropout=self.cfg.lora.dropout,
-                    target_modules=self.cfg.lora.target_modules,
-                    head_state=state.heads[p.task],
+                    target_modules=lora_targets(p.base_model, self.cfg.lora.target_modules),
+                    head_state=state.heads[p.head_group],
                     label_names=p.label_names,
                     task=p.task,
                 )
@@ -205,6 +234,7 @@ class RunRecorder:
             }
         )
         write_json_atomic(self.run_dir / "contributions.json", self.contribution_ledger())
+        self.write_progress("training" if r < self.cfg.rounds else "personalizing")
         logger.info(
             "round %s: accuracy %.4f (weighted), %.4f (mean of clients)",
             r,
@@ -351,6 +381,7 @@ class RunRecorder:
             "wall_s": time.time() - self.started,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
+        self.write_progress("finished")
         self.writer.close()
         return summary
 

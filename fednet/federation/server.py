@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 def build_strategy(cfg: FederationConfig) -> FednetStrategy:
     """The strategy the preset names, wrapped by its robust rule and by central DP
     (outermost) when configured."""
+    if cfg.strategy.prototypes:
+        raise ConfigError(
+            "`strategy.prototypes` is not yet carried out by federation runs (clients do not "
+            "yet receive network-space maps); the prototype exchange runs in "
+            "`fednet bench-representation` and fednet.representation.prototypes"
+        )
     central = cfg.privacy.enabled and cfg.privacy.update_mode == "central"
     if central and cfg.strategy.rank_aggregation in ("frozen-a", "svd"):
         raise ConfigError(
@@ -75,9 +81,10 @@ def build_strategy(cfg: FederationConfig) -> FednetStrategy:
 
 
 def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> GlobalState:
-    """Seeded initial LoRA per LoRA group (at its largest rank) and head per task."""
+    """Seeded initial LoRA per LoRA group (at its largest rank), and a head per task
+    and base model, sized to that base model's hidden size."""
     from fednet.lora import truncate_rank
-    from fednet.models import build_classifier, init_head
+    from fednet.models import build_classifier, init_head, lora_targets
 
     state = GlobalState()
     tasks: dict[str, tuple[str, ...]] = {}
@@ -96,7 +103,7 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
             rank=rank,
             lora_alpha=cfg.lora_alpha(rank),
             lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
+            target_modules=lora_targets(base, cfg.lora.target_modules),
             num_labels=2,
             seed=cfg.seed,
         )
@@ -109,9 +116,10 @@ def initial_state(cfg: FederationConfig, profiles: dict[int, ClientProfile]) -> 
                 groups[key] = max(groups.get(key, 0), p.rank)
         for key, top in sorted(groups.items()):
             state.lora[key] = truncate_rank(model.lora_state(), top)
-    for task, names in sorted(tasks.items()):
-        base = next(p.base_model for p in profiles.values() if p.task == task)
-        state.heads[task] = init_head(hidden[base], len(names), seed=cfg.seed)
+    for p in profiles.values():
+        state.heads[p.head_group] = init_head(
+            hidden[p.base_model], len(tasks[p.task]), seed=cfg.seed
+        )
     return state
 
 
@@ -123,7 +131,7 @@ def personalize(
     recorder: RunRecorder,
 ) -> dict[str, dict[str, float]]:
     """Each client fine-tunes a copy of the shared adapter; keep every copy."""
-    from fednet.models import save_adapter
+    from fednet.models import lora_targets, save_adapter
 
     strategy = getattr(strategy, "strategy", strategy)  # unwrap privacy wrappers
     if cfg.personalize_steps <= 0 or not isinstance(strategy, FedLoRA):
@@ -175,7 +183,7 @@ def personalize(
             rank=p.rank,
             lora_alpha=p.lora_alpha,
             lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
+            target_modules=lora_targets(p.base_model, cfg.lora.target_modules),
             head_state=head,
             label_names=p.label_names,
             task=p.task,

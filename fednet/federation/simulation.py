@@ -1,4 +1,12 @@
-"""Run a federation on one machine with Flower's Simulation Engine (Ray backend)."""
+"""Run a federation in this process with Flower's Simulation Engine (Ray backend).
+
+This is the in-process engine of the tests and the benchmark: it takes a
+configuration built in code and ClientApp mods that are Python objects (wire
+recorders, attacks), which cannot cross ``flwr run`` (that path loads the apps
+by import from a packed copy and reads the preset from a file). It still calls
+``flwr.simulation.run_simulation``, which Flower 1.42 deprecates. ``fednet
+simulate`` uses the supported path instead: :mod:`fednet.deploy.simulate`.
+"""
 
 from __future__ import annotations
 

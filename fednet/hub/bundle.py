@@ -37,6 +37,7 @@ __all__ = [
     "check_files",
     "check_required_files",
     "check_adapter_fits",
+    "check_artifact_fits",
     "tensor_shapes",
     "write_atomic",
     "write_files_atomically",
@@ -134,7 +135,7 @@ def prepare_unsigned(adapter_dir: str | Path, draft: Manifest) -> tuple[Manifest
             f"`rank` is {draft.rank} but {ADAPTER_CONFIG} in {str(adapter_dir)!r} "
             f"has r={config_rank}"
         )
-    check_adapter_fits(files, base_model=draft.base_model, where=repr(str(adapter_dir)))
+    check_artifact_fits(draft, files, where=repr(str(adapter_dir)))
     sketch = draft.sketch
     if sketch is None and SKETCH_FILE in files:
         sketch = SKETCH_FILE
@@ -216,6 +217,37 @@ def check_adapter_fits(files: Mapping[str, bytes], *, base_model: str, where: st
         raise ValueError(
             f"adapter {where} does not fit base model {base_model!r}: " + "; ".join(shown)
         )
+
+
+def check_artifact_fits(manifest: Manifest, files: Mapping[str, bytes], *, where: str) -> None:
+    """Check an artifact's files by its manifest's kind.
+
+    A representation map (``kind`` :data:`~fednet.hub.maps.MAP_KIND`) is checked
+    by :func:`~fednet.hub.maps.map_fit_problems`; anything else is a LoRA adapter
+    and goes through :func:`check_adapter_fits`, which refuses a map's config.
+
+    Raises
+    ------
+    ValueError
+        Naming every problem at once.
+    """
+    from fednet.hub.maps import MAP_KIND, map_fit_problems
+
+    if manifest.kind != MAP_KIND:
+        check_adapter_fits(files, base_model=manifest.base_model, where=where)
+        return
+    try:
+        shapes = tensor_shapes(bytes(files[ADAPTER_WEIGHTS]))
+        problems = map_fit_problems(
+            bytes(files[ADAPTER_CONFIG]),
+            shapes,
+            base_model=manifest.base_model,
+            rank=manifest.rank,
+        )
+    except (KeyError, ValueError) as e:
+        problems = [f"not a readable map: {e}"]
+    if problems:
+        raise ValueError(f"representation map {where}: " + "; ".join(problems))
 
 
 def check_required_files(manifest: Manifest) -> None:

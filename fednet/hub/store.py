@@ -29,7 +29,7 @@ from fednet.errors import IntegrityError, NotFoundError, SignatureError, Untrust
 from fednet.hub.bundle import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
-    check_adapter_fits,
+    check_artifact_fits,
     check_files,
     check_required_files,
     locked_dir,
@@ -217,7 +217,7 @@ class HubStore:
         self._check_trust(manifest)
         check_required_files(manifest)
         check_files(manifest, files)
-        check_adapter_fits(files, base_model=manifest.base_model, where=manifest.ref)
+        check_artifact_fits(manifest, files, where=manifest.ref)
         self._check_rank(manifest, files)
         for name, digest in manifest.files.items():
             self._write_blob(digest, bytes(files[name]))
@@ -570,7 +570,7 @@ class HubStore:
                     problems.append(str(e))
             if ADAPTER_CONFIG in blobs and ADAPTER_WEIGHTS in blobs:
                 try:
-                    check_adapter_fits(blobs, base_model=manifest.base_model, where=ref)
+                    check_artifact_fits(manifest, blobs, where=ref)
                     self._check_rank(manifest, blobs)
                 except ValueError as e:
                     problems.append(str(e))

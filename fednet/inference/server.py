@@ -14,6 +14,7 @@ from fednet.errors import FednetError, HubError, NotFoundError
 from fednet.hub.client import HubClient
 from fednet.hub.keys import Ed25519PrivateKey
 from fednet.hub.manifest import check_name
+from fednet.hub.maps import MAP_KIND
 from fednet.hub.store import HubStore
 from fednet.inference.batcher import MicroBatcher
 from fednet.inference.config import PeerConfig
@@ -32,7 +33,7 @@ def owned_adapters(hub: HubStore | HubClient, client_id: str) -> list[str]:
     NotFoundError
         If the client has published nothing; lists the owners that have.
     """
-    manifests = [m for m in hub.list() if m.owner == client_id]
+    manifests = [m for m in hub.list() if m.owner == client_id and m.kind != MAP_KIND]
     if not manifests:
         owners = sorted({m.owner for m in hub.list()})
         raise NotFoundError(

@@ -20,6 +20,7 @@ from fednet.models.registry import (
     create_base_model,
     get_base_model_spec,
     load_tokenizer,
+    lora_targets,
     minilm_path,
     register_base_model,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "init_head",
     "load_adapter",
     "load_tokenizer",
+    "lora_targets",
     "mean_pool",
     "minilm_path",
     "register_base_model",

@@ -109,7 +109,14 @@ def build_classifier(
     """Frozen base ``base_model`` + LoRA of rank ``rank`` + a ``num_labels`` head.
 
     The LoRA and head initialisation is seeded, so two clients of the same rank
-    start from the same factors.
+    start from the same factors. The head is ``[num_labels, hidden]`` with the base
+    model's hidden size, so it belongs to that base model alone.
+
+    Raises
+    ------
+    ValueError
+        ``rank < 1``, fewer than two labels, or a target module the base model lacks
+        (the message lists the model's own targets).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -119,6 +126,14 @@ def build_classifier(
         raise ValueError(f"a classifier needs >= 2 labels, got {num_labels}")
     spec = get_base_model_spec(base_model)
     base = create_base_model(base_model)
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+    absent = [t for t in target_modules if t not in leaves]
+    if absent:
+        raise ValueError(
+            f"`lora.target-modules` {absent} are not layers of base model {base_model!r}; "
+            f"its default targets are {list(spec.lora_targets)} (leave `lora.target-modules` "
+            "empty to use each base model's own)"
+        )
     config = LoraConfig(
         r=rank,
         lora_alpha=lora_alpha,  # type: ignore[arg-type]

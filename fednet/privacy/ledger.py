@@ -44,8 +44,9 @@ __all__ = ["RELEASE_KINDS", "Release", "PrivacyLedger", "reset_ledgers", "time_e
 
 logger = logging.getLogger(__name__)
 
-RELEASE_KINDS: tuple[str, ...] = ("dpsgd", "sketch", "update")
-"""What a release can be: DP-SGD training, a capability sketch, a noised update."""
+RELEASE_KINDS: tuple[str, ...] = ("dpsgd", "sketch", "update", "prototype")
+"""What a release can be: DP-SGD training, a capability sketch, a noised update,
+DP class prototypes (:mod:`fednet.representation.prototypes`)."""
 
 _STATE_VERSION = 1
 

@@ -18,6 +18,7 @@ from fednet.routing.candidates import (
 )
 from fednet.routing.config import RouterConfig
 from fednet.routing.learned import LearnedRouter, query_tokens
+from fednet.routing.network_router import NetworkSketchMatcher, NetworkSketchRouter
 from fednet.routing.objective import Decision, Estimate, Objective, Scored
 from fednet.routing.prior import PriorRouter
 from fednet.routing.registry import available_routers, create_router, register_router
@@ -31,6 +32,8 @@ __all__ = [
     "Estimate",
     "HubReader",
     "LearnedRouter",
+    "NetworkSketchMatcher",
+    "NetworkSketchRouter",
     "Objective",
     "Outcome",
     "PriorRouter",
@@ -53,3 +56,4 @@ __all__ = [
 register_router(SketchRouter.name, SketchRouter)
 register_router(LearnedRouter.name, LearnedRouter)
 register_router(PriorRouter.name, PriorRouter)
+register_router(NetworkSketchRouter.name, NetworkSketchRouter)

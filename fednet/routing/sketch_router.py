@@ -131,6 +131,12 @@ class SketchMatcher:
                 min_count=self.config.min_count,
             )
             raw.append((score, fallback))
+        return self._relevance(raw)
+
+    def _relevance(self, raw: list[tuple[float, bool]]) -> list[SketchMatch]:
+        """Matches from ``(score, fallback)`` pairs: relevance relative to the best score."""
+        if not raw:
+            return []
         best = max(score for score, _ in raw)
         kappa = self.config.sharpness
         return [

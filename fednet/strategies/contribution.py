@@ -58,6 +58,7 @@ def contribution_rows(
     updates: Sequence[tuple[ClientProfile, dict[str, torch.Tensor], dict[str, torch.Tensor]]],
     *,
     group_of: Callable[[ClientProfile], str],
+    head_of: Callable[[ClientProfile], str] = lambda p: p.head_group,
     excluded: set[str],
     complete: Callable[[ClientProfile, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
 ) -> list[dict]:
@@ -73,6 +74,8 @@ def contribution_rows(
         The clients' validated updates.
     group_of : callable
         A profile's LoRA group key.
+    head_of : callable
+        A profile's head key (default: its head group, task on base model).
     excluded : set[str]
         Client ids the aggregate left out (their share is 0).
     complete : callable
@@ -84,7 +87,8 @@ def contribution_rows(
         key = group_of(p)
         received = truncate_rank(before.lora[key], p.rank)
         d = {f"lora/{k}": v for k, v in weight_space_delta(received, complete(p, lora)).items()}
-        d.update({f"head/{k}": head[k].double() - before.heads[p.task][k].double() for k in head})
+        hkey = head_of(p)
+        d.update({f"head/{k}": head[k].double() - before.heads[hkey][k].double() for k in head})
         deltas[p.client_id] = d
         if p.client_id not in agg:
             g = {
@@ -93,7 +97,7 @@ def contribution_rows(
             }
             g.update(
                 {
-                    f"head/{k}": after.heads[p.task][k].double() - before.heads[p.task][k].double()
+                    f"head/{k}": after.heads[hkey][k].double() - before.heads[hkey][k].double()
                     for k in head
                 }
             )

@@ -88,18 +88,19 @@ class CoordinateWise(RobustWrapper):
                     agg = self._combine([d[k] for d in deltas], who, dist)
                     out[k] = state.lora[key][k] + agg.to(out[k].dtype)
             new.lora[key] = out
-        for task in sorted({p.task for p, *_ in accepted}):
-            members_h = [(p, head) for p, _, head, _ in accepted if p.task == task]
-            deltas_h = [head_delta(p, h, state) for p, h in members_h]
+        for hkey in sorted({self.head_of(p) for p, *_ in accepted}):
+            members_h = [(p, head) for p, _, head, _ in accepted if self.head_of(p) == hkey]
+            deltas_h = [head_delta(p, h, state, hkey) for p, h in members_h]
             who = [p.client_id for p, _ in members_h]
-            new.heads[task] = {
-                k: state.heads[task][k]
-                + self._combine([d[k] for d in deltas_h], who, dist).to(state.heads[task][k].dtype)
+            new.heads[hkey] = {
+                k: state.heads[hkey][k]
+                + self._combine([d[k] for d in deltas_h], who, dist).to(state.heads[hkey][k].dtype)
                 for k in sorted(deltas_h[0])
             }
         norms = {
             p.client_id: update_norm(
-                lora_delta(p, lora, state, self.group_of(p)), head_delta(p, head, state)
+                lora_delta(p, lora, state, self.group_of(p)),
+                head_delta(p, head, state, self.head_of(p)),
             )
             for p, lora, head, _ in accepted
         }

@@ -153,13 +153,14 @@ class CentralDP(Strategy):
         )
 
     def expected_cohorts(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Fixed denominators ``W = q * N`` per LoRA group and per task."""
+        """Fixed denominators ``W = q * N`` per LoRA group and per head group."""
         groups: dict[str, float] = {}
         tasks: dict[str, float] = {}
         for p in self.strategy.profiles.values():
             g = self.strategy.group_of(p)
             groups[g] = groups.get(g, 0.0) + self.sample_rate
-            tasks[p.task] = tasks.get(p.task, 0.0) + self.sample_rate
+            h = self.strategy.head_of(p)
+            tasks[h] = tasks.get(h, 0.0) + self.sample_rate
         return groups, tasks
 
     def clip(self, delta: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
@@ -178,7 +179,7 @@ class CentralDP(Strategy):
             ref_lora = truncate_rank(state.lora[self.strategy.group_of(p)], p.rank)
             d = {
                 **{f"l:{k}": lora[k] - ref_lora[k] for k in lora},
-                **{f"h:{k}": head[k] - state.heads[p.task][k] for k in head},
+                **{f"h:{k}": head[k] - state.heads[self.strategy.head_of(p)][k] for k in head},
             }
             clipped, _ = self.clip(d)
             deltas.append(
@@ -195,10 +196,11 @@ class CentralDP(Strategy):
             group = [pad_rank(dl, rank) for p, dl, _ in deltas if group_of(p) == key]
             mean = self._noisy_mean(group, like=state.lora[key], cohort=cohort)
             new.lora[key] = {k: state.lora[key][k] + mean[k] for k in mean}
-        for task, cohort in tasks.items():
-            heads = [dh for p, _, dh in deltas if p.task == task]
-            mean = self._noisy_mean(heads, like=state.heads[task], cohort=cohort)
-            new.heads[task] = {k: state.heads[task][k] + mean[k] for k in mean}
+        head_of = self.strategy.head_of
+        for hkey, cohort in tasks.items():
+            heads = [dh for p, _, dh in deltas if head_of(p) == hkey]
+            mean = self._noisy_mean(heads, like=state.heads[hkey], cohort=cohort)
+            new.heads[hkey] = {k: state.heads[hkey][k] + mean[k] for k in mean}
         return new
 
     def _noisy_mean(

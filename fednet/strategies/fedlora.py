@@ -95,7 +95,7 @@ def validate_update(
                 expect = truncate_rank({k: ref[k]}, profile.rank)[k].shape
                 if tuple(v.shape) != tuple(expect):
                     problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(expect)}")
-    ref_head = state.heads.get(profile.task, {})
+    ref_head = state.heads.get(profile.head_group, {})
     for k, v in head.items():
         if k in ref_head and tuple(v.shape) != tuple(ref_head[k].shape):
             problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(ref_head[k].shape)}")
@@ -115,7 +115,8 @@ class FedLoRA(FednetStrategy):
     https://arxiv.org/abs/2401.06432) truncation for clients of smaller rank.
 
     LoRA factors are averaged over the clients of a LoRA group, weighted by
-    their number of training examples; heads over all clients of a task. A
+    their number of training examples; heads over all clients of a task on one
+    base model (:meth:`head_of`). A
     group is every client of a base model, or with ``lora_grouping="task"``
     every client of a base model and task, so unrelated tasks do not pull one
     adapter apart. The shared adapter keeps the group's largest rank. See
@@ -173,7 +174,7 @@ class FedLoRA(FednetStrategy):
         return RecordDict(
             {
                 P.LORA: P.to_wire(lora, self.wire_dtype),
-                P.HEAD: P.to_wire(state.heads[profile.task], self.wire_dtype),
+                P.HEAD: P.to_wire(state.heads[self.head_of(profile)], self.wire_dtype),
             }
         )
 
@@ -190,6 +191,16 @@ class FedLoRA(FednetStrategy):
     def group_of(self, profile: ClientProfile) -> str:
         """Key of ``profile``'s LoRA group in the global state."""
         return profile.lora_group(self.lora_grouping)
+
+    def head_of(self, profile: ClientProfile) -> str:
+        """Key of ``profile``'s head in the global state: its task on its base model.
+
+        A head reads its base model's pooled embedding, so heads of one task on
+        different base models are kept apart. A strategy whose heads read a shared
+        network space (a learned map from every base model's embedding, the
+        representation layer) overrides this to key heads by task alone.
+        """
+        return profile.head_group
 
     def message_config(self, server_round: int, config: ConfigRecord | None = None) -> ConfigRecord:
         """``config`` plus the round, the wire dtype and whether A is frozen."""
@@ -226,11 +237,12 @@ class FedLoRA(FednetStrategy):
         state = GlobalState.from_arrayrecord(arrays)
         msgs = []
         for p in profiles:
-            if self.group_of(p) not in state.lora or p.task not in state.heads:
+            if self.group_of(p) not in state.lora or self.head_of(p) not in state.heads:
                 self.fail(
                     p.client_id,
                     str(message_type),
-                    f"no global state for LoRA group {self.group_of(p)!r} and task {p.task!r}",
+                    f"no global state for LoRA group {self.group_of(p)!r} and head "
+                    f"{self.head_of(p)!r}",
                 )
                 continue
             content = self.payload(state, p)
@@ -356,9 +368,9 @@ class FedLoRA(FednetStrategy):
                 previous=state.lora[key],
                 method=self.rank_aggregation,
             )
-        for task in {p.task for p, *_ in accepted}:
-            group = [(p, head) for p, _, head, _ in accepted if p.task == task]
-            new.heads[task] = {
+        for key in {self.head_of(p) for p, *_ in accepted}:
+            group = [(p, head) for p, _, head, _ in accepted if self.head_of(p) == key]
+            new.heads[key] = {
                 k: weighted_mean([h[k] for _, h in group], [p.weight for p, _ in group])
                 for k in group[0][1]
             }
@@ -383,6 +395,7 @@ class FedLoRA(FednetStrategy):
                 after,
                 [(p, lora, head) for p, lora, head, _ in self.last_accepted],
                 group_of=self.group_of,
+                head_of=self.head_of,
                 excluded=excluded,
                 complete=lambda p, lora: self.with_frozen_a(p, lora, self._state_for_round),
             )

@@ -36,7 +36,7 @@ class LocalOnly(FedLoRA):
         return RecordDict(
             {
                 P.LORA: P.to_wire(own.lora[profile.base_model], self.wire_dtype),
-                P.HEAD: P.to_wire(own.heads[profile.task], self.wire_dtype),
+                P.HEAD: P.to_wire(own.heads[self.head_of(profile)], self.wire_dtype),
             }
         )
 
@@ -46,5 +46,7 @@ class LocalOnly(FedLoRA):
         accepted = self.accept(server_round, replies)
         for p, lora, head, _ in accepted:
             lora = self.with_frozen_a(p, lora, self._state_for_round)
-            self.own[p.client_id] = GlobalState(lora={p.base_model: lora}, heads={p.task: head})
+            self.own[p.client_id] = GlobalState(
+                lora={p.base_model: lora}, heads={self.head_of(p): head}
+            )
         return None, self._train_metrics(accepted)

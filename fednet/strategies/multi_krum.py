@@ -87,7 +87,8 @@ class MultiKrum(RobustWrapper):
             for i in idx:
                 p, lora, head, _ = accepted[i]
                 d = pad_rank(lora_delta(p, lora, state, key), state.rank_of(key))
-                d.update({f"{p.task}/{k}": v for k, v in head_delta(p, head, state).items()})
+                hkey = self.head_of(p)
+                d.update({f"{hkey}/{k}": v for k, v in head_delta(p, head, state, hkey).items()})
                 rows.append(d)
             scores = krum_scores(flat_updates(rows), byzantine=f)
             order = sorted(range(n), key=lambda j: (float(scores[j]), j))

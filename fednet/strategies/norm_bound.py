@@ -62,7 +62,8 @@ class NormBound(RobustWrapper):
             groups[self.group_of(p)].append(i)
             norms.append(
                 update_norm(
-                    lora_delta(p, lora, state, self.group_of(p)), head_delta(p, head, state)
+                    lora_delta(p, lora, state, self.group_of(p)),
+                    head_delta(p, head, state, self.head_of(p)),
                 )
             )
         out = list(accepted)
@@ -75,7 +76,7 @@ class NormBound(RobustWrapper):
                 p, lora, head, metrics = accepted[i]
                 scale = bound / norms[i]
                 ref_l = lora_delta(p, lora, state, key)
-                ref_h = head_delta(p, head, state)
+                ref_h = head_delta(p, head, state, self.head_of(p))
                 lora = {k: lora[k] - ref_l[k] * (1.0 - scale) for k in lora}
                 head = {k: head[k] - ref_h[k] * (1.0 - scale) for k in head}
                 out[i] = (p, lora, head, metrics)

@@ -178,6 +178,13 @@ class ClientProfile:
 
         return lora_group(self.base_model, self.task, grouping)
 
+    @property
+    def head_group(self) -> str:
+        """Key of this client's head: its task on its base model (see :mod:`.state`)."""
+        from fednet.strategies.state import head_group
+
+        return head_group(self.base_model, self.task)
+
     def data_report(self) -> dict[str, int | str]:
         """The ``data-*`` figures without the prefix, e.g. ``{"rows-read": 120}``."""
         return {k.removeprefix(DATA_PREFIX): v for k, v in self.data}

@@ -42,10 +42,10 @@ def lora_delta(
 
 
 def head_delta(
-    p: ClientProfile, head: dict[str, torch.Tensor], state: GlobalState
+    p: ClientProfile, head: dict[str, torch.Tensor], state: GlobalState, key: str
 ) -> dict[str, torch.Tensor]:
-    """The client's head change."""
-    return {k: v - state.heads[p.task][k] for k, v in head.items()}
+    """The client's change of head ``key`` (its head group)."""
+    return {k: v - state.heads[key][k] for k, v in head.items()}
 
 
 def update_norm(*parts: dict[str, torch.Tensor]) -> float:

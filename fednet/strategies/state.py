@@ -1,11 +1,20 @@
-"""The global state a fednet strategy keeps: one LoRA per group, one head per task.
+"""The global state a fednet strategy keeps: one LoRA per group, one head per head group.
 
 A LoRA group is the set of clients that average their LoRA factors together
 (``strategy.lora-grouping``): every client of a base model (``"base-model"``,
 key ``<base-model>``), or every client of a base model and task (``"task"``,
-key ``<base-model>:<task>``). The state travels inside Flower as one
-``ArrayRecord`` whose keys are namespaced ``lora/<group>/<peft key>`` and
-``head/<task>/<head key>``.
+key ``<base-model>:<task>``).
+
+A head group is every client of one task *on one base model* (key
+``<base-model>:<task>``, :func:`head_group`). A classification head is a
+``[labels, hidden]`` map from its base model's pooled embedding space, so heads
+of one task on different base models differ in shape and meaning and are never
+averaged together raw. Joining them needs a map between the embedding spaces
+(the representation layer); :func:`head_group` and
+:meth:`fednet.strategies.FedLoRA.head_of` are the one place that key is decided.
+
+The state travels inside Flower as one ``ArrayRecord`` whose keys are
+namespaced ``lora/<group>/<peft key>`` and ``head/<head group>/<head key>``.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from flwr.app import ArrayRecord
 
 from fednet.config import LORA_GROUPINGS
 
-__all__ = ["GlobalState", "LORA_GROUPINGS", "lora_group"]
+__all__ = ["GlobalState", "LORA_GROUPINGS", "head_group", "lora_group"]
 
 
 def lora_group(base_model: str, task: str, grouping: str) -> str:
@@ -31,9 +40,19 @@ def lora_group(base_model: str, task: str, grouping: str) -> str:
     )
 
 
+def head_group(base_model: str, task: str) -> str:
+    """Key of the head trained by the clients of ``task`` on ``base_model``.
+
+    Heads are tied to their base model's hidden size (and embedding space), so
+    the key names both: ``<base-model>:<task>``.
+    """
+    return f"{base_model}:{task}"
+
+
 @dataclass
 class GlobalState:
-    """LoRA factors per group (see :func:`lora_group`) and head tensors per task."""
+    """LoRA factors per group (see :func:`lora_group`) and head tensors per head group
+    (see :func:`head_group`)."""
 
     lora: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     heads: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -42,8 +61,8 @@ class GlobalState:
         flat: dict[str, torch.Tensor] = {}
         for base, state in self.lora.items():
             flat.update({f"lora/{base}/{k}": v for k, v in state.items()})
-        for task, state in self.heads.items():
-            flat.update({f"head/{task}/{k}": v for k, v in state.items()})
+        for key, state in self.heads.items():
+            flat.update({f"head/{key}/{k}": v for k, v in state.items()})
         return ArrayRecord(flat)
 
     @classmethod

@@ -51,8 +51,8 @@ class TrimmedMean(CoordinateWise):
 
     def aggregate(self, state: GlobalState, accepted: list[Accepted]) -> GlobalState:
         sizes: dict[str, int] = {}
-        for p, *_ in accepted:  # LoRA groups, and the heads of each task
-            for key in (f"LoRA group {self.group_of(p)}", f"head of task {p.task}"):
+        for p, *_ in accepted:  # LoRA groups, and the heads of each task and base model
+            for key in (f"LoRA group {self.group_of(p)}", f"head {self.head_of(p)}"):
                 sizes[key] = sizes.get(key, 0) + 1
         for key, n in sorted(sizes.items()):
             if math.floor(self.trim_fraction * n) == 0:

@@ -100,7 +100,7 @@ def test_constructor_validation(kwargs: dict[str, object], match: str) -> None:
 
 def test_unknown_kind_is_refused() -> None:
     ledger = PrivacyLedger("c", delta=DELTA)
-    with pytest.raises(ValueError, match="dpsgd, sketch, update; got 'train'"):
+    with pytest.raises(ValueError, match="dpsgd, sketch, update, prototype; got 'train'"):
         ledger.charge(noise_multiplier=1.0, sample_rate=1.0, steps=1, kind="train")
     assert ledger.history == []
 

@@ -26,7 +26,7 @@ def make(method, ns, rank=1, out=1, inp=1):
     }
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.ones(rank, inp), B: torch.zeros(out, rank)}},
-        heads={"t": dict(HEAD)},
+        heads={"tiny:t": dict(HEAD)},
     )
     return s
 

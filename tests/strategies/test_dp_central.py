@@ -35,7 +35,7 @@ def make(z, clip, ranks=(1, 1)):
     }
     inner._state_for_round = GlobalState(
         lora={"b": {A: torch.zeros(max(ranks), 1), B: torch.zeros(1, max(ranks))}},
-        heads={"t": {"head.weight": torch.zeros(2, 1), "head.bias": torch.zeros(2)}},
+        heads={"b:t": {"head.weight": torch.zeros(2, 1), "head.bias": torch.zeros(2)}},
     )
     return CentralDP(inner, noise_multiplier=z, clipping_norm=clip)
 

@@ -47,7 +47,7 @@ def make(method, ranks=(2, 1), ns=(30, 10)):
     r = max(ranks)
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.eye(r, 3), B: torch.zeros(3, r)}},
-        heads={"t": {"head.weight": torch.zeros(2, 3), "head.bias": torch.zeros(2)}},
+        heads={"tiny:t": {"head.weight": torch.zeros(2, 3), "head.bias": torch.zeros(2)}},
     )
     return s
 

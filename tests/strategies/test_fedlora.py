@@ -56,7 +56,7 @@ def strategy():
     }
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}},
-        heads={"t1": head(0), "t2": head(0)},
+        heads={"tiny:t1": head(0), "tiny:t2": head(0)},
     )
     return s
 
@@ -73,8 +73,8 @@ def test_aggregates_lora_over_group_and_heads_per_task(strategy):
     assert torch.allclose(state.lora["tiny"][A][0], torch.full((2,), 2.0))
     assert torch.allclose(state.lora["tiny"][A][1], torch.full((2,), 1.4))
     # task t1 head: (30*1 + 10*5)/40 = 2 ; t2 head is z's alone: 7
-    assert torch.allclose(state.heads["t1"]["head.weight"], torch.full((2, 2), 2.0))
-    assert torch.allclose(state.heads["t2"]["head.bias"], torch.full((2,), 7.0))
+    assert torch.allclose(state.heads["tiny:t1"]["head.weight"], torch.full((2, 2), 2.0))
+    assert torch.allclose(state.heads["tiny:t2"]["head.bias"], torch.full((2,), 7.0))
     assert metrics["clients"] == 3
 
 
@@ -137,7 +137,7 @@ def test_float16_wire_sends_half_precision_and_aggregates_in_float32():
     p = profile(1, "x", "t1", 2, 30)
     s.profiles = {1: p}
     state = GlobalState(
-        lora={"tiny": {A: torch.full((2, 2), 0.1), B: torch.zeros(2, 2)}}, heads={"t1": head(0)}
+        lora={"tiny": {A: torch.full((2, 2), 0.1), B: torch.zeros(2, 2)}}, heads={"tiny:t1": head(0)}
     )
     out = s.payload(state, p)
     assert {a.dtype for rec in (out[P.LORA], out[P.HEAD]) for a in rec.values()} == {"float16"}
@@ -150,7 +150,7 @@ def test_float16_wire_sends_half_precision_and_aggregates_in_float32():
     assert metrics["clients"] == 1
     new = GlobalState.from_arrayrecord(arrays)
     assert new.lora["tiny"][A].dtype == torch.float32
-    assert torch.equal(new.heads["t1"]["head.bias"], torch.full((2,), 3.0))
+    assert torch.equal(new.heads["tiny:t1"]["head.bias"], torch.full((2,), 3.0))
     full = FedLoRA().payload(state, p)  # float32
     values = 4 + 4 + 4 + 2
     assert P.record_nbytes(full) - P.record_nbytes(out) == values * (4 - 2)
@@ -160,7 +160,7 @@ def test_reply_in_another_wire_dtype_is_rejected_by_name(caplog):
     s = FedLoRA(wire_dtype="float16")
     s.profiles = {1: profile(1, "x", "t1", 2, 30)}
     s._state_for_round = GlobalState(
-        lora={"tiny": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}}, heads={"t1": head(0)}
+        lora={"tiny": {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}}, heads={"tiny:t1": head(0)}
     )
     half_head = {k: v.half() for k, v in head(1).items()}
     arrays, metrics = s.aggregate_train(
@@ -185,7 +185,7 @@ def test_task_grouping_averages_lora_only_within_a_task():
     zeros = {A: torch.zeros(2, 2), B: torch.zeros(2, 2)}
     s._state_for_round = GlobalState(
         lora={"tiny:t1": dict(zeros), "tiny:t2": dict(zeros)},
-        heads={"t1": head(0), "t2": head(0)},
+        heads={"tiny:t1": head(0), "tiny:t2": head(0)},
     )
     replies = [
         reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, head(1)),

@@ -24,7 +24,7 @@ def fedlora(n=6):
     }
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.ones(RANK, IN), B: torch.ones(OUT, RANK)}},
-        heads={"t": {"head.weight": torch.full((2, OUT), 0.1), "head.bias": torch.zeros(2)}},
+        heads={"tiny:t": {"head.weight": torch.full((2, OUT), 0.1), "head.bias": torch.zeros(2)}},
     )
     return s
 
@@ -44,8 +44,8 @@ def test_malformed_reply_is_rejected_by_name_and_never_aggregated(name):
     got, want = GlobalState.from_arrayrecord(arrays), GlobalState.from_arrayrecord(clean_arrays)
     for k in want.lora["tiny"]:
         assert torch.equal(got.lora["tiny"][k], want.lora["tiny"][k]), name
-    for k in want.heads["t"]:
-        assert torch.equal(got.heads["t"][k], want.heads["t"][k]), name
+    for k in want.heads["tiny:t"]:
+        assert torch.equal(got.heads["tiny:t"][k], want.heads["tiny:t"][k]), name
     (ev,) = s.events
     assert ev["client"] == "c6" and ev["status"] == "rejected" and ev["stage"] == "validate"
     assert reason in ev["reasons"], ev
@@ -65,7 +65,7 @@ def test_smuggled_record_is_rejected_as_not_allowed():
 @pytest.mark.parametrize("robust", ["none", "norm-bound", "trimmed-mean", "median", "multi-krum"])
 def test_adversarial_reply_is_well_formed_and_the_wrappers_contain_it(attack, robust):
     ref = fedlora()._state_for_round
-    lora, head = ADVERSARIAL[attack](*honest_update(6), ref.lora["tiny"], ref.heads["t"])
+    lora, head = ADVERSARIAL[attack](*honest_update(6), ref.lora["tiny"], ref.heads["tiny:t"])
     bad = message(6, lora, head)
     cfg = parse_preset(
         {"clients": [{"id": "x", "dataset": "sms-spam"}], "strategy": {"robust": robust}}

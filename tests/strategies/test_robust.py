@@ -45,7 +45,7 @@ def inner(n=6, rank=1, method="rank-wise"):
     }
     s._state_for_round = GlobalState(
         lora={"tiny": {A: torch.zeros(rank, 2), B: torch.zeros(2, rank)}},
-        heads={"t": {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}},
+        heads={"tiny:t": {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}},
     )
     return s
 

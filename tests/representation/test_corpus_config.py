@@ -1,0 +1,58 @@
+"""Public text is disjoint from every client data set; the config keys of prototypes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fednet.config import parse_preset
+from fednet.errors import ConfigError
+from fednet.representation.corpus import (
+    available_public_corpora,
+    check_disjoint,
+    corpus_digest,
+    load_public_corpus,
+)
+
+BASE = {"clients": [{"id": "x", "dataset": "sms-spam"}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["20newsgroups", "chatterbot"])
+def test_public_corpora_hold_no_client_text(name):
+    texts = load_public_corpus(name)
+    assert len(texts) > 1000
+    check_disjoint(texts)  # every registered catalogue data set
+
+
+def test_a_corpus_holding_client_text_is_refused():
+    from fednet.data import load_dataset
+
+    leaked = load_dataset("sms-spam")["text"][5]
+    texts = [*load_public_corpus("chatterbot")[:200], leaked.upper() + "!!"]
+    with pytest.raises(ValueError, match=r"overlaps client data sets: sms-spam: \d+ shared"):
+        check_disjoint(texts, ["sms-spam"])
+
+
+def test_corpus_names_and_digest():
+    assert available_public_corpora() == ["20newsgroups", "chatterbot"]
+    with pytest.raises(ValueError, match="unknown public corpus 'wiki'; valid: 20newsgroups"):
+        load_public_corpus("wiki")
+    assert corpus_digest(["a", "b"]) != corpus_digest(["ab"])
+
+
+def test_prototype_keys_in_the_strategy_config():
+    cfg = parse_preset({**BASE, "strategy": {"prototypes": True, "prototype-weight": 0.5}})
+    assert (cfg.strategy.prototypes, cfg.strategy.prototype_weight) == (True, 0.5)
+    assert parse_preset(BASE).strategy.prototypes is False
+    with pytest.raises(ConfigError, match="`strategy.prototype-weight` must be >= 0"):
+        parse_preset({**BASE, "strategy": {"prototype-weight": -1.0}})
+    with pytest.raises(ConfigError, match="prototype-wieght"):
+        parse_preset({**BASE, "strategy": {"prototype-wieght": 1.0}})
+
+
+def test_a_federation_run_refuses_prototypes_it_cannot_carry_out():
+    from fednet.federation.server import build_strategy
+
+    cfg = parse_preset({**BASE, "strategy": {"prototypes": True}})
+    with pytest.raises(ConfigError, match="`strategy.prototypes` is not yet carried out"):
+        build_strategy(cfg)
