@@ -59,7 +59,7 @@ def measure_backdoor(
     from fednet.data.poison import backdoor_labels, backdoor_queries, backdoor_success
     from fednet.federation.checkpoint import load_checkpoint
     from fednet.federation.client import ClientRuntime
-    from fednet.strategies.state import GlobalState, lora_group
+    from fednet.strategies.state import GlobalState, head_group, lora_group
     from fednet.training import predict
 
     ckpt = load_checkpoint(Path(run_dir))
@@ -95,7 +95,10 @@ def measure_backdoor(
         group = lora_group(client.base_model, client.task, cfg.strategy.lora_grouping)
         rt.load_global(
             {k: v.float() for k, v in state.lora[group].items()},
-            {k: v.float() for k, v in state.heads[client.task].items()},
+            {
+                k: v.float()
+                for k, v in state.heads[head_group(client.base_model, client.task)].items()
+            },
         )
         clean_texts = [t for t, y in zip(test["text"], test["label"], strict=True) if y == source]
         with torch.no_grad():
