@@ -85,6 +85,12 @@ ROBUST_RULES: tuple[str, ...] = typing.get_args(RobustRule)
 WIRE_DTYPES: tuple[str, ...] = typing.get_args(WireDtype)
 """Values of ``federation.wire-dtype`` (see :mod:`fednet.protocol`)."""
 
+ClientAttack = Literal["", "label-flip", "backdoor"]
+
+CLIENT_ATTACKS: tuple[str, ...] = typing.get_args(ClientAttack)
+"""``clients.attack`` values: none, or a data-poisoning attack (:mod:`fednet.data.poison`).
+A benchmark and test setting only: refused in deployment and with a hub."""
+
 LABEL_SPACES: tuple[str, ...] = typing.get_args(LabelSpace)
 
 UNION_TASK = "union"
@@ -311,10 +317,17 @@ class ClientConfig(ClientDefaults):
         Client id, unique in the federation; a safe name (:mod:`fednet.names`).
     dataset : str
         A catalogue name or a path to a data file (see :class:`ClientDefaults`).
+    attack : str
+        Benchmark and test setting only: ``"label-flip"`` or ``"backdoor"`` makes
+        this a malicious client that trains on poisoned data
+        (:mod:`fednet.data.poison`). It is logged as a warning, listed in
+        ``summary.json`` (``attacks``), refused in deployment
+        (:func:`from_run_config`) and refused with ``hub.location``.
     """
 
     id: SafeName
     dataset: Annotated[Str, Field(min_length=1)] = field()
+    attack: ClientAttack = ""
 
     @model_validator(mode="after")
     def _client(self) -> ClientConfig:
@@ -431,6 +444,15 @@ class FederationConfig(FederationSettings):
             if c.id in seen:
                 found.append((("clients", i, "id"), f"must be unique, got {c.id!r} twice"))
             seen.add(c.id)
+        attackers = [i for i, c in enumerate(self.clients) if c.attack]
+        if attackers and self.hub.location:
+            found.append(
+                (
+                    ("clients", attackers[0], "attack"),
+                    "is a benchmark setting: a federation with an attack client must not "
+                    "publish, so `hub.location` must be unset",
+                )
+            )
         resolved = tuple(
             c if c.base_model else dataclasses.replace(c, base_model=self.base_model)
             for c in self.clients
@@ -596,4 +618,10 @@ def from_run_config(run_config: Mapping[str, Any]) -> FederationConfig:
     """Build the federation from a Flower run config (see :class:`RunConfig`)."""
     run = validate(RunConfig, dict(run_config), source="run config")
     cfg = load_preset(run.preset)
+    attackers = [c.id for c in cfg.clients if c.attack]
+    if attackers:
+        raise ConfigError(
+            f"`clients[{attackers[0]}].attack` is a benchmark setting for simulation; "
+            f"it is refused in deployment ({run.preset})"
+        )
     return cfg.with_overrides(rounds=run.num_server_rounds) if run.num_server_rounds else cfg

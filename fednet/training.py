@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Batch", "batches", "train_steps", "evaluate", "embed_texts", "EvalResult"]
+__all__ = ["Batch", "batches", "train_steps", "evaluate", "predict", "embed_texts", "EvalResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,24 @@ def evaluate(
         correct += int((logits.argmax(-1) == y).sum())
     n = len(texts)
     return EvalResult(loss=loss_sum / n, accuracy=correct / n, num_examples=n)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    texts: Sequence[str],
+    tokenizer,
+    *,
+    max_length: int,
+    batch_size: int = 64,
+) -> list[int]:
+    """The label ``model`` gives each of ``texts`` (argmax of its logits)."""
+    model.eval()
+    out: list[int] = []
+    for i in range(0, len(texts), batch_size):
+        batch = _tokenize(tokenizer, texts[i : i + batch_size], max_length)
+        out += model(batch["input_ids"], batch["attention_mask"]).argmax(-1).tolist()
+    return out
 
 
 @torch.no_grad()

@@ -19,8 +19,15 @@ sees a well-formed reply:
 ``gaussian-noise``
     the reply plus Gaussian noise of 10 times the update's RMS per coordinate.
 
-Label flipping and backdoor clients (which poison the data, not the reply) are
-not simulated here.
+The data-poisoning attacks run honest training code on bad data: the
+malicious client's ``attack`` is set (``label-flip`` or ``backdoor``, see
+:mod:`fednet.data.poison`), so it is named in every such run's ``summary.json``.
+
+Every row also reports the attacked task's accuracy and the backdoor success
+of the final shared model (:func:`fednet.bench.backdoor.measure_backdoor`),
+the fraction of held-out spam texts with the trigger that it labels ham, when
+the malicious client's task is a spam/ham task. The report is rewritten after
+every row, so an interrupted benchmark keeps the rows it finished.
 """
 
 from __future__ import annotations
@@ -41,11 +48,17 @@ from flwr.app import ArrayRecord, Context, Message, MessageType
 from fednet import protocol as P
 from fednet.config import FederationConfig, load_preset
 
-__all__ = ["ATTACKS", "AttackMod", "run_aggregation_bench"]
+__all__ = ["ATTACKS", "DATA_ATTACKS", "UPDATE_ATTACKS", "AttackMod", "run_aggregation_bench"]
 
 logger = logging.getLogger(__name__)
 
-ATTACKS = ("norm-x100", "sign-flip", "gaussian-noise")
+UPDATE_ATTACKS = ("norm-x100", "sign-flip", "gaussian-noise")
+"""Attacks that rewrite the malicious client's reply (:class:`AttackMod`)."""
+
+DATA_ATTACKS = ("label-flip", "backdoor")
+"""Attacks that poison the malicious client's training data (``clients.attack``)."""
+
+ATTACKS = UPDATE_ATTACKS + DATA_ATTACKS
 
 
 class AttackMod:
@@ -54,7 +67,7 @@ class AttackMod:
     Parameters
     ----------
     attack : str
-        One of :data:`ATTACKS`.
+        One of :data:`UPDATE_ATTACKS`.
     partition : int
         The malicious node's ``partition-id`` (its index in the preset).
     seed : int
@@ -62,8 +75,8 @@ class AttackMod:
     """
 
     def __init__(self, attack: str, *, partition: int = 0, seed: int = 0) -> None:
-        if attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {', '.join(ATTACKS)}, got {attack!r}")
+        if attack not in UPDATE_ATTACKS:
+            raise ValueError(f"attack must be one of {', '.join(UPDATE_ATTACKS)}, got {attack!r}")
         self.attack = attack
         self.partition = partition
         self.seed = seed
@@ -108,7 +121,14 @@ def _with_strategy(cfg: FederationConfig, rounds: int | None, **changes: Any) ->
     return out.with_overrides(rounds=rounds) if rounds else out
 
 
-def _row(summary: dict[str, Any], **labels: Any) -> dict[str, Any]:
+def _with_attack(cfg: FederationConfig, malicious: int, attack: str) -> FederationConfig:
+    """``cfg`` with client ``malicious`` running data attack ``attack``."""
+    clients = list(cfg.clients)
+    clients[malicious] = dataclasses.replace(clients[malicious], attack=attack)
+    return dataclasses.replace(cfg, clients=tuple(clients))
+
+
+def _row(summary: dict[str, Any], task: str, **labels: Any) -> dict[str, Any]:
     clients = summary["clients"]
     accs = [c["accuracy"] for c in clients.values() if c["accuracy"] is not None]
     rounds = max(1, int(summary["rounds_completed"]))
@@ -116,6 +136,7 @@ def _row(summary: dict[str, Any], **labels: Any) -> dict[str, Any]:
         **labels,
         "accuracy_mean": sum(accs) / len(accs) if accs else math.nan,
         "accuracy_weighted": summary["final"].get("accuracy"),
+        "task_accuracy": summary["tasks"].get(task, {}).get("accuracy"),
         "bytes_up_per_client_round": sum(c["bytes_up_total"] for c in clients.values())
         / max(1, len(clients))
         / rounds,
@@ -123,7 +144,31 @@ def _row(summary: dict[str, Any], **labels: Any) -> dict[str, Any]:
         "updates_clipped_or_down_weighted": sum(
             e["status"] in ("clipped", "down-weighted") for e in summary["update_events"]
         ),
+        "attacks_in_summary": summary.get("attacks", {}),
+        # a client that failed (e.g. its worker was killed) makes the row invalid
+        "clients_failed": sorted(
+            cid for cid, c in clients.items() if c.get("failures") or not c.get("finished", True)
+        ),
     }
+
+
+def _spam_task(cfg: FederationConfig, task: str) -> bool:
+    """Whether ``task``'s labels include spam and ham (the backdoor can be measured)."""
+    from fednet.data import load_splits
+    from fednet.data.poison import backdoor_labels
+
+    client = next(c for c in cfg.clients if c.task == task)
+    names = load_splits(client.dataset, seed=cfg.seed, test_fraction=cfg.test_fraction)["test"]
+    try:
+        backdoor_labels(names.features["label"].names)
+    except ValueError:
+        return False
+    return True
+
+
+def default_malicious(cfg: FederationConfig) -> int:
+    """Index of the first client on ``sms-spam`` (the backdoor's task), else 0."""
+    return next((i for i, c in enumerate(cfg.clients) if c.dataset == "sms-spam"), 0)
 
 
 def run_aggregation_bench(
@@ -135,7 +180,8 @@ def run_aggregation_bench(
     attacks: Sequence[str] = ATTACKS,
     wrappers: Sequence[str] = ("none", "norm-bound", "trimmed-mean", "median", "multi-krum"),
     rounds: int | None = None,
-    malicious: int = 0,
+    malicious: int | None = None,
+    clean: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; return the report (also written as JSON and Markdown).
@@ -145,93 +191,167 @@ def run_aggregation_bench(
     preset : str
         The federation preset.
     out_dir : path
-        Where ``aggregation-<time>.json`` and ``.md`` are written.
+        Where ``aggregation-<time>.json`` and ``.md`` are written; both are
+        rewritten after every row (``complete`` is false until the last).
     grouping : str
         ``strategy.lora-grouping`` of every run.
     methods, attacks, wrappers : sequences of str
         Rows to run; attacks run with ``rank-aggregation`` from the preset.
     rounds : int, optional
         Override ``federation.rounds``.
-    malicious : int
-        Index in the preset of the malicious client.
+    malicious : int, optional
+        Index in the preset of the malicious client; by default the first
+        ``sms-spam`` client (:func:`default_malicious`), so that the backdoor
+        has its task.
+    clean : bool
+        Run the clean reference row of the attack table (reused from the
+        methods' row of the preset's ``rank-aggregation`` when there is one);
+        False when another report of the same settings already holds it.
     """
+    from fednet.bench.backdoor import measure_backdoor
     from fednet.federation.simulation import simulate
 
     base = load_preset(preset)
+    malicious = default_malicious(base) if malicious is None else malicious
     if not 0 <= malicious < len(base.clients):
         raise ValueError(f"`malicious` must be in [0, {len(base.clients)}), got {malicious}")
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad:
+        raise ValueError(f"unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
+    task, bad_id = base.clients[malicious].task, base.clients[malicious].id
+    preset_method = base.strategy.rank_aggregation
+    spam = _spam_task(base, task)
+    if "backdoor" in attacks and not spam:
+        raise ValueError(
+            f"the backdoor attack needs a spam/ham task, but the malicious client "
+            f"{base.clients[malicious].id} has task {task!r}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     started = time.time()
-    method_rows: list[dict[str, Any]] = []
-    attack_rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="fednet-aggbench-") as work:
-
-        def one(label: str, cfg: FederationConfig, mods: tuple = ()) -> dict[str, Any]:
-            if progress:
-                progress(label)
-            t0 = time.time()
-            summary = simulate(cfg, Path(work) / label, mods=mods)
-            logger.info("%s: %.0fs", label, time.time() - t0)
-            return summary
-
-        for m in methods:
-            cfg = _with_strategy(base, rounds, rank_aggregation=m, lora_grouping=grouping)
-            method_rows.append(_row(one(f"method-{m}", cfg), rank_aggregation=m))
-        if attacks:
-            cfg = _with_strategy(base, rounds, lora_grouping=grouping)
-            attack_rows.append(_row(one("clean", cfg), attack="none", robust="none"))
-            for a in attacks:
-                for w in wrappers:
-                    cfg = _with_strategy(base, rounds, lora_grouping=grouping, robust=w)
-                    mod = AttackMod(a, partition=malicious, seed=base.seed)
-                    attack_rows.append(
-                        _row(one(f"attack-{a}-{w}", cfg, (mod,)), attack=a, robust=w)
-                    )
-    report = {
+    json_path = out / f"aggregation-{stamp}.json"
+    md_path = out / f"aggregation-{stamp}.md"
+    report: dict[str, Any] = {
         "preset": preset,
         "lora_grouping": grouping,
         "rounds": rounds or base.rounds,
+        "local_steps": sorted({c.local_steps for c in base.clients}),
+        "eval_examples": base.eval_examples,
         "clients": len(base.clients),
         "malicious_client": base.clients[malicious].id,
-        "methods": method_rows,
-        "attacks": attack_rows,
-        "wall_s": time.time() - started,
+        "attacked_task": task,
+        "methods": [],
+        "attacks": [],
+        "complete": False,
+        "wall_s": 0.0,
         "command": (
             f"fednet bench-aggregation --config {preset} --grouping {grouping}"
             + (f" --rounds {rounds}" if rounds else "")
             + f" --methods {','.join(methods) or 'none'} --attacks {','.join(attacks) or 'none'}"
-            + f" --wrappers {','.join(wrappers)}"
+            + f" --wrappers {','.join(wrappers)} --malicious {malicious}"
+            + ("" if clean else " --no-clean")
         ),
     }
-    json_path = out / f"aggregation-{stamp}.json"
-    md_path = out / f"aggregation-{stamp}.md"
-    json_path.write_text(json.dumps(report, indent=2, default=float))
-    md_path.write_text(markdown(report))
+
+    def write() -> None:
+        report["wall_s"] = time.time() - started
+        json_path.write_text(json.dumps(report, indent=2, default=float))
+        md_path.write_text(markdown(report))
+
+    with tempfile.TemporaryDirectory(prefix="fednet-aggbench-") as work:
+
+        def one(
+            label: str, cfg: FederationConfig, mods: tuple = (), **labels: Any
+        ) -> dict[str, Any]:
+            if progress:
+                progress(label)
+            t0 = time.time()
+            run_dir = Path(work) / label
+            row = _row(simulate(cfg, run_dir, mods=mods), task, **labels)
+            bd = measure_backdoor(cfg, run_dir, task=task, exclude=(bad_id,)) if spam else {}
+            for key in ("backdoor_success", "spam_recall", "backdoor_success_on_detected"):
+                row[key] = bd.get(key)
+            row["wall_s"] = time.time() - t0
+            logger.info("%s: %.0fs", label, row["wall_s"])
+            return row
+
+        for m in methods:
+            cfg = _with_strategy(base, rounds, rank_aggregation=m, lora_grouping=grouping)
+            report["methods"].append(one(f"method-{m}", cfg, rank_aggregation=m))
+            write()
+        if attacks and clean:
+            same = [r for r in report["methods"] if r["rank_aggregation"] == preset_method]
+            if same and base.strategy.robust == "none":  # the very same run: not run twice
+                reused = {k: v for k, v in same[0].items() if k != "rank_aggregation"}
+                report["attacks"].append({"attack": "none", "robust": "none", **reused})
+            else:
+                cfg = _with_strategy(base, rounds, lora_grouping=grouping)
+                report["attacks"].append(one("clean", cfg, attack="none", robust="none"))
+            write()
+        for a in attacks:
+            for w in wrappers:
+                cfg = _with_strategy(base, rounds, lora_grouping=grouping, robust=w)
+                mods: tuple = ()
+                if a in DATA_ATTACKS:
+                    cfg = _with_attack(cfg, malicious, a)
+                else:
+                    mods = (AttackMod(a, partition=malicious, seed=base.seed),)
+                report["attacks"].append(one(f"attack-{a}-{w}", cfg, mods, attack=a, robust=w))
+                write()
+    report["complete"] = True
+    write()
     report["paths"] = {"json": str(json_path), "markdown": str(md_path)}
     return report
 
 
+def _num(value: Any, digits: int = 3) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{value:.{digits}f}")
+    )
+
+
+def _failed(row: dict[str, Any]) -> str:
+    """A mark on a row some of whose clients failed: its figures are not comparable."""
+    failed = row.get("clients_failed")
+    return f" (INVALID: {', '.join(failed)} failed)" if failed else ""
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report's tables in Markdown."""
+    task = report.get("attacked_task", "")
     lines = [
         f"# Aggregation benchmark: {report['preset']}",
         "",
         f'`lora-grouping = "{report["lora_grouping"]}"`, {report["rounds"]} rounds, '
-        f"{report['clients']} clients; {report['wall_s'] / 60:.1f} min. Command:",
+        f"local steps {report.get('local_steps')}, {report.get('eval_examples')} evaluation "
+        f"examples per client, {report['clients']} clients; {report['wall_s'] / 60:.1f} min"
+        + ("" if report.get("complete", True) else " (INCOMPLETE: rows still to run)")
+        + ". Command:",
         "",
         f"    {report['command']}",
+        "",
+        f"Backdoor success: the fraction of the held-out spam texts of `{task}` with the "
+        "trigger that the final shared model, as the honest clients of that task receive it, "
+        "labels ham. Spam recall: the fraction of the same texts without the trigger that it "
+        "labels spam (a model that labels everything ham has backdoor success 1 with no attack); "
+        "backdoor success on detected spam counts only the texts it labels spam without the "
+        "trigger.",
         "",
     ]
     if report["methods"]:
         lines += [
-            "| rank-aggregation | mean accuracy | weighted accuracy | bytes up / client / round |",
-            "|---|---|---|---|",
+            f"| rank-aggregation | mean accuracy | weighted accuracy | {task} accuracy "
+            "| backdoor success | spam recall | bytes up / client / round |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['rank_aggregation']} | {r['accuracy_mean']:.3f} | "
-            f"{(r['accuracy_weighted'] or math.nan):.3f} | {r['bytes_up_per_client_round']:.0f} |"
+            f"| {r['rank_aggregation']}{_failed(r)} | {_num(r['accuracy_mean'])} | "
+            f"{_num(r['accuracy_weighted'])} | {_num(r.get('task_accuracy'))} | "
+            f"{_num(r.get('backdoor_success'))} | {_num(r.get('spam_recall'))} | "
+            f"{r['bytes_up_per_client_round']:.0f} |"
             for r in report["methods"]
         ]
         lines.append("")
@@ -239,11 +359,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"Malicious client: `{report['malicious_client']}` (1 of {report['clients']}).",
             "",
-            "| attack | robust | mean accuracy | rejected | clipped / down-weighted |",
-            "|---|---|---|---|---|",
+            f"| attack | robust | mean accuracy | {task} accuracy | backdoor success "
+            "| spam recall | backdoor success on detected spam | rejected "
+            "| clipped / down-weighted |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['attack']} | {r['robust']} | {r['accuracy_mean']:.3f} | "
+            f"| {r['attack']} | {r['robust']}{_failed(r)} | {_num(r['accuracy_mean'])} | "
+            f"{_num(r.get('task_accuracy'))} | {_num(r.get('backdoor_success'))} | "
+            f"{_num(r.get('spam_recall'))} | {_num(r.get('backdoor_success_on_detected'))} | "
             f"{r['updates_rejected']} | {r['updates_clipped_or_down_weighted']} |"
             for r in report["attacks"]
         ]

@@ -146,22 +146,35 @@ def _add_bench_aggregation(sub: argparse._SubParsersAction) -> None:
         "bench-aggregation",
         help="accuracy and bytes of each rank-aggregation; attacks with and without each wrapper",
         description="Measure accuracy and upload bytes per rank-aggregation method, and "
-        "accuracy with one malicious client (--malicious) under each attack, with and without "
-        "each robust wrapper. Writes <out>/aggregation-<time>.json and .md.",
+        "accuracy and backdoor success with one malicious client (--malicious) under each "
+        "attack, with and without each robust wrapper. Writes <out>/aggregation-<time>.json "
+        "and .md, rewritten after every row.",
     )
     p.add_argument("--config", default="configs/default.toml", help="TOML preset")
     p.add_argument("--grouping", default="base-model", help="strategy.lora-grouping of every run")
     p.add_argument("--rounds", type=int, default=None, help="override federation.rounds")
     p.add_argument("--methods", default="fedit,rank-wise,svd,frozen-a", help="comma-separated")
     p.add_argument(
-        "--attacks", default="norm-x100,sign-flip,gaussian-noise", help="comma-separated, or none"
+        "--attacks",
+        default="norm-x100,sign-flip,gaussian-noise,label-flip,backdoor",
+        help="comma-separated, or none",
     )
     p.add_argument(
         "--wrappers",
         default="none,norm-bound,trimmed-mean,median,multi-krum",
         help="comma-separated strategy.robust values run under each attack",
     )
-    p.add_argument("--malicious", type=int, default=0, help="index of the malicious client")
+    p.add_argument(
+        "--malicious",
+        type=int,
+        default=None,
+        help="index of the malicious client (default: the first sms-spam client)",
+    )
+    p.add_argument(
+        "--no-clean",
+        action="store_true",
+        help="skip the clean reference row (another report of the same settings holds it)",
+    )
     p.add_argument("--out", default="bench/results", help="directory of the JSON and Markdown")
     p.set_defaults(func=cmd_bench_aggregation)
 
@@ -192,6 +205,7 @@ def cmd_bench_aggregation(args: argparse.Namespace) -> int:
         wrappers=names(args.wrappers, ROBUST_RULES, "--wrappers"),
         rounds=args.rounds,
         malicious=args.malicious,
+        clean=not args.no_clean,
         progress=lambda label: logger.info("running %s", label),
     )
     print(Path(report["paths"]["markdown"]).read_text())

@@ -9,6 +9,7 @@ deployment every message starts a fresh process and builds one anew.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -18,11 +19,28 @@ import torch
 
 from fednet.config import ClientConfig, FederationConfig
 from fednet.errors import ConfigError
-from fednet.federation.client_data import client_seed
+from fednet.federation.client_data import ClientData, client_seed
 
-__all__ = ["ClientRuntime", "data_profile", "get_runtime", "resolve_client"]
+__all__ = ["ClientRuntime", "data_profile", "get_runtime", "poisoned", "resolve_client"]
 
 logger = logging.getLogger(__name__)
+
+
+def poisoned(data: ClientData, attack: str, *, seed: int) -> ClientData:
+    """``data`` with its training part poisoned by ``attack`` (:mod:`fednet.data.poison`);
+    the held-out part stays clean. A benchmark setting: it is logged as a warning."""
+    from fednet.data.poison import poison_training
+
+    texts, labels = poison_training(
+        data.train_texts, data.train_labels, data.label_names, attack, seed=seed
+    )
+    logger.warning(
+        "ATTACK CLIENT: training on %s-poisoned data (%d examples, %d before)",
+        attack,
+        len(texts),
+        len(data.train_texts),
+    )
+    return dataclasses.replace(data, train_texts=texts, train_labels=labels)
 
 
 def resolve_client(cfg: FederationConfig, node_config: dict[str, object]) -> ClientConfig:
@@ -49,6 +67,8 @@ class ClientRuntime:
         self.cfg = cfg
         self.client = client
         self.data = cached_client_data(cfg, client)
+        if client.attack:
+            self.data = poisoned(self.data, client.attack, seed=client_seed(cfg, client.id))
         self.tokenizer = load_tokenizer(client.base_model)
         self.seed = client_seed(cfg, client.id)
         self.lora_alpha = cfg.lora_alpha(client.lora_rank)

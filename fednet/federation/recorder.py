@@ -122,6 +122,9 @@ class RunRecorder:
         self.cfg = cfg
         # the strategy's head key (FedLoRA.head_of): task and base model by default
         self.head_of: Callable[[ClientProfile], str] = head_of or (lambda p: p.head_group)
+        for c in cfg.clients:
+            if c.attack:
+                logger.warning("ATTACK CLIENT %s: %s (benchmark setting)", c.id, c.attack)
         self.profiles = {p.client_id: p for p in profiles.values()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
@@ -395,6 +398,8 @@ class RunRecorder:
             "privacy": privacy_summary(self.cfg),
             "refusals": dict(refusals or {}),  # also nodes that refused to join
             "robust": self.cfg.strategy.robust,
+            # benchmark attack clients (clients.attack): never silent
+            "attacks": {c.id: c.attack for c in self.cfg.clients if c.attack},
             "rank_aggregation": self.cfg.strategy.rank_aggregation,
             "update_events": events,
             "history": self.history,
@@ -429,6 +434,8 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
         by_base = t.get("base_models", {})
         if len(by_base) > 1:
             lines += [f"    on {base:<17} shared {_num(acc)}" for base, acc in by_base.items()]
+    for who, attack in sorted(summary.get("attacks", {}).items()):
+        lines.append(f"  ATTACK CLIENT: {who} trains on {attack}-poisoned data")
     for who, failures in sorted(summary.get("failed_clients", {}).items()):
         last = failures[-1]
         lines.append(f"  failed: {who} (round {last['round']}, {last['stage']}): {last['reason']}")

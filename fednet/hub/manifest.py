@@ -22,6 +22,7 @@ __all__ = [
     "Manifest",
     "VersionSpec",
     "SIGNATURE_EXCLUDED_FIELDS",
+    "SIGNED_WHEN_SET",
     "check_name",
     "check_filename",
     "parse_version",
@@ -32,6 +33,11 @@ VersionSpec = int | Literal["latest"]
 """A concrete version number (1, 2, ...) or ``"latest"``."""
 
 SIGNATURE_EXCLUDED_FIELDS: tuple[str, ...] = ("signature", "version", "rotation")
+
+SIGNED_WHEN_SET: tuple[str, ...] = ("contribution", "contribution_method")
+"""Signed fields left out of the payload while unset (None), so that a manifest
+without them signs the same bytes as before they existed; once set they are
+signed like any other field, and removing them breaks the signature."""
 """Fields left out of the signed payload.
 
 ``version`` is assigned by the store after the owner has signed, so it is the
@@ -137,6 +143,15 @@ class Manifest:
         reproducible noise" for a run whose noise can be regenerated.
     sketch : str or None
         File name of the DP capability sketch, if any; must be in ``files``.
+    contribution : float or None
+        The owner's contribution score from the run's contribution ledger
+        (``contributions.json``): its mean share of the aggregate update over
+        the rounds it took part in, as the server estimated it. Signed by the
+        owner; the server checks that it was signed unchanged. None when the
+        run kept no ledger.
+    contribution_method : str or None
+        How ``contribution`` was estimated (e.g. ``"gradient-projection"``);
+        set exactly when ``contribution`` is.
     created_at : str
         ISO 8601 UTC time of creation.
     files : dict[str, str]
@@ -168,6 +183,8 @@ class Manifest:
     accountant: str | None = None
     epsilon_note: str | None = None
     sketch: str | None = None
+    contribution: float | None = None
+    contribution_method: str | None = None
     created_at: str = field(default_factory=utc_now_iso)
     files: dict[str, str] = field(default_factory=dict)
     owner_public_key: str = ""
@@ -196,6 +213,7 @@ class Manifest:
             metrics[key] = _check_float(f"metrics[{key!r}]", value)
         object.__setattr__(self, "metrics", metrics)
         self._post_init_privacy()
+        self._post_init_contribution()
         self._post_init_files()
         _check_str("created_at", self.created_at)
         try:
@@ -226,6 +244,19 @@ class Manifest:
             if not 0.0 <= delta < 1.0:
                 raise ValueError(f"`delta` must be in [0, 1), got {self.delta!r}")
             object.__setattr__(self, "delta", delta)
+
+    def _post_init_contribution(self) -> None:
+        if self.contribution is None:
+            if self.contribution_method is not None:
+                raise ValueError(
+                    "`contribution` must be set when `contribution_method` is, "
+                    f"got method {self.contribution_method!r} without a score"
+                )
+            return
+        object.__setattr__(self, "contribution", _check_float("contribution", self.contribution))
+        if self.contribution_method is None:
+            raise ValueError("`contribution_method` must name how `contribution` was estimated")
+        _check_str("contribution_method", self.contribution_method)
 
     def _post_init_files(self) -> None:
         if not isinstance(self.files, Mapping):
@@ -272,7 +303,11 @@ class Manifest:
         JSON with sorted keys, no whitespace and UTF-8, leaving out the fields in
         :data:`SIGNATURE_EXCLUDED_FIELDS`.
         """
-        data = {k: v for k, v in self.to_dict().items() if k not in SIGNATURE_EXCLUDED_FIELDS}
+        data = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in SIGNATURE_EXCLUDED_FIELDS and not (k in SIGNED_WHEN_SET and v is None)
+        }
         return json.dumps(
             data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")

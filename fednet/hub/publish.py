@@ -58,6 +58,8 @@ __all__ = [
     "SIGNED_DIR",
     "client_key",
     "client_releases",
+    "contribution_score",
+    "CONTRIBUTIONS_FILE",
     "find_sketch",
     "keys_dir_trust",
     "publish_adapter_dir",
@@ -248,6 +250,46 @@ def _privacy(info: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+CONTRIBUTIONS_FILE = "contributions.json"
+"""The run's contribution ledger (written by the server's run recorder)."""
+
+
+def contribution_score(run_dir: str | Path, client_id: str) -> dict[str, Any]:
+    """The ``contribution`` and ``contribution_method`` manifest fields of ``client_id``.
+
+    The score is the mean of the client's ``contribution`` over the ledger's
+    rows (one per round it sent an update; a rejected update counts with share
+    0), under the ledger's ``method``. Both are None when the run has no ledger
+    or no row of the client with a score.
+
+    Raises
+    ------
+    ValueError
+        If ``contributions.json`` exists but is not a ledger.
+    """
+    path = Path(run_dir) / CONTRIBUTIONS_FILE
+    none: dict[str, Any] = {"contribution": None, "contribution_method": None}
+    if not path.is_file():
+        return none
+    try:
+        ledger = json.loads(path.read_text(encoding="utf-8"))
+        method, rows = ledger["method"], ledger["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{str(path)!r} is not a contribution ledger: {e}") from e
+    scores = [
+        float(r["contribution"])
+        for r in rows
+        if isinstance(r, Mapping)
+        and r.get("client") == client_id
+        and isinstance(r.get("contribution"), int | float)
+        and not isinstance(r.get("contribution"), bool)
+        and math.isfinite(r["contribution"])
+    ]
+    if not scores or not isinstance(method, str) or not method:
+        return none
+    return {"contribution": sum(scores) / len(scores), "contribution_method": method}
+
+
 def _stage(adapter_dir: Path, sketch: Path | None, staging: Path) -> Path:
     out = staging / adapter_dir.name
     out.mkdir()
@@ -398,6 +440,7 @@ def _client_drafts(
         "personalized": root / "personalized" / cid,
     }
     privacy = _privacy(info, run_privacy)
+    score = contribution_score(root, cid)
     out = []
     for kind in kinds:
         source = dirs[kind]
@@ -415,6 +458,7 @@ def _client_drafts(
             kind=kind,
             metrics=_metrics(info, kind),
             **privacy,
+            **score,
         )
         stage = staging / f"{cid}-{kind}"
         stage.mkdir()

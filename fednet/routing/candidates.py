@@ -80,6 +80,10 @@ class Candidate:
         Expected latency; ``None`` lets the router use its default.
     cost : float
         Cost of one query (arbitrary units, e.g. CPU-seconds or credits).
+    contribution : float or None
+        The owner's signed contribution score from its manifest (its mean
+        share of the federation's aggregate update); the objective's optional
+        prior (``router.contribution-weight``). None when not published.
     """
 
     adapter: str
@@ -95,6 +99,7 @@ class Candidate:
     sketch: Sketch | None = None
     latency_s: float | None = None
     cost: float = 1.0
+    contribution: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("adapter", "base_model", "task", "owner", "peer_id"):
@@ -111,6 +116,15 @@ class Candidate:
             raise TypeError(f"candidate `cost` must be a number, got {self.cost!r}")
         if not 0 <= self.cost < math.inf:
             raise ValueError(f"candidate `cost` must be finite and >= 0, got {self.cost!r}")
+        if self.contribution is not None and (
+            isinstance(self.contribution, bool)
+            or not isinstance(self.contribution, int | float)
+            or not math.isfinite(self.contribution)
+        ):
+            raise ValueError(
+                "candidate `contribution` must be a finite number or None, "
+                f"got {self.contribution!r}"
+            )
 
     @property
     def key(self) -> str:
@@ -137,6 +151,7 @@ class Candidate:
             "task": self.task,
             "kind": self.kind,
             "owner": self.owner,
+            "contribution": self.contribution,
         }
 
 
@@ -256,6 +271,7 @@ def candidates_from_hub(
             sketch=sketches[m.name],
             latency_s=latencies.get(key),
             cost=float(costs.get(peer_id, 1.0)),
+            contribution=m.contribution,
         )
 
     if local:

@@ -66,6 +66,11 @@ class RouterConfig:
         Let the learned router train on an answer's confidence when nobody
         says whether it was correct (self-training; off by default, since a
         confidently wrong out-of-domain peer would teach it the wrong thing).
+    contribution_weight : float
+        Weight ``w`` of the contribution prior: each candidate's utility gains
+        ``w * (c - c_mean)``, where ``c`` is its owner's signed contribution
+        score and ``c_mean`` the mean score of the candidates that have one
+        (a candidate without a score gains 0). 0 (default) turns it off.
     """
 
     name: Annotated[Str, Field(min_length=1)] = "sketch"
@@ -85,3 +90,4 @@ class RouterConfig:
     feature_bits: Annotated[Int, *bound("in [8, 24]")] = 18
     latency_decay: Annotated[Finite, *bound("in (0, 1]")] = 0.2
     confidence_feedback: Bool = False
+    contribution_weight: Annotated[Finite, *bound(">= 0")] = 0.0

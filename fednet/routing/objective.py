@@ -6,7 +6,11 @@ Each candidate ``i`` gets the utility::
 
 with ``p_i`` the router's estimate that the candidate answers correctly,
 ``latency_i`` its expected latency in seconds and ``cost_i`` its cost per query.
-Candidates over the optional latency budget are dropped before ranking.
+With ``contribution_weight = w > 0`` each candidate whose owner published a
+contribution score ``c_i`` (its signed share of the federation's aggregate
+update) also gains the prior ``w * (c_i - c_mean)``, ``c_mean`` being the mean
+score of the candidates that have one; others gain 0. Candidates over the
+optional latency budget are dropped before ranking.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class Scored:
     cost: float
     utility: float
     within_budget: bool = True
+    prior: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready explanation of this candidate's score."""
@@ -65,6 +70,7 @@ class Scored:
             "cost": self.cost,
             "utility": self.utility,
             "within_budget": self.within_budget,
+            "contribution_prior": self.prior,
             "signals": dict(self.estimate.signals),
         }
 
@@ -128,6 +134,15 @@ class Objective:
         c = self.config
         return c.accuracy_weight * accuracy - c.latency_weight * latency_s - c.cost_weight * cost
 
+    def contribution_priors(self, candidates: Sequence[Candidate]) -> list[float]:
+        """``w * (c_i - c_mean)`` per candidate (0 without a score, or with ``w = 0``)."""
+        w = self.config.contribution_weight
+        scores = [c.contribution for c in candidates if c.contribution is not None]
+        if w == 0.0 or not scores:
+            return [0.0] * len(candidates)
+        mean = sum(scores) / len(scores)
+        return [0.0 if c.contribution is None else w * (c.contribution - mean) for c in candidates]
+
     def score(
         self,
         candidates: Sequence[Candidate],
@@ -140,12 +155,13 @@ class Objective:
             raise ValueError(f"got {len(estimates)} estimates for {len(candidates)} candidates")
         measured = latencies or {}
         budget = self.config.latency_budget_s
+        priors = self.contribution_priors(candidates)
         out = []
-        for candidate, estimate in zip(candidates, estimates, strict=True):
+        for candidate, estimate, prior in zip(candidates, estimates, priors, strict=True):
             latency = measured.get(candidate.key, candidate.latency_s)
             if latency is None:
                 latency = self.config.default_latency_s
-            utility = self.utility(
+            utility = prior + self.utility(
                 accuracy=estimate.accuracy, latency_s=latency, cost=candidate.cost
             )
             out.append(
@@ -156,6 +172,7 @@ class Objective:
                     cost=float(candidate.cost),
                     utility=utility,
                     within_budget=budget is None or latency <= budget,
+                    prior=prior,
                 )
             )
         return out

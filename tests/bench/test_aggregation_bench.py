@@ -48,3 +48,78 @@ def test_unknown_attack_and_bad_flags_are_named(capsys):
     assert "`--methods`: unknown mean" in capsys.readouterr().err
     assert main(["bench-aggregation", "--wrappers", "krum"]) == 2
     assert "`--wrappers`: unknown krum" in capsys.readouterr().err
+
+
+def test_data_attacks_poison_the_first_spam_client_by_config_and_show_in_the_table():
+    from fednet.bench.aggregation import (
+        DATA_ATTACKS,
+        _with_attack,
+        default_malicious,
+        markdown,
+    )
+    from fednet.config import load_preset
+
+    cfg = load_preset("configs/default.toml")
+    bad = default_malicious(cfg)
+    assert cfg.clients[bad].id == "spam-0"
+    for attack in DATA_ATTACKS:
+        attacked = _with_attack(cfg, bad, attack)
+        assert [c.attack for c in attacked.clients] == ["", "", attack, "", "", ""]
+    row = {
+        "accuracy_mean": 0.8,
+        "accuracy_weighted": 0.8,
+        "task_accuracy": 0.9,
+        "backdoor_success": 0.25,
+        "spam_recall": 0.5,
+        "backdoor_success_on_detected": 0.1,
+        "bytes_up_per_client_round": 100.0,
+        "updates_rejected": 1,
+        "updates_clipped_or_down_weighted": 0,
+    }
+    report = {
+        "preset": "p.toml",
+        "lora_grouping": "base-model",
+        "rounds": 1,
+        "local_steps": [10],
+        "eval_examples": 128,
+        "clients": 6,
+        "malicious_client": "spam-0",
+        "attacked_task": "sms-spam",
+        "complete": False,
+        "wall_s": 60.0,
+        "command": "fednet bench-aggregation",
+        "methods": [{"rank_aggregation": "svd", **row, "backdoor_success": None}],
+        "attacks": [
+            {"attack": "backdoor", "robust": "median", **row},
+            {"attack": "backdoor", "robust": "none", **row, "clients_failed": ["spam-1"]},
+        ],
+    }
+    text = markdown(report)
+    assert "INCOMPLETE" in text
+    assert "| svd | 0.800 | 0.800 | 0.900 | - | 0.500 | 100 |" in text
+    assert "| backdoor | median | 0.800 | 0.900 | 0.250 | 0.500 | 0.100 | 1 | 0 |" in text
+    assert "| backdoor | none (INVALID: spam-1 failed) | 0.800 |" in text
+
+
+def test_a_row_with_a_failed_client_names_it():
+    from fednet.bench.aggregation import _row
+
+    ok = {"accuracy": 0.9, "bytes_up_total": 10, "finished": True, "failures": []}
+    summary = {
+        "clients": {
+            "spam-0": ok,
+            "spam-1": {
+                "accuracy": None,
+                "bytes_up_total": 0,
+                "finished": False,
+                "failures": [{"round": 1, "stage": "train", "reason": "worker killed"}],
+            },
+        },
+        "rounds_completed": 1,
+        "final": {"accuracy": 0.9},
+        "tasks": {"sms-spam": {"accuracy": 0.9}},
+        "update_events": [],
+    }
+    row = _row(summary, "sms-spam", attack="none")
+    assert row["clients_failed"] == ["spam-1"]
+    assert row["accuracy_mean"] == 0.9  # over the clients that reported: hence the mark

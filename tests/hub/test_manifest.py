@@ -87,3 +87,51 @@ def test_parse_version(value: object, expected: object) -> None:
 def test_parse_version_rejects(value: object) -> None:
     with pytest.raises(ValueError, match="`version`"):
         parse_version(value)
+
+
+def test_contribution_is_signed_and_absent_from_the_payload_when_unset(
+    make_draft: Callable[..., Manifest],
+) -> None:
+    from fednet.errors import SignatureError
+    from fednet.hub.keys import generate_private_key, sign_manifest, verify_manifest
+
+    key = generate_private_key()
+    scored = sign_manifest(
+        make_draft(contribution=0.25, contribution_method="gradient-projection"), key
+    )
+    verify_manifest(scored)
+    payload = json.loads(scored.signing_payload())
+    assert (payload["contribution"], payload["contribution_method"]) == (
+        0.25,
+        "gradient-projection",
+    )
+    # raising, lowering or stripping the score breaks the owner's signature
+    for forged in (
+        replace(scored, contribution=0.9),
+        replace(scored, contribution=None, contribution_method=None),
+        replace(scored, contribution_method="leave-one-out"),
+    ):
+        with pytest.raises(SignatureError):
+            verify_manifest(forged)
+    # a manifest without a score signs exactly the bytes it signed before the field existed
+    plain = make_draft()
+    assert "contribution" not in json.loads(plain.signing_payload())
+    assert "contribution_method" not in json.loads(plain.signing_payload())
+    verify_manifest(sign_manifest(plain, key))
+    assert Manifest.from_json(scored.to_json()) == scored
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"contribution": float("inf"), "contribution_method": "m"}, "`contribution`"),
+        ({"contribution": 0.5}, "`contribution_method` must name"),
+        ({"contribution_method": "m"}, "`contribution` must be set"),
+        ({"contribution": 0.5, "contribution_method": ""}, "`contribution_method`"),
+    ],
+)
+def test_contribution_fields_are_checked(
+    make_draft: Callable[..., Manifest], overrides: dict, message: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        make_draft(**overrides)

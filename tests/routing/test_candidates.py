@@ -133,3 +133,27 @@ def test_tampered_sketch_is_ignored_not_fatal(hub: HubStore, tmp_path: Path) -> 
         assert cands["news-0-shared"].sketch is None  # logged and dropped
     finally:
         blob.write_bytes(original)
+
+
+def test_candidates_carry_the_signed_contribution_score(tmp_path: Path) -> None:
+    import json
+
+    run = write_run(tmp_path / "run", {"spam-0": ("sms-spam", 0.9), "spam-1": ("sms-spam", 0.8)})
+    rows = [
+        {"round": 1, "client": "spam-0", "contribution": 0.7, "method": "gradient-projection"},
+        {"round": 1, "client": "spam-1", "contribution": 0.3, "method": "gradient-projection"},
+    ]
+    (run / "contributions.json").write_text(
+        json.dumps({"method": "gradient-projection", "rows": rows})
+    )
+    with HubStore(tmp_path / "hub") as store:
+        publish_run(run, store, keys_dir=tmp_path / "keys")
+        got = {c.adapter: c.contribution for c in candidates_from_hub(store, local=True)}
+    assert got == pytest.approx(
+        {
+            "spam-0-personalized": 0.7,
+            "spam-0-shared": 0.7,
+            "spam-1-personalized": 0.3,
+            "spam-1-shared": 0.3,
+        }
+    )

@@ -121,3 +121,37 @@ def test_select_rejects_nothing_to_choose() -> None:
         Objective(RouterConfig()).select([], k=1, router="t")
     with pytest.raises(ValueError, match="`k` must be an int >= 1"):
         Objective(RouterConfig()).select([], k=0, router="t")
+
+
+def _contributors() -> tuple[list, list[Estimate]]:  # type: ignore[type-arg]
+    # two spam adapters the router finds almost equally likely to be right; the
+    # slightly better one comes from a client whose updates worked against the aggregate
+    flipper = make_candidate("spam", adapter="spam-0", contribution=-0.1)
+    helper = make_candidate("spam", adapter="spam-1", contribution=0.3)
+    unscored = make_candidate("spam", adapter="spam-2")
+    return [flipper, helper, unscored], [Estimate(0.85), Estimate(0.8), Estimate(0.5)]
+
+
+def test_contribution_prior_is_off_by_default_and_reranks_when_weighted() -> None:
+    cands, est = _contributors()
+    plain = Objective(RouterConfig())
+    assert plain.select(plain.score(cands, est), k=1, router="t").best.candidate.adapter == (
+        "spam-0"
+    )
+    # u = p + 0.5 * (c - mean of the scored candidates' c = 0.1):
+    # 0.85 - 0.1 = 0.75, 0.8 + 0.1 = 0.9, and 0.5 for the candidate without a score
+    weighted = Objective(RouterConfig(contribution_weight=0.5))
+    scored = weighted.score(cands, est)
+    assert [s.utility for s in scored] == pytest.approx([0.75, 0.9, 0.5])
+    assert [s.prior for s in scored] == pytest.approx([-0.1, 0.1, 0.0])
+    decision = weighted.select(scored, k=3, router="t")
+    assert [s.candidate.adapter for s in decision.ranked] == ["spam-1", "spam-0", "spam-2"]
+    assert decision.to_dict()["scores"][0]["contribution_prior"] == pytest.approx(0.1)
+    assert decision.to_dict()["scores"][0]["contribution"] == pytest.approx(0.3)
+
+
+def test_contribution_prior_needs_a_finite_score_and_weight() -> None:
+    with pytest.raises(ValueError, match="router.contribution-weight"):
+        RouterConfig(contribution_weight=-1.0)
+    with pytest.raises(ValueError, match="`contribution`"):
+        make_candidate("spam", contribution=float("nan"))

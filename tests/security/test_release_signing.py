@@ -76,3 +76,40 @@ def test_the_server_checks_what_came_back(run_dir: Path) -> None:
 def test_hub_push_of_a_run_needs_its_clients_signatures(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no client-signed manifests"):
         publish_signed_run(run_dir, tmp_path / "hub")
+
+
+def test_the_contribution_score_is_in_what_the_client_signs(run_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    rows = [
+        {"round": 1, "client": "spam-0", "contribution": 0.2, "method": "gradient-projection"},
+        {"round": 2, "client": "spam-0", "contribution": 0.6, "method": "gradient-projection"},
+        {"round": 2, "client": "spam-1", "contribution": 0.4, "method": "gradient-projection"},
+        {"round": 3, "client": "spam-0", "contribution": None, "method": "gradient-projection"},
+    ]
+    (run / "contributions.json").write_text(
+        json.dumps({"method": "gradient-projection", "rows": rows})
+    )
+    releases = client_releases(run, "spam-0")
+    for draft, _ in releases:  # the mean of its scored rounds, on both of its adapters
+        assert draft.contribution == pytest.approx(0.4)
+        assert draft.contribution_method == "gradient-projection"
+    key = generate_private_key()
+    reply = sign_release(release_record(releases), SPAM0, key)
+    signed = read_signed(reply, releases, "spam-0")
+    assert [m.contribution for m in signed] == [pytest.approx(0.4)] * 2
+    # the score cannot be raised after the client signed, nor signed other than asked
+    raised = dataclasses.replace(signed[0], contribution=0.9)
+    with pytest.raises(SignatureError, match="does not verify"):
+        read_signed(ConfigRecord({signed[0].kind: raised.to_json()}), releases[:1], "spam-0")
+    from fednet.hub.keys import sign_manifest
+
+    other = sign_manifest(dataclasses.replace(releases[0][0], contribution=0.9), key)
+    with pytest.raises(SignatureError, match="other than the one asked"):
+        read_signed(ConfigRecord({other.kind: other.to_json()}), releases[:1], "spam-0")
+    with HubStore(tmp_path / "hub") as hub:
+        stored = hub.publish_signed(signed[0], releases[0][1])
+        assert hub.resolve(stored.name, stored.version).contribution == pytest.approx(0.4)
