@@ -43,6 +43,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from fednet.cli._display import RunDisplay, next_steps
     from fednet.config import load_preset
     from fednet.deploy.simulate import LOG_FILE, simulate_local
+    from fednet.errors import ConfigError
     from fednet.federation.apps import client_key_dir, new_run_dir
     from fednet.federation.preflight import check_federation
     from fednet.federation.recorder import format_summary
@@ -55,6 +56,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.strategy:
         cfg = cfg.with_overrides(strategy=dataclasses.replace(cfg.strategy, name=args.strategy))
     check_federation(cfg)
+    attackers = [c.id for c in cfg.clients if c.attack]
+    if attackers:  # flwr run reads the preset with from_run_config, which refuses them
+        raise ConfigError(
+            f"`clients[{attackers[0]}].attack` is a benchmark setting: run it with "
+            f"`fednet bench-aggregation --attacks ...`, not `fednet simulate` ({cfg.source})"
+        )
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FednetError(f"`--run-dir` {str(run_dir)!r} exists and is not empty")

@@ -173,7 +173,7 @@ class RunRecorder:
         task_rank: dict[tuple[str, str], int] = {}
         for q in self.profiles.values():
             key = (q.base_model, q.task)
-            task_rank[key] = max(task_rank.get(key, 0), q.lora_rank)
+            task_rank[key] = max(task_rank.get(key, 0), q.rank)
         written = []
         for p in {(p.base_model, p.task): p for p in self.profiles.values()}.values():
             group = p.lora_group(self.cfg.strategy.lora_grouping)

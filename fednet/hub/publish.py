@@ -349,6 +349,7 @@ def publish_run(
     if not summary_path.is_file():
         raise ValueError(f"`run_dir` {str(root)!r} has no summary.json; is the run finished?")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    refuse_attacked_run(root, summary)
     infos: Mapping[str, Any] = summary.get("clients", {})
     wanted = sorted(infos) if clients is None else list(clients)
     unknown = [c for c in wanted if c not in infos]
@@ -484,6 +485,20 @@ def _publish_client(
     return [hub.publish(staged, draft, client_key(keys_dir, cid)) for draft, staged in drafts]
 
 
+def refuse_attacked_run(run_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` if the run had benchmark attack clients (``summary["attacks"]``).
+
+    A run with a label-flipping or backdoor client (``[[clients]] attack``) exists to
+    measure robust aggregation; its adapters never go to a hub.
+    """
+    attacks = summary.get("attacks") or {}
+    if attacks:
+        named = ", ".join(f"{c} ({a})" for c, a in sorted(attacks.items()))
+        raise ValueError(
+            f"run {str(run_dir)!r} had attack clients ({named}); an attacked run is never published"
+        )
+
+
 def publish_signed_run(
     run_dir: str | Path, hub: HubStore | HubClient | str | Path, *, token: str | None = None
 ) -> list[Manifest]:
@@ -500,6 +515,9 @@ def publish_signed_run(
         If the run has no signed manifests.
     """
     root = Path(run_dir)
+    summary_path = root / "summary.json"
+    if summary_path.is_file():
+        refuse_attacked_run(root, json.loads(summary_path.read_text(encoding="utf-8")))
     signed_dir = root / SIGNED_DIR
     paths = sorted(signed_dir.glob("*.json"))
     if not paths:

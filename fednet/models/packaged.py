@@ -37,7 +37,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from fednet.errors import IntegrityError, ModelNotInstalledError
+from fednet.errors import FednetError, IntegrityError, ModelNotInstalledError
 
 __all__ = [
     "INSTALL_RECIPE",
@@ -155,6 +155,12 @@ def _prepared(name: str, weights: str, sha256: str | None, prepare: Callable[[Pa
     with _locked(name) as root:
         if _fresh(target, weights, sha256):  # another process prepared it meanwhile
             return target
+        if target.exists() and not (target / _MARKER).is_file():
+            # not a directory fednet prepared: never replace what someone else put there
+            raise FednetError(
+                f"{str(target)!r} exists and was not prepared by fednet (no {_MARKER}); "
+                "move it away or set FEDNET_CACHE to another directory"
+            )
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
             prepare(tmp)

@@ -135,13 +135,23 @@ class Objective:
         return c.accuracy_weight * accuracy - c.latency_weight * latency_s - c.cost_weight * cost
 
     def contribution_priors(self, candidates: Sequence[Candidate]) -> list[float]:
-        """``w * (c_i - c_mean)`` per candidate (0 without a score, or with ``w = 0``)."""
+        """``w * (c_i - c_mean)`` per candidate (0 without a score, or with ``w = 0``).
+
+        Each score is clipped to [-1, 1] first: the owner signs its own manifest, so a
+        score is a claim, and an inflated one must not buy a candidate more than
+        ``2 w`` of utility over any other (honest shares of the aggregate lie in
+        that range unless the clients' updates cancel).
+        """
         w = self.config.contribution_weight
-        scores = [c.contribution for c in candidates if c.contribution is not None]
+        clipped = [
+            None if c.contribution is None else min(1.0, max(-1.0, c.contribution))
+            for c in candidates
+        ]
+        scores = [c for c in clipped if c is not None]
         if w == 0.0 or not scores:
             return [0.0] * len(candidates)
         mean = sum(scores) / len(scores)
-        return [0.0 if c.contribution is None else w * (c.contribution - mean) for c in candidates]
+        return [0.0 if c is None else w * (c - mean) for c in clipped]
 
     def score(
         self,

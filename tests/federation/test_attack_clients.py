@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,25 @@ def test_attack_is_refused_in_deployment_with_a_hub_and_when_unknown(tmp_path):
         parse_preset({"clients": [{"id": "x", "dataset": "sms-spam", "attack": "replace"}]})
 
 
+def test_fednet_simulate_refuses_an_attack_client_before_starting_anything(tmp_path, capsys):
+    import tomllib
+
+    import tomli_w
+
+    from fednet.cli import main
+
+    data = tomllib.loads(Path("configs/tiny.toml").read_text())
+    data["clients"][0]["attack"] = "backdoor"
+    preset = tmp_path / "attack.toml"
+    preset.write_bytes(tomli_w.dumps(data).encode())
+    run_dir = tmp_path / "run"
+    code = main(["simulate", "--config", str(preset), "--run-dir", str(run_dir)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "attack` is a benchmark setting" in err and "bench-aggregation" in err
+    assert not run_dir.exists()
+
+
 @pytest.mark.integration
 def test_attack_client_shows_in_summary_and_the_backdoor_is_measured(tmp_path):
     from fednet.bench.backdoor import measure_backdoor
@@ -83,3 +103,14 @@ def test_attack_client_shows_in_summary_and_the_backdoor_is_measured(tmp_path):
     # spam-0 is the attacker: only spam-1's view of the shared model is measured
     assert list(got["per_client"]) == ["spam-1"]
     assert got["queries"] > 50 and 0.0 <= got["backdoor_success"] <= 1.0
+    # an attacked run is never published, through either way of pushing it
+    from fednet.hub.publish import publish_run, publish_signed_run
+
+    pushes = (
+        lambda run, hub: publish_run(run, hub, keys_dir=tmp_path / "keys"),
+        publish_signed_run,
+    )
+    for push in pushes:
+        with pytest.raises(ValueError, match=r"attack clients \(spam-0 \(backdoor\)\)"):
+            push(tmp_path / "run", tmp_path / "hub")
+        assert not (tmp_path / "hub").exists()

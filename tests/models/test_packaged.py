@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fednet.errors import IntegrityError, ModelNotInstalledError
+from fednet.errors import FednetError, IntegrityError, ModelNotInstalledError
 from fednet.models import packaged, registry
 from fednet.models.registry import get_base_model_spec
 
@@ -59,6 +59,17 @@ def test_changed_weights_are_prepared_and_verified_again(cache):
     packaged._prepared("m", "weights.bin", pin, _writer(b"weights", calls))
     assert calls == [1, 1]
     assert (target / "weights.bin").read_bytes() == b"weights"
+
+
+def test_a_directory_fednet_did_not_prepare_is_never_replaced(cache):
+    # FEDNET_CACHE pointing at a shared cache that already holds the user's own model
+    mine = cache / "m"
+    mine.mkdir(parents=True)
+    (mine / "weights.bin").write_bytes(b"the user's own")
+    with pytest.raises(FednetError, match="was not prepared by fednet"):
+        packaged._prepared("m", "weights.bin", None, _writer(b"weights", []))
+    assert (mine / "weights.bin").read_bytes() == b"the user's own"
+    assert [p.name for p in mine.iterdir()] == ["weights.bin"]
 
 
 def test_missing_package_is_one_line_naming_the_recipe():

@@ -150,6 +150,25 @@ def test_contribution_prior_is_off_by_default_and_reranks_when_weighted() -> Non
     assert decision.to_dict()["scores"][0]["contribution"] == pytest.approx(0.3)
 
 
+def test_an_inflated_contribution_buys_no_more_than_a_full_share() -> None:
+    # the owner signs its own score: 1e6 counts as 1, and -1e6 as -1
+    cands, est = _contributors()
+    liar = make_candidate("spam", adapter="spam-3", contribution=1e6)
+    sinker = make_candidate("spam", adapter="spam-4", contribution=-1e6)
+    weighted = Objective(RouterConfig(contribution_weight=0.5))
+    priors = weighted.contribution_priors([*cands, liar, sinker])
+    mean = (-0.1 + 0.3 + 1.0 - 1.0) / 4
+    assert priors == pytest.approx(
+        [0.5 * (c - mean) for c in (-0.1, 0.3)]
+        + [0.0]
+        + [
+            0.5 * (1.0 - mean),
+            0.5 * (-1.0 - mean),
+        ]
+    )
+    assert max(priors) - min(priors) <= 2 * 0.5
+
+
 def test_contribution_prior_needs_a_finite_score_and_weight() -> None:
     with pytest.raises(ValueError, match="router.contribution-weight"):
         RouterConfig(contribution_weight=-1.0)
