@@ -281,16 +281,26 @@ def peer_views(
     probe_timeout_s: float = 1.0,
     router_latencies: dict[str, float] | None = None,
 ) -> list[PeerView]:
-    """Probe every peer's ``/v1/health`` in parallel (``probe_timeout_s=0``: don't)."""
-    probes: list[tuple[float | None, str | None]]
-    if probe_timeout_s > 0 and peers:
-        with ThreadPoolExecutor(max_workers=min(16, len(peers))) as pool:
-            probes = list(pool.map(lambda p: _probe(p.endpoint, probe_timeout_s), peers))
-    else:
-        probes = [(None, "not probed") for _ in peers]
+    """Probe the ``/v1/health`` of every peer whose key is pinned, in parallel.
+
+    Peers whose owner key the reader has not pinned are not probed ("not probed:
+    key not pinned"): the page is open to anyone, and probing whatever endpoint a
+    registration names would let it scan the console host's network.
+    ``probe_timeout_s=0`` probes none.
+    """
+    pinned = [bool(p.public_key) and trust.pins(p.owner, p.public_key) for p in peers]
+    probes: list[tuple[float | None, str | None]] = [
+        (None, "not probed" if ok else "not probed: key not pinned") for ok in pinned
+    ]
+    wanted = [i for i, ok in enumerate(pinned) if ok]
+    if probe_timeout_s > 0 and wanted:
+        with ThreadPoolExecutor(max_workers=min(16, len(wanted))) as pool:
+            got = list(pool.map(lambda i: _probe(peers[i].endpoint, probe_timeout_s), wanted))
+        for i, result in zip(wanted, got, strict=True):
+            probes[i] = result
     latencies = router_latencies or {}
     out = []
-    for peer, (probe_ms, error) in zip(peers, probes, strict=True):
+    for peer, (probe_ms, error), key_pinned in zip(peers, probes, pinned, strict=True):
         routed = [v for k, v in latencies.items() if k.split("/", 1)[0] == peer.peer_id]
         out.append(
             PeerView(
@@ -299,7 +309,7 @@ def peer_views(
                 probe_ms=probe_ms,
                 probe_error=error,
                 routed_ms=1000.0 * sum(routed) / len(routed) if routed else None,
-                key_pinned=bool(peer.public_key) and trust.pins(peer.owner, peer.public_key),
+                key_pinned=key_pinned,
             )
         )
     return out

@@ -283,3 +283,53 @@ def test_local_mode_answers_in_the_hub_process(console_env: ConsoleEnv, tmp_path
         assert "in this process" in html and "run the adapters in this process" in html
     finally:
         console.close()
+
+
+def test_only_peers_with_a_pinned_key_are_probed(tmp_path: Path) -> None:
+    # the page is open to anyone: a registration naming an internal address must not
+    # make the console host request it unless the reader pinned that owner's key
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from fednet.console.state import peer_views
+    from fednet.hub.keys import generate_private_key
+    from fednet.hub.peers import PeerInfo
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        known = encode_public_key(generate_private_key().public_key())
+        stranger = encode_public_key(generate_private_key().public_key())
+        trust = TrustStore(tmp_path / "trust.json")
+        trust.add("alice", known)
+        peers = [
+            PeerInfo(
+                peer_id="a", endpoint=url, base_model="tiny-bert", owner="alice", public_key=known
+            ),
+            PeerInfo(
+                peer_id="m",
+                endpoint=url,
+                base_model="tiny-bert",
+                owner="mallory",
+                public_key=stranger,
+            ),
+        ]
+        views = {v.peer.peer_id: v for v in peer_views(peers, trust, now=0.0)}
+    finally:
+        server.shutdown()
+    assert hits == ["/v1/health"]  # alice's peer only
+    assert views["a"].probe_ms is not None and views["a"].key_pinned
+    assert views["m"].probe_ms is None and not views["m"].key_pinned
+    assert views["m"].probe_error == "not probed: key not pinned"
