@@ -173,6 +173,13 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> dict[
     stamp = _stamp(out)
     work = Path(config.reuse) if config.reuse else out / f"{stamp}-work"
     if config.reuse:
+        # Only a benchmark's own work directory (it wrote timings.json) is reused: its
+        # hubs, caches and unfinished runs are deleted, so never those of any other.
+        if not (work / "timings.json").is_file():
+            raise ValueError(
+                f"`--reuse` {str(work)!r} is not a benchmark work directory "
+                "(no timings.json); give a <time>-work directory a benchmark wrote"
+            )
         # Trained runs and finished sections are kept; hubs and peer caches are rebuilt.
         for stale in ("hubs", "cache"):
             shutil.rmtree(work / stale, ignore_errors=True)

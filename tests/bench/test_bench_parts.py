@@ -402,3 +402,18 @@ def test_privacy_bench_runs_every_client_at_once(monkeypatch):
     share = privacy._core_share(3)
     assert share == 0.666 and int(2 / share) == 3  # Ray fits all three on two cores
     assert privacy._core_share(2) == 1.0 and privacy._core_share(1) == 1.0
+
+
+def test_reuse_refuses_a_directory_no_benchmark_wrote(tmp_path):
+    # --reuse deletes the work directory's hubs/ and cache/: never in a user's directory
+    from fednet.bench.runner import run_bench
+
+    mine = tmp_path / "mine"
+    (mine / "hubs").mkdir(parents=True)
+    (mine / "hubs" / "notes.txt").write_text("keep me")
+    (mine / "cache").mkdir()
+    config = BenchConfig(preset="configs/tiny.toml", out_dir=str(tmp_path / "out"), reuse=str(mine))
+    with pytest.raises(ValueError, match="not a benchmark work directory"):
+        run_bench(config)
+    assert (mine / "hubs" / "notes.txt").read_text() == "keep me"
+    assert (mine / "cache").is_dir()
