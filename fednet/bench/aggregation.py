@@ -154,11 +154,11 @@ def _row(summary: dict[str, Any], task: str, **labels: Any) -> dict[str, Any]:
 
 def _spam_task(cfg: FederationConfig, task: str) -> bool:
     """Whether ``task``'s labels include spam and ham (the backdoor can be measured)."""
-    from fednet.data import load_splits
+    from fednet.data import client_splits
     from fednet.data.poison import backdoor_labels
 
     client = next(c for c in cfg.clients if c.task == task)
-    names = load_splits(client.dataset, seed=cfg.seed, test_fraction=cfg.test_fraction)["test"]
+    names = client_splits(cfg, client)["test"]
     try:
         backdoor_labels(names.features["label"].names)
     except ValueError:

@@ -55,7 +55,7 @@ def measure_backdoor(
         If the run has no checkpoint, ``task`` has no honest client, or its
         labels lack spam or ham.
     """
-    from fednet.data import load_splits
+    from fednet.data import client_splits
     from fednet.data.poison import backdoor_labels, backdoor_queries, backdoor_success
     from fednet.federation.checkpoint import load_checkpoint
     from fednet.federation.client import ClientRuntime
@@ -79,14 +79,7 @@ def measure_backdoor(
     flipped: dict[str, float] = {}
     queries: tuple[str, ...] = ()
     for client in honest:
-        test = load_splits(
-            client.dataset,
-            seed=cfg.seed,
-            test_fraction=cfg.test_fraction,
-            text_column=client.text_column,
-            label_column=client.label_column,
-            encoding=client.encoding,
-        )["test"]
+        test = client_splits(cfg, client)["test"]
         source, target = backdoor_labels(test.features["label"].names)
         queries = backdoor_queries(test["text"], test["label"], source=source)
         rt = ClientRuntime(clean, clean.client(client.id))

@@ -56,7 +56,7 @@ def query_streams(
     ValueError
         If a data set's test split has fewer texts than both streams need.
     """
-    from fednet.data import load_splits
+    from fednet.data import client_splits
 
     datasets = tuple(dict.fromkeys(c.dataset for c in cfg.clients))
     client = {c.dataset: c for c in cfg.clients}
@@ -64,13 +64,7 @@ def query_streams(
     measured: list[BenchQuery] = []
     dropped: dict[str, int] = {}
     for name in datasets:
-        splits = load_splits(
-            name,
-            seed=cfg.seed,
-            test_fraction=cfg.test_fraction,
-            text_column=client[name].text_column,
-            label_column=client[name].label_column,
-        )
+        splits = client_splits(cfg, client[name])
         test = splits["test"]
         trained = set(splits["train"]["text"])
         unseen = [i for i, t in enumerate(test["text"]) if t not in trained]

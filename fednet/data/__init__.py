@@ -41,7 +41,7 @@ from fednet.data.partition import (
     register_partitioner,
 )
 from fednet.data.report import DROP_REASONS, LoadReport
-from fednet.data.splits import clear_data_cache, load_report, load_splits
+from fednet.data.splits import clear_data_cache, client_splits, load_report, load_splits
 
 __all__ = [
     "DROP_REASONS",
@@ -66,6 +66,7 @@ __all__ = [
     "load_local_file",
     "load_report",
     "load_splits",
+    "client_splits",
     "local_split",
     "partition_dataset",
     "read_local_file",

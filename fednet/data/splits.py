@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from datasets import Dataset, DatasetDict
@@ -36,6 +37,9 @@ from fednet.data.data_utils import (
 from fednet.data.grouped import group_split_indices
 from fednet.data.local import SUPPORTED_SUFFIXES, read_local_file
 from fednet.data.report import LoadReport, duplicate_figures
+
+if TYPE_CHECKING:
+    from fednet.config import ClientConfig, FederationConfig
 
 __all__ = ["load_splits", "load_report", "clear_data_cache"]
 
@@ -141,6 +145,19 @@ def _file_key(
         text_column,
         label_column,
         encoding,
+    )
+
+
+def client_splits(cfg: FederationConfig, client: ClientConfig) -> DatasetDict:
+    """:func:`load_splits` of ``client``'s data set, with the preset's seed and test fraction
+    and the client's columns and encoding: the split every part of a run agrees on."""
+    return load_splits(
+        client.dataset,
+        seed=cfg.seed,
+        test_fraction=cfg.test_fraction,
+        text_column=client.text_column,
+        label_column=client.label_column,
+        encoding=client.encoding,
     )
 
 

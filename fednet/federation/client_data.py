@@ -49,16 +49,9 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
     routing and benchmark queries. With ``federation.label-space = "union"`` the
     labels are mapped into the union label space (:mod:`fednet.federation.labels`).
     """
-    from fednet.data import load_report, load_splits, local_split, partition_dataset
+    from fednet.data import client_splits, load_report, local_split, partition_dataset
 
-    splits = load_splits(
-        client.dataset,
-        seed=cfg.seed,
-        test_fraction=cfg.test_fraction,
-        text_column=client.text_column,
-        label_column=client.label_column,
-        encoding=client.encoding,
-    )
+    splits = client_splits(cfg, client)
     report = load_report(
         client.dataset,
         text_column=client.text_column,

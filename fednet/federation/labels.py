@@ -36,16 +36,9 @@ def union_label(dataset: str, label: str) -> str:
 
 
 def _dataset_labels(cfg: FederationConfig, client: ClientConfig) -> tuple[str, ...]:
-    from fednet.data import load_splits
+    from fednet.data import client_splits
 
-    splits = load_splits(
-        client.dataset,
-        seed=cfg.seed,
-        test_fraction=cfg.test_fraction,
-        text_column=client.text_column,
-        label_column=client.label_column,
-        encoding=client.encoding,
-    )
+    splits = client_splits(cfg, client)
     return tuple(splits["train"].features["label"].names)
 
 
