@@ -41,10 +41,10 @@ simulate: install  ## run the default federation in simulation [V=1: framework l
 
 run: simulate
 
-test: install  ## unit and integration tests
+test: install install-public-text  ## unit and integration tests (with the public text the IR layer is fitted on)
 	$(BIN)/pytest
 
-test-fast: install  ## unit tests only
+test-fast: install install-public-text  ## unit tests only
 	$(BIN)/pytest -m "not integration and not slow"
 
 lint: install
