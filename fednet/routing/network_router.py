@@ -19,7 +19,7 @@ from fednet.representation.space import NetworkSpace
 from fednet.routing.base import Embedder, Query
 from fednet.routing.candidates import Candidate
 from fednet.routing.config import RouterConfig
-from fednet.routing.sketch_router import SketchMatch, SketchMatcher, SketchRouter, mixture_score
+from fednet.routing.sketch_router import SketchMatch, SketchMatcher, SketchRouter
 
 __all__ = ["NetworkSketchMatcher", "NetworkSketchRouter"]
 
@@ -77,14 +77,7 @@ class NetworkSketchMatcher(SketchMatcher):
                 raw.append((-1.0, True))
                 continue
             sketch, fallback = mapped
-            sims = sketch.similarities(q)[0]
-            score = mixture_score(
-                sims,
-                sketch.counts,
-                sharpness=self.config.sharpness,
-                min_count=self.config.min_count,
-            )
-            raw.append((score, fallback))
+            raw.append((self._score(sketch, q), fallback))
         return self._relevance(raw)
 
 

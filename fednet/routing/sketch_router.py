@@ -123,15 +123,17 @@ class SketchMatcher:
                 )
                 raw.append((-1.0, True))
                 continue
-            sims = sketch.similarities(embedding.reshape(1, -1))[0]
-            score = mixture_score(
-                sims,
-                sketch.counts,
-                sharpness=self.config.sharpness,
-                min_count=self.config.min_count,
-            )
-            raw.append((score, fallback))
+            raw.append((self._score(sketch, embedding.reshape(1, -1)), fallback))
         return self._relevance(raw)
+
+    def _score(self, sketch: Sketch, query: torch.Tensor) -> float:
+        """The mixture score of one query row ``[1, dim]`` against ``sketch``'s centroids."""
+        return mixture_score(
+            sketch.similarities(query)[0],
+            sketch.counts,
+            sharpness=self.config.sharpness,
+            min_count=self.config.min_count,
+        )
 
     def _relevance(self, raw: list[tuple[float, bool]]) -> list[SketchMatch]:
         """Matches from ``(score, fallback)`` pairs: relevance relative to the best score."""
