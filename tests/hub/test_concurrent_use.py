@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ def _serve(
                 for name in names:
                     if tamper and i % 2:  # an altered cache entry makes every engine refetch it
                         cached = Path(cache) / name / "v1" / "head.safetensors"
-                        if cached.exists():
-                            cached.write_bytes(b"altered")
+                        if cached.exists():  # replaced, not rewritten in place: the
+                            # other engine may have the old file memory-mapped
+                            altered = cached.with_name(f".altered-{os.getpid()}")
+                            altered.write_bytes(b"altered")
+                            os.replace(altered, cached)
                     adapter = engine.ensure(name)
                     probs = engine.classify(["win a prize now"], adapter)
                     assert probs.shape == (1, len(adapter.label_names))
