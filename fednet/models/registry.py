@@ -191,8 +191,17 @@ def _build_minilm() -> nn.Module:
 TINY_BERT_SEED = 1234
 
 
-def _build_tiny_bert() -> nn.Module:
+def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` under ``torch.manual_seed(seed)``, leaving the global RNG as it was:
+    a tiny random model has the same weights in every process."""
     import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _build_tiny_bert() -> nn.Module:
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
@@ -203,9 +212,7 @@ def _build_tiny_bert() -> nn.Module:
         intermediate_size=64,
         max_position_embeddings=512,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_BERT_SEED)
-        return BertModel(config, add_pooling_layer=False)
+    return _seeded(TINY_BERT_SEED, lambda: BertModel(config, add_pooling_layer=False))
 
 
 def _build_mpnet() -> nn.Module:
@@ -223,7 +230,6 @@ def _build_smollm2() -> nn.Module:
 
 
 def _build_tiny_mpnet() -> nn.Module:
-    import torch
     from transformers import MPNetConfig, MPNetModel
 
     config = MPNetConfig(
@@ -234,13 +240,10 @@ def _build_tiny_mpnet() -> nn.Module:
         intermediate_size=80,
         max_position_embeddings=514,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_BERT_SEED + 1)
-        return MPNetModel(config, add_pooling_layer=False)
+    return _seeded(TINY_BERT_SEED + 1, lambda: MPNetModel(config, add_pooling_layer=False))
 
 
 def _build_tiny_llama() -> nn.Module:
-    import torch
     from transformers import LlamaConfig, LlamaModel
 
     config = LlamaConfig(
@@ -253,9 +256,7 @@ def _build_tiny_llama() -> nn.Module:
         max_position_embeddings=512,
         pad_token_id=0,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_BERT_SEED + 2)
-        return LlamaModel(config)
+    return _seeded(TINY_BERT_SEED + 2, lambda: LlamaModel(config))
 
 
 register_base_model(
