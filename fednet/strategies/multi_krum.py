@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 
 from fednet.config import StrategyConfig
-from fednet.lora import pad_rank
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.robust import RobustWrapper
 from fednet.strategies.robust_utils import (
@@ -15,6 +15,7 @@ from fednet.strategies.robust_utils import (
     head_delta,
     krum_scores,
     lora_delta,
+    pad_nan,
 )
 from fednet.strategies.state import GlobalState
 
@@ -30,8 +31,11 @@ class MultiKrum(RobustWrapper):
     Adversaries: Byzantine Tolerant Gradient Descent", NeurIPS 2017,
     https://arxiv.org/abs/1703.02757). An update's score is the sum of squared
     distances to its ``n - f - 2`` nearest updates of the group. Updates are
-    the clients' LoRA changes, zero-padded to the group's rank, and their head
-    changes (keyed by task). The selected updates are then aggregated by the
+    the clients' LoRA changes and their head changes (keyed by head group). Two
+    clients are compared on what both hold: the LoRA slices up to the lower of
+    their ranks, and a head only when they share it (clients of different tasks
+    in one ``base-model`` group), so neither a higher rank nor a bigger task is
+    counted as distance. The selected updates are then aggregated by the
     inner strategy's rule, weighted as usual. Blanchard et al.'s guarantee
     needs ``n >= 2f + 3``; a smaller group is still scored (with at least one
     neighbour) and the shortfall is logged.
@@ -86,11 +90,11 @@ class MultiKrum(RobustWrapper):
             rows = []
             for i in idx:
                 p, lora, head, _ = accepted[i]
-                d = pad_rank(lora_delta(p, lora, state, key), state.rank_of(key))
+                d = pad_nan(lora_delta(p, lora, state, key), state.rank_of(key))
                 hkey = self.head_of(p)
                 d.update({f"{hkey}/{k}": v for k, v in head_delta(p, head, state, hkey).items()})
                 rows.append(d)
-            scores = krum_scores(flat_updates(rows), byzantine=f)
+            scores = krum_scores(flat_updates(rows, missing=math.nan), byzantine=f)
             order = sorted(range(n), key=lambda j: (float(scores[j]), j))
             chosen = order[:m]
             cutoff = float(scores[order[m - 1]])

@@ -30,8 +30,8 @@ from fednet.config_base import (
     validate,
 )
 from fednet.errors import ConfigError
-from fednet.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
 from fednet.names import check_name, is_safe_name
+from fednet.protocol import DATA_COUNT_KEYS, DATA_ENCODING_KEY, DATA_PREFIX
 
 if TYPE_CHECKING:
     from fednet.config import FederationConfig

@@ -116,26 +116,38 @@ def krum_scores(vectors: torch.Tensor, *, byzantine: int) -> torch.Tensor:
     Adversaries: Byzantine Tolerant Gradient Descent", NeurIPS 2017,
     https://arxiv.org/abs/1703.02757.
 
+    A NaN marks a coordinate a client does not hold (a LoRA slice above its rank,
+    another task's head). Two rows are compared on the coordinates both hold,
+    scaled to the full length (:func:`sklearn.metrics.pairwise.nan_euclidean_distances`),
+    so that holding more coordinates, a higher rank, is not itself a distance. Two
+    rows with no coordinate in common are infinitely far apart.
+
     Parameters
     ----------
     vectors : Tensor
-        ``[n, d]`` updates.
+        ``[n, d]`` updates, NaN where not held.
     byzantine : int
         ``f``, the number of malicious rows tolerated.
     """
+    from sklearn.metrics.pairwise import nan_euclidean_distances
+
     n = vectors.shape[0]
     if n < 2:
         return torch.zeros(n, dtype=torch.float64)
-    v = vectors.to(torch.float64)
-    d2 = torch.cdist(v, v) ** 2
+    v = vectors.to(torch.float64).numpy()
+    d2 = torch.from_numpy(nan_euclidean_distances(v, v) ** 2)
+    d2 = torch.nan_to_num(d2, nan=math.inf)
     d2.fill_diagonal_(math.inf)
     k = max(1, min(n - 1, n - byzantine - 2))
     return torch.sort(d2, dim=1).values[:, :k].sum(1)
 
 
-def flat_updates(parts: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """Stack dicts of tensors into ``[n, d]`` rows over the union of their keys
-    (a key a client lacks counts as zeros)."""
+def flat_updates(parts: Sequence[dict[str, torch.Tensor]], *, missing: float = 0.0) -> torch.Tensor:
+    """Stack dicts of tensors into ``[n, d]`` float64 rows over the union of their keys.
+
+    A key a client lacks is filled with ``missing``: 0.0 where an absent tensor
+    means "no change", NaN where it means "not held" (for :func:`krum_scores`).
+    """
     shapes: dict[str, torch.Size] = {}
     for d in parts:
         for k, v in d.items():
@@ -146,7 +158,7 @@ def flat_updates(parts: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
             [
                 d[k].to(torch.float64).flatten()
                 if k in d
-                else torch.zeros(shapes[k].numel(), dtype=torch.float64)
+                else torch.full((shapes[k].numel(),), missing, dtype=torch.float64)
                 for k in keys
             ]
         )

@@ -242,3 +242,62 @@ def test_config_validates_robust_keys():
         parse_preset({**base, "strategy": {"norm-bound-multiple": 0.5}})
     with pytest.raises(ConfigError, match="`strategy.krum-byzantine` must be >= 0"):
         parse_preset({**base, "strategy": {"krum-byzantine": -1}})
+
+
+def _mixed(ranks, tasks, lora_grouping="base-model"):
+    """FedLoRA with clients c1..cn of the given ranks and tasks, global state zero at max rank."""
+    s = FedLoRA(rank_aggregation="rank-wise", lora_grouping=lora_grouping)
+    s.profiles = {
+        i: ClientProfile(i, f"c{i}", "tiny", t, ("a", "b"), r, 2.0 * r, 10)
+        for i, (r, t) in enumerate(zip(ranks, tasks, strict=True), 1)
+    }
+    top = max(ranks)
+    s._state_for_round = GlobalState(
+        lora={"tiny": {A: torch.zeros(top, 2), B: torch.zeros(2, top)}},
+        heads={
+            f"tiny:{t}": {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}
+            for t in set(tasks)
+        },
+    )
+    return s
+
+
+def _reply_at_rank(node, a_rows, h=0.0):
+    a = torch.tensor(a_rows)
+    msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
+    content = RecordDict(
+        {
+            P.LORA: ArrayRecord({A: a, B: torch.zeros(2, a.shape[0])}),
+            P.HEAD: ArrayRecord(
+                {"head.weight": torch.full((2, 2), h), "head.bias": torch.zeros(2)}
+            ),
+            P.METRICS: MetricRecord({"train-loss": 1.0}),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+def test_multi_krum_does_not_take_a_higher_rank_for_an_outlier():
+    # c5 is honest at rank 4: on slice 0 it agrees with the rank-1 clients, and its slices
+    # 1-3 are ones no other client holds. c6 (rank 1) is off on the slice everyone holds.
+    # Counting c5's extra slices against zeros the others never sent made c5 the outlier.
+    s = MultiKrum(_mixed([1, 1, 1, 1, 4, 1], ["t"] * 6), byzantine=1)
+    replies = [_reply_at_rank(i + 1, [v]) for i, v in enumerate(HONEST[:4])]
+    replies.append(_reply_at_rank(5, [HONEST[4], [3.0, 3.0], [3.0, 3.0], [3.0, 3.0]]))
+    replies.append(_reply_at_rank(6, [[2.0, 2.0]]))
+    _, metrics = s.aggregate_train(1, replies)
+    assert metrics["clients"] == 5
+    assert [e["client"] for e in s.events] == ["c6"], s.events
+
+
+def test_multi_krum_compares_clients_of_different_tasks_on_what_they_share():
+    # One LoRA group, two tasks. The u-clients' heads moved far (a bigger task), which says
+    # nothing against them: no t-client holds a u-head. c3 is off on the shared LoRA.
+    s = MultiKrum(_mixed([1] * 6, ["t", "t", "t", "u", "u", "u"]), byzantine=1)
+    a_rows = [HONEST[0], HONEST[1], [2.0, 2.0], HONEST[2], HONEST[3], HONEST[4]]
+    heads = [0.0, 0.0, 0.0, 5.0, 5.1, 4.9]
+    replies = [
+        _reply_at_rank(i + 1, [a], h) for i, (a, h) in enumerate(zip(a_rows, heads, strict=True))
+    ]
+    _, metrics = s.aggregate_train(1, replies)
+    assert [e["client"] for e in s.events] == ["c3"], s.events
