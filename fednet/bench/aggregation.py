@@ -211,7 +211,9 @@ def run_aggregation_bench(
     from fednet.bench.backdoor import measure_backdoor
     from fednet.federation.simulation import simulate
 
-    base = load_preset(preset)
+    # The benchmark measures the shared (global) model; the personalisation round after
+    # the last round does not touch it, so it is skipped in every row.
+    base = load_preset(preset).with_overrides(personalize_steps=0)
     malicious = default_malicious(base) if malicious is None else malicious
     if not 0 <= malicious < len(base.clients):
         raise ValueError(f"`malicious` must be in [0, {len(base.clients)}), got {malicious}")
@@ -319,6 +321,84 @@ def _failed(row: dict[str, Any]) -> str:
     return f" (INVALID: {', '.join(failed)} failed)" if failed else ""
 
 
+ACCURACY_TOLERANCE = 0.02
+"""Target: the best wrapper keeps mean accuracy within this of the clean run (2 points)."""
+
+BACKDOOR_CEILING = 0.10
+"""Target: the best wrapper keeps backdoor success below this (10%)."""
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The benchmark's targets, each judged from the report's own rows.
+
+    - Per attack: is there a wrapper that keeps mean accuracy within
+      :data:`ACCURACY_TOLERANCE` of the clean row (attack ``none``, wrapper
+      ``none``) and, for the backdoor, backdoor success below
+      :data:`BACKDOOR_CEILING`? The best wrapper is the one that meets both,
+      else the one with the lowest backdoor success (backdoor) or the highest
+      accuracy (other attacks).
+    - With ``lora-grouping = "base-model"``: is ``svd`` or ``frozen-a`` at
+      least as accurate (mean accuracy) as ``fedit``?
+
+    Returns
+    -------
+    list of dict
+        ``target``, ``met`` (bool) and ``detail`` (a sentence with the figures).
+    """
+    out: list[dict[str, Any]] = []
+    rows = [r for r in report.get("attacks", []) if not r.get("clients_failed")]
+    clean = next((r for r in rows if r["attack"] == "none" and r["robust"] == "none"), None)
+    for attack in dict.fromkeys(r["attack"] for r in rows if r["attack"] != "none"):
+        defended = [r for r in rows if r["attack"] == attack and r["robust"] != "none"]
+        if clean is None or not defended:
+            continue
+        backdoor = attack == "backdoor"
+
+        def ok(r: dict[str, Any], backdoor: bool = backdoor) -> bool:
+            acc = r["accuracy_mean"] >= clean["accuracy_mean"] - ACCURACY_TOLERANCE - 1e-12
+            bs = r.get("backdoor_success")
+            return acc and (not backdoor or (bs is not None and bs < BACKDOOR_CEILING))
+
+        def rank(r: dict[str, Any], backdoor: bool = backdoor) -> tuple[float, float]:
+            bs = r.get("backdoor_success")
+            return (
+                (-(bs if bs is not None else 1.0) if backdoor else r["accuracy_mean"]),
+                r["accuracy_mean"],
+            )
+
+        met = [r for r in defended if ok(r)]
+        best = max(met or defended, key=rank)
+        gap = 100 * (best["accuracy_mean"] - clean["accuracy_mean"])
+        detail = f"best wrapper {best['robust']}: mean accuracy {gap:+.1f} points vs clean"
+        if backdoor:
+            detail += f", backdoor success {_num(best.get('backdoor_success'))}"
+            detail += f" (clean run {_num(clean.get('backdoor_success'))})"
+        out.append(
+            {
+                "target": f"{attack}: one malicious client contained",
+                "met": bool(met),
+                "detail": detail,
+            }
+        )
+    if report.get("lora_grouping") == "base-model":
+        acc = {
+            r["rank_aggregation"]: r["accuracy_mean"]
+            for r in report.get("methods", [])
+            if not r.get("clients_failed")
+        }
+        exact = {m: acc[m] for m in ("svd", "frozen-a") if m in acc}
+        if "fedit" in acc and exact:
+            m = max(exact, key=exact.__getitem__)
+            out.append(
+                {
+                    "target": "svd or frozen-a at least as accurate as fedit",
+                    "met": exact[m] >= acc["fedit"],
+                    "detail": f"{m} {_num(exact[m])} vs fedit {_num(acc['fedit'])}",
+                }
+            )
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report's tables in Markdown."""
     task = report.get("attacked_task", "")
@@ -338,9 +418,16 @@ def markdown(report: dict[str, Any]) -> str:
         "labels ham. Spam recall: the fraction of the same texts without the trigger that it "
         "labels spam (a model that labels everything ham has backdoor success 1 with no attack); "
         "backdoor success on detected spam counts only the texts it labels spam without the "
-        "trigger.",
+        "trigger. Personalisation is off in every row: it does not touch the shared model.",
         "",
     ]
+    judged = targets(report)
+    if judged:
+        lines += ["## Targets", ""]
+        lines += [
+            f"- {t['target']}: {'met' if t['met'] else 'NOT met'}; {t['detail']}." for t in judged
+        ]
+        lines.append("")
     if report["methods"]:
         lines += [
             f"| rank-aggregation | mean accuracy | weighted accuracy | {task} accuracy "

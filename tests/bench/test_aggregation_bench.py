@@ -123,3 +123,62 @@ def test_a_row_with_a_failed_client_names_it():
     row = _row(summary, "sms-spam", attack="none")
     assert row["clients_failed"] == ["spam-1"]
     assert row["accuracy_mean"] == 0.9  # over the clients that reported: hence the mark
+
+
+def _attack_row(attack, robust, acc, bs=None):
+    return {
+        "attack": attack,
+        "robust": robust,
+        "accuracy_mean": acc,
+        "backdoor_success": bs,
+        "clients_failed": [],
+        "updates_rejected": 0,
+        "updates_clipped_or_down_weighted": 0,
+    }
+
+
+def test_targets_are_judged_from_the_rows_of_the_report():
+    from fednet.bench.aggregation import markdown, targets
+
+    report = {
+        "preset": "p",
+        "lora_grouping": "base-model",
+        "rounds": 3,
+        "clients": 6,
+        "wall_s": 60.0,
+        "command": "c",
+        "attacked_task": "sms-spam",
+        "malicious_client": "x",
+        "methods": [
+            {
+                "rank_aggregation": m,
+                "accuracy_mean": a,
+                "accuracy_weighted": a,
+                "bytes_up_per_client_round": 1.0,
+                "clients_failed": [],
+            }
+            for m, a in [("fedit", 0.80), ("svd", 0.79), ("frozen-a", 0.81)]
+        ],
+        "attacks": [
+            _attack_row("none", "none", 0.90, 0.05),
+            _attack_row("backdoor", "none", 0.89, 0.60),
+            # within 2 points, but backdoor success 0.12 is not below 0.10
+            _attack_row("backdoor", "median", 0.885, 0.12),
+            # backdoor contained, but 2.5 points below the clean run
+            _attack_row("backdoor", "multi-krum", 0.875, 0.04),
+            _attack_row("sign-flip", "none", 0.70),
+            _attack_row("sign-flip", "median", 0.881),  # 1.9 points below: met
+        ],
+    }
+    got = {t["target"]: t for t in targets(report)}
+    bd = got["backdoor: one malicious client contained"]
+    assert not bd["met"] and "multi-krum" in bd["detail"] and "-2.5 points" in bd["detail"]
+    assert got["sign-flip: one malicious client contained"]["met"]
+    exact = got["svd or frozen-a at least as accurate as fedit"]
+    assert exact["met"] and exact["detail"] == "frozen-a 0.810 vs fedit 0.800"
+    report["attacks"][3]["accuracy_mean"] = 0.885
+    assert targets(report)[0]["met"]
+    md = markdown(report)
+    assert "- backdoor: one malicious client contained: met; best wrapper multi-krum" in md
+    report["lora_grouping"] = "task"  # the exactness target is for base-model grouping only
+    assert all("fedit" not in t["target"] for t in targets(report))
