@@ -38,7 +38,8 @@ class MultiKrum(RobustWrapper):
     counted as distance. The selected updates are then aggregated by the
     inner strategy's rule, weighted as usual. Blanchard et al.'s guarantee
     needs ``n >= 2f + 3``; a smaller group is still scored (with at least one
-    neighbour) and the shortfall is logged.
+    neighbour) and the shortfall is logged. A group of two is kept whole: its
+    two scores are equal by symmetry, so Krum has no choice to make.
 
     Parameters
     ----------
@@ -85,6 +86,17 @@ class MultiKrum(RobustWrapper):
                     2 * f + 3,
                 )
             if m >= n:
+                keep.update(idx)
+                continue
+            if n == 2:
+                # Each of two updates is its only neighbour's neighbour: their Krum scores
+                # are equal, and dropping one would be a coin toss that costs an honest
+                # update half the time. Both are kept.
+                logger.warning(
+                    "round %s: group %s has 2 updates, which Krum cannot tell apart; both kept",
+                    server_round,
+                    key,
+                )
                 keep.update(idx)
                 continue
             rows = []

@@ -301,3 +301,12 @@ def test_multi_krum_compares_clients_of_different_tasks_on_what_they_share():
     ]
     _, metrics = s.aggregate_train(1, replies)
     assert [e["client"] for e in s.events] == ["c3"], s.events
+
+
+def test_multi_krum_keeps_a_group_of_two_whole(caplog):
+    # Two updates are each other's only neighbour: equal scores, nothing to choose.
+    s = MultiKrum(inner(2), byzantine=1)
+    arrays, metrics = s.aggregate_train(1, [reply(1, [1.0, 0.0]), reply(2, [9.0, 0.0])])
+    assert metrics["clients"] == 2 and s.events == []
+    assert new_a(arrays).tolist() == [[5.0, 0.0]]
+    assert "cannot tell apart" in caplog.text
