@@ -164,3 +164,15 @@ def test_learning_rate_is_chosen_on_the_validation_share_never_the_test():
     )
     assert picked["learning_rate"] == 0.2 and picked["validation"] == {"0.1": 0.0, "0.2": 1.0}
     assert picked["accuracy"] == 0.0 and picked["correct"] == [False, False, False]
+
+
+def test_defaults_give_estimates_that_can_tell_three_points_apart():
+    """Enough public pairs for a 768 -> 384 map, queries and test texts for ~2-4 point intervals."""
+    from fednet.bench.representation import RepresentationBenchConfig, corpus_split
+
+    d = RepresentationBenchConfig()
+    _, select, fit = corpus_split(d, [str(i) for i in range(d.pool + d.fit_texts)])
+    assert len(fit) >= 5000 and len(select) >= 1000
+    assert d.queries_per_dataset * len(d.routing_datasets) >= 600
+    assert d.other_examples >= 1000 > d.small_examples  # peers hold a realistic share
+    assert d.test_examples >= 2000 and len(d.learning_rates) >= 3
