@@ -63,6 +63,7 @@ def _corpus_texts(cfg: RepresentationBenchConfig) -> list[str]:
     need = cfg.fit_texts + cfg.pool
     if len(order) < need:
         raise ValueError(f"corpus {cfg.corpus} has {len(order)} texts, the bench needs {need}")
+    # held-out pool first, so it stays the same texts whatever `fit_texts` is
     return [texts[i] for i in order[:need]]
 
 
@@ -93,24 +94,34 @@ def precompute_embeddings(
 def _fit_maps(
     cfg: RepresentationBenchConfig, emb: EmbeddingCache, out_dir: Path, progress: Progress
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Fit every method per source model; choose one on a held-out public slice.
+
+    The corpus sample is ``[pool | fitting texts]``: the pool scores the figures;
+    of the fitting texts, the first ``fit_texts // 6`` (the selection slice) are
+    held out from fitting and choose each source model's map (``maps[m]["selected"]``)
+    by :func:`~fednet.representation.maps.select_map`; the rest fit the maps.
+    """
     from fednet.representation.artifact import map_name, save_map
     from fednet.representation.corpus import check_disjoint, corpus_digest
-    from fednet.representation.maps import create_map, fit_quality
+    from fednet.representation.maps import create_map, fit_quality, select_map
 
     chosen = _corpus_texts(cfg)
     progress(f"checking {cfg.corpus} is disjoint from the client catalogue")
     check_disjoint(chosen)
     digest = corpus_digest(chosen)
     y = emb(cfg.reference, chosen)
+    n_select = len(corpus_split(cfg, chosen)[1])
     rows: list[dict[str, Any]] = []
     maps: dict[str, dict[str, Any]] = {}
     for model in cfg.models:
         if model == cfg.reference:
             continue
         x = emb(model, chosen)
-        xf, yf = x[: cfg.fit_texts], y[: cfg.fit_texts]
-        xt, yt = x[cfg.fit_texts :], y[cfg.fit_texts :]
+        xt, yt = x[: cfg.pool], y[: cfg.pool]
+        xs, ys = x[cfg.pool : cfg.pool + n_select], y[cfg.pool : cfg.pool + n_select]
+        xf, yf = x[cfg.pool + n_select :], y[cfg.pool + n_select :]
         maps[model] = {}
+        model_rows = []
         for method in cfg.methods:
             t0 = time.perf_counter()
             m = create_map(method, source_dim=x.shape[1], target_dim=y.shape[1])
@@ -127,13 +138,13 @@ def _fit_maps(
                 corpus_sha256=digest,
                 quality=q,
             )
-            rows.append(
+            model_rows.append(
                 {
                     "source": model,
                     "network_space": cfg.reference,
                     "method": method,
                     **q.to_dict(),
-                    "fit_pairs": cfg.fit_texts,
+                    "fit_pairs": int(xf.shape[0]),
                     "fit_s": round(seconds, 2),
                     **({"alpha": m.hyperparameters().get("alpha")} if method == "ridge" else {}),
                 }
@@ -142,7 +153,75 @@ def _fit_maps(
                 f"  {model} -> {cfg.reference} {method}: cos {q.paired_cosine:.3f}, "
                 f"R@1 {q.recall_at_1:.3f}"
             )
+        learned = {k: v for k, v in maps[model].items() if k != "mean"} or maps[model]
+        best, scores = select_map(learned, xs, ys)
+        maps[model]["selected"] = maps[model][best]
+        for row in model_rows:
+            score = scores.get(row["method"])
+            row["selection_recall_at_1"] = None if score is None else score.recall_at_1
+            row["selection_paired_cosine"] = None if score is None else score.paired_cosine
+            row["selection_pairs"] = n_select
+            row["selected"] = row["method"] == best
+        rows += model_rows
+        progress(f"  {model}: {best} chosen on {n_select} held-out public texts")
     return rows, maps
+
+
+def corpus_split(
+    cfg: RepresentationBenchConfig, texts: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """``(pool, selection, fit)`` slices of the corpus sample ``texts``.
+
+    The held-out pool comes first, so it is the same texts whatever
+    ``fit_texts`` is; a sixth of the fitting texts (at least 5) is held out to
+    choose the map; the rest fit it.
+    """
+    n_select = max(5, cfg.fit_texts // 6)
+    pool, rest = texts[: cfg.pool], texts[cfg.pool : cfg.pool + cfg.fit_texts]
+    return pool, rest[:n_select], rest[n_select:]
+
+
+def wilson_interval(hits: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``hits / n`` (95% by default).
+
+    Wilson (1927), "Probable inference, the law of succession, and statistical
+    inference", JASA 22(158). Returns ``(low, high)`` in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1`` or ``hits`` is not in ``[0, n]``.
+    """
+    if n < 1 or not 0 <= hits <= n:
+        raise ValueError(f"need 0 <= hits <= n and n >= 1, got hits={hits}, n={n}")
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference_interval(
+    a: list[bool], b: list[bool], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% paired bootstrap interval of ``mean(a) - mean(b)`` over the same items.
+
+    ``a[i]`` and ``b[i]`` are outcomes on item ``i``; items are resampled with
+    replacement, ``resamples`` times, with a seeded generator (Efron & Tibshirani
+    1993, ch. 13, percentile interval).
+
+    Raises
+    ------
+    ValueError
+        If ``a`` and ``b`` differ in length or are empty.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired outcomes must be non-empty and of one length: {len(a)}, {len(b)}")
+    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(diff), (resamples, len(diff)), generator=gen)
+    means = diff[idx].mean(1).sort().values
+    return float(means[int(0.025 * resamples)]), float(means[int(0.975 * resamples) - 1])
 
 
 # -- 2. routing ------------------------------------------------------------------------
@@ -178,17 +257,23 @@ def _routing_data(
     return clients, queries
 
 
-def _route_accuracy(
+def _route_hits(
     matcher: Any, candidates: list[Any], queries: list[tuple[str, str]], embedder: Any
-) -> float:
+) -> list[bool]:
+    """Per query: whether the best-matching candidate holds the query's data set."""
     from fednet.routing import Query
 
-    hits = 0
+    hits = []
     for text, dataset in queries:
         matches = matcher.match(Query(text, embedder), candidates)
         best = max(range(len(candidates)), key=lambda i: matches[i].similarity)
-        hits += candidates[best].task == dataset
-    return hits / len(queries)
+        hits.append(candidates[best].task == dataset)
+    return hits
+
+
+def _accuracy_fields(name: str, hits: list[bool]) -> dict[str, Any]:
+    low, high = wilson_interval(sum(hits), len(hits))
+    return {name: sum(hits) / len(hits), f"{name}_ci95": [low, high]}
 
 
 def _routing(
@@ -237,10 +322,11 @@ def _routing(
     rows: list[dict[str, Any]] = []
     dim = int(emb.lookup(cfg.reference, query_texts[:1]).shape[1])
     for asker in cfg.models:
-        same = _route_accuracy(
+        same_hits = _route_hits(
             SketchMatcher(emb.lookup, router_cfg), candidates[asker], queries, emb.lookup
         )
-        methods = cfg.methods if len(cfg.models) > 1 else ()
+        same = sum(same_hits) / len(same_hits)
+        methods = (*cfg.methods, "selected") if len(cfg.models) > 1 else ()
         for method in methods:
             space = NetworkSpace(
                 reference=cfg.reference,
@@ -249,28 +335,34 @@ def _routing(
             )
             every = [c for model in cfg.models for c in candidates[model]]
             others = [c for model in cfg.models if model != asker for c in candidates[model]]
+            hits = {}
+            for key, pool in (("cross_model_all", every), ("cross_model_others", others)):
+                hits[key] = _route_hits(
+                    NetworkSketchMatcher(emb.lookup, router_cfg, space=space, asker_model=asker),
+                    pool,
+                    queries,
+                    emb.lookup,
+                )
             row = {
                 "asker_model": asker,
                 "method": method,
-                "same_model": same,
-                "cross_model_all": _route_accuracy(
-                    NetworkSketchMatcher(emb.lookup, router_cfg, space=space, asker_model=asker),
-                    every,
-                    queries,
-                    emb.lookup,
+                **(
+                    {"maps": {m: maps[m][method].method for m in maps}}
+                    if method == "selected"
+                    else {}
                 ),
-                "cross_model_others": _route_accuracy(
-                    NetworkSketchMatcher(emb.lookup, router_cfg, space=space, asker_model=asker),
-                    others,
-                    queries,
-                    emb.lookup,
-                ),
+                **_accuracy_fields("same_model", same_hits),
+                **_accuracy_fields("cross_model_all", hits["cross_model_all"]),
+                **_accuracy_fields("cross_model_others", hits["cross_model_others"]),
                 "queries": len(queries),
                 "candidates_all": len(every),
                 "sketch_epsilon": cfg.sketch_epsilon,
             }
-            row["gap_all"] = row["same_model"] - row["cross_model_all"]
-            row["gap_others"] = row["same_model"] - row["cross_model_others"]
+            for key, name in (("cross_model_all", "gap_all"), ("cross_model_others", "gap_others")):
+                row[name] = row["same_model"] - row[key]
+                row[f"{name}_ci95"] = list(
+                    paired_difference_interval(same_hits, hits[key], seed=cfg.seed)
+                )
             rows.append(row)
             progress(
                 f"  asker {asker} via {method}: same {same:.3f}, cross(all) "
@@ -318,29 +410,47 @@ def run_representation_bench(
 
 
 def _targets(results: dict[str, Any]) -> list[str]:
-    """Whether the issue's targets are met: ridge (the map fixed in advance) and the best."""
+    """Whether the issue's targets are met, on maps fixed before the routing queries.
+
+    Routing is judged with the ridge map and with each source model's map chosen
+    on held-out public text (``selected``); the map that is best on the routing
+    queries themselves is shown apart, as it is chosen on the test set.
+    """
     lines = []
     routing = [r for r in results.get("routing", []) if r["method"] != "mean"]
     for label, rows in (
         ("ridge map", [r for r in routing if r["method"] == "ridge"]),
-        ("best map per asker, chosen on these queries", _best_per_asker(routing)),
+        (
+            "map chosen on held-out public text",
+            [r for r in routing if r["method"] == "selected"],
+        ),
     ):
         if not rows:
             continue
         for key, who in (("gap_all", "all candidates"), ("gap_others", "other models only")):
-            worst = max(r[key] for r in rows)
-            met = "met" if worst <= 0.03 else "NOT met"
+            worst = max(rows, key=lambda r: r[key])
+            met = "met" if worst[key] <= 0.03 else "NOT met"
+            low, high = worst.get(f"{key}_ci95", (float("nan"), float("nan")))
             lines.append(
                 f"- Cross-model routing within 3 points of same-model routing ({label}, "
-                f"{who}): {met}; largest gap {100 * worst:+.1f} points."
+                f"{who}): {met}; largest gap {100 * worst[key]:+.1f} points "
+                f"(asker {worst['asker_model']}, 95% CI {100 * low:+.1f} to {100 * high:+.1f})."
             )
+    chosen_on_test = _best_per_asker([r for r in routing if r["method"] != "selected"])
+    if chosen_on_test:
+        worst = max(r["gap_all"] for r in chosen_on_test)
+        lines.append(
+            f"- Not a target figure (map chosen on these routing queries, i.e. on the test "
+            f"set): largest gap, all candidates, {100 * worst:+.1f} points."
+        )
     transfer = results.get("transfer")
     if transfer:
         gain = transfer["gain_over_alone"]
         met = "met" if gain >= 0.03 else "NOT met"
+        low, high = transfer.get("gain_ci95", (float("nan"), float("nan")))
         lines.append(
             f"- Transfer gives the small client >= +3 points over training alone: {met}; "
-            f"{100 * gain:+.1f} points."
+            f"{100 * gain:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f})."
         )
     return lines
 
@@ -351,6 +461,15 @@ def _best_per_asker(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r["asker_model"] not in best or r["gap_all"] < best[r["asker_model"]]["gap_all"]:
             best[r["asker_model"]] = r
     return list(best.values())
+
+
+def _with_ci(row: dict[str, Any], key: str, *, points: bool = False) -> str:
+    value = row[key]
+    ci = row.get(f"{key}_ci95")
+    if points:
+        text = f"{100 * value:+.1f}"
+        return text if ci is None else f"{text} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    return f"{value:.3f}" if ci is None else f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
@@ -374,13 +493,20 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
         "",
         "## 1. Map fit (held out)",
         "",
-        "| source | method | paired cosine | recall@1 among pool | pool | fit s |",
-        "|---|---|---|---|---|---|",
+        "Scored on the held-out pool; each source model's map is chosen by recall@1 "
+        "(ties: paired cosine) on a further held-out slice of public text (`selection R@1`).",
+        "",
+        "| source | method | paired cosine | recall@1 among pool | pool | fit pairs "
+        "| selection R@1 | chosen | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["fit"]:
+        sel = r.get("selection_recall_at_1")
         lines.append(
             f"| {r['source']} | {r['method']} | {r['paired_cosine']:.3f} | "
-            f"{r['recall_at_1']:.3f} | {r['pool']} | {r['fit_s']} |"
+            f"{r['recall_at_1']:.3f} | {r['pool']} | {r.get('fit_pairs', cfg['fit_texts'])} | "
+            f"{'-' if sel is None else f'{sel:.3f}'} | {'yes' if r.get('selected') else ''} | "
+            f"{r['fit_s']} |"
         )
     if results.get("routing"):
         first = results["routing"][0]
@@ -389,18 +515,25 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
             "## 2. Routing accuracy (chosen client holds the query's data set)",
             "",
             f"{first['queries']} queries from {', '.join(cfg['routing_datasets'])}; "
-            f"{cfg['clients_per_dataset']} clients per data set on each model, sketches at "
-            f"epsilon {first['sketch_epsilon']}.",
+            f"{cfg['clients_per_dataset']} clients of {cfg['examples_per_client']} examples per "
+            f"data set on each model, sketches at epsilon {first['sketch_epsilon']}. "
+            "Accuracies with 95% Wilson intervals; gaps (same minus cross, points) with 95% "
+            "paired bootstrap intervals over the queries. `selected`: each source model's map "
+            "chosen on held-out public text.",
             "",
             "| asker model | map | same model | cross model (all) | cross model (others only) "
-            "| gap (all) |",
-            "|---|---|---|---|---|---|",
+            "| gap (all) | gap (others) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in results["routing"]:
+            name = r["method"]
+            if name == "selected":
+                name += " (" + ", ".join(f"{k}: {v}" for k, v in r["maps"].items()) + ")"
             lines.append(
-                f"| {r['asker_model']} | {r['method']} | {r['same_model']:.3f} | "
-                f"{r['cross_model_all']:.3f} | {r['cross_model_others']:.3f} | "
-                f"{100 * r['gap_all']:+.1f} pt |"
+                f"| {r['asker_model']} | {name} | {_with_ci(r, 'same_model')} | "
+                f"{_with_ci(r, 'cross_model_all')} | {_with_ci(r, 'cross_model_others')} | "
+                f"{_with_ci(r, 'gap_all', points=True)} | "
+                f"{_with_ci(r, 'gap_others', points=True)} |"
             )
     t = results.get("transfer")
     if t:
@@ -409,20 +542,47 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
             "## 3. Knowledge transfer to a small client",
             "",
             f"Task `{t['task']}`; small client: {t['small_examples']} examples on "
-            f"`{t['small_model']}`, {t['steps']} steps; {t['other_clients']} clients of "
-            f"{t['other_examples']} examples on `{t['other_model']}` share DP prototypes "
-            f"(epsilon {t['prototype_epsilon']} each; weight {t['prototype_weight']}); the "
-            f"one-model federation has {t['other_clients']} such clients on `{t['small_model']}` "
-            f"({t['federation_rounds']} rounds). Accuracy on {t['test_examples']} held-out texts.",
+            f"`{t['small_model']}` ({t['small_train']} to train, {t['small_validation']} to "
+            f"choose the learning rate among {', '.join(f'{x:g}' for x in t['learning_rates'])}, "
+            f"the same for every arm), {t['steps']} steps; {t['other_clients']} peers of "
+            f"{t['other_examples']} examples each on `{t['other_model']}` share DP prototypes "
+            f"(epsilon {t['prototype_epsilon']} each, mapped by the `{t['map']}` map). With "
+            f"prototypes, the small client's head starts as FedProto's nearest-prototype rule and "
+            f"its loss adds the alignment term (weight {t['prototype_weight']}); its own "
+            f"prototypes cost it epsilon {t['small_client_epsilon']:.2f}. The one-model "
+            f"federation trains the same peers' data on `{t['small_model']}` "
+            f"({t['federation_rounds']} rounds of FedAvg). Accuracy on {t['test_examples']} "
+            "held-out texts, with 95% Wilson intervals.",
             "",
-            "| small client | accuracy |",
-            "|---|---|",
-            f"| alone | {t['alone']:.3f} |",
-            f"| with prototypes from {t['other_model']} | {t['with_prototypes']:.3f} |",
-            f"| one-model federation | {t['one_model_federation']:.3f} |",
+            "| small client | accuracy | learning rate |",
+            "|---|---|---|",
+            f"| alone | {_with_ci(t, 'alone')} | {t['alone_detail']['learning_rate']:g} |",
+            f"| with prototypes from {t['other_model']} | {_with_ci(t, 'with_prototypes')} | "
+            f"{t['with_prototypes_detail']['learning_rate']:g} |",
+            f"| one-model federation | {_with_ci(t, 'one_model_federation')} | "
+            f"{t['one_model_federation_detail']['learning_rate']:g} |",
             "",
-            f"Gain over alone: {100 * t['gain_over_alone']:+.1f} points.",
+            f"Gain over alone: {_with_ci(t, 'gain', points=True)} points (95% paired bootstrap "
+            "interval over the test texts).",
         ]
+        diag = t.get("diagnostics")
+        if diag:
+            lines += [
+                "",
+                "What the frozen network space can carry (diagnostics on the same test texts; "
+                "the probes on peer data are non-private upper bounds, not part of the system):",
+                "",
+                "| frozen-encoder classifier | accuracy |",
+                "|---|---|",
+                f"| nearest released global prototype, no training | "
+                f"{diag['nearest_prototype']:.3f} |",
+                f"| linear probe on the small client's own {t['small_train']} examples | "
+                f"{diag['probe_own']:.3f} |",
+                f"| linear probe on the peers' examples mapped from `{t['other_model']}` | "
+                f"{diag['probe_peers_mapped']:.3f} |",
+                f"| linear probe on the peers' examples embedded by `{t['small_model']}` (no map) "
+                f"| {diag['probe_peers_native']:.3f} |",
+            ]
     md_path = stem.with_suffix(".md")
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

@@ -29,25 +29,26 @@ class RepresentationBenchConfig:
     reference: str = "minilm-l6"
     corpus: str = "20newsgroups"
     methods: tuple[str, ...] = ("procrustes", "ridge", "mlp", "mean")
-    fit_texts: int = 500
+    fit_texts: int = 6000
     pool: int = 1000
     max_length: int = 32
     routing_datasets: tuple[str, ...] = ("bbc-news", "sms-spam", "tweets-sentiment")
     clients_per_dataset: int = 2
-    examples_per_client: int = 50
-    queries_per_dataset: int = 40
+    examples_per_client: int = 200
+    queries_per_dataset: int = 200
     sketch_epsilon: float = 1.0
     delta: float = 1e-5
     transfer_task: str = "tweets-sentiment"
     other_model: str = "mpnet-base"
     small_examples: int = 300
     other_clients: int = 2
-    other_examples: int = 100
-    test_examples: int = 300
+    other_examples: int = 1500
+    test_examples: int = 2000
     steps: int = 20
     rounds: int = 2
     batch_size: int = 16
-    learning_rate: float = 2e-3
+    learning_rates: tuple[float, ...] = (5e-4, 2e-3, 8e-3)
+    validation_fraction: float = 0.2
     lora_rank: int = 8
     prototype_weight: float = 1.0
     prototype_epsilon: float = 1.0
@@ -66,6 +67,12 @@ class RepresentationBenchConfig:
         unknown = sorted(set(self.parts) - valid)
         if unknown:
             raise ValueError(f"unknown parts {unknown}; valid: {', '.join(sorted(valid))}")
+        if not self.learning_rates or any(not lr > 0 for lr in self.learning_rates):
+            raise ValueError(f"`learning_rates` must be positive, got {self.learning_rates}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"`validation_fraction` must be in (0, 1), got {self.validation_fraction}"
+            )
         if "transfer-baselines" in self.parts and len(self.parts) > 1:
             raise ValueError("`transfer-baselines` runs alone (it fills the cache for `transfer`)")
 

@@ -1,7 +1,8 @@
 """The representation layer: maps between base models' embedding spaces, class prototypes.
 
 - :mod:`~fednet.representation.maps`: Procrustes, ridge, MLP, mean-estimator and
-  identity maps into the network space, with their fit quality;
+  identity maps into the network space, with their fit quality and the
+  choice among them on held-out public text;
 - :mod:`~fednet.representation.space`: the network space and post-processing of
   released sketches;
 - :mod:`~fednet.representation.corpus`: public text the maps are fitted on;
@@ -22,6 +23,7 @@ from fednet.representation.maps import (
     fit_quality,
     map_from_state,
     register_map_method,
+    select_map,
 )
 from fednet.representation.space import DEFAULT_NETWORK_SPACE, NetworkSpace
 
@@ -40,4 +42,5 @@ __all__ = [
     "fit_quality",
     "map_from_state",
     "register_map_method",
+    "select_map",
 ]

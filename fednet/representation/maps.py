@@ -10,7 +10,9 @@ Every map is fitted on paired embeddings ``(x_i, y_i)`` of the same public text
   The linear alignment used for cross-lingual word vectors (Smith et al.,
   ICLR 2017; Conneau et al., ICLR 2018).
 - ``ridge``: least squares with an L2 penalty, ``W = (Xc^T Xc + lambda I)^-1 Xc^T Yc``,
-  ``lambda`` chosen on a validation slice of the fitting set.
+  ``lambda`` chosen on a validation slice of the fitting set from a grid of
+  half-decades wide enough that the choice is not at its edge for a few hundred
+  to tens of thousands of pairs.
 - ``mlp``: one hidden layer (GELU) plus a linear skip path, trained on
   ``1 - cos`` with AdamW and early stopping on a validation slice.
 - ``mean``: the mean estimator, which maps every input to the mean target
@@ -20,6 +22,9 @@ Every map is fitted on paired embeddings ``(x_i, y_i)`` of the same public text
 
 Every map takes ``[n, d_in]`` and returns ``[n, d_out]``; inputs and outputs are
 L2-normalised embeddings (outputs are not re-normalised: cosine ignores scale).
+
+:func:`select_map` chooses among fitted maps on held-out public pairs (never on
+client data or on the queries a map is later judged on).
 """
 
 from __future__ import annotations
@@ -48,7 +53,12 @@ __all__ = [
     "map_from_state",
     "available_map_methods",
     "fit_quality",
+    "select_map",
+    "RIDGE_ALPHAS",
 ]
+
+RIDGE_ALPHAS: tuple[float, ...] = tuple(10.0 ** (k / 2) for k in range(-10, 3))
+"""Ridge penalties tried, relative to the mean diagonal of ``Xc^T Xc``: 1e-5 to 10."""
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +259,7 @@ class RidgeMap(_AffineMap):
         *,
         source_dim: int,
         target_dim: int,
-        alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        alphas: tuple[float, ...] = RIDGE_ALPHAS,
         validation_fraction: float = 0.1,
     ) -> None:
         super().__init__(source_dim=source_dim, target_dim=target_dim)
@@ -497,3 +507,48 @@ def fit_quality(
     return FitQuality(
         paired_cosine=paired, recall_at_1=hits / pool, pool=pool, held_out=int(x.shape[0])
     )
+
+
+def select_map(
+    maps: dict[str, EmbeddingMap],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    criterion: str = "recall_at_1",
+) -> tuple[str, dict[str, FitQuality]]:
+    """The map that best predicts held-out public pairs ``(x, y)``, and every score.
+
+    Parameters
+    ----------
+    maps : dict of str to EmbeddingMap
+        Fitted candidates by name (e.g. method).
+    x, y : torch.Tensor
+        ``[n, d_in]`` and ``[n, d_out]`` paired embeddings of public texts that
+        none of ``maps`` was fitted on; recall@1 is among all ``n``.
+    criterion : str
+        ``recall_at_1`` (ties broken by paired cosine) or ``paired_cosine``.
+
+    Returns
+    -------
+    tuple[str, dict[str, FitQuality]]
+        The chosen name (the first of equal scores) and each candidate's quality.
+
+    Raises
+    ------
+    ValueError
+        If ``maps`` is empty or ``criterion`` is unknown.
+    """
+    if not maps:
+        raise ValueError("select_map needs at least one fitted map")
+    if criterion not in ("recall_at_1", "paired_cosine"):
+        raise ValueError(f"`criterion` must be 'recall_at_1' or 'paired_cosine', got {criterion!r}")
+    scores = {name: fit_quality(m, x, y, pool=int(x.shape[0])) for name, m in maps.items()}
+
+    def key(name: str) -> tuple[float, float]:
+        q = scores[name]
+        if criterion == "paired_cosine":
+            return (q.paired_cosine, q.recall_at_1)
+        return (q.recall_at_1, q.paired_cosine)
+
+    best = max(scores, key=key)  # max returns the first of equal keys
+    return best, scores

@@ -8,6 +8,10 @@ the server averages the prototypes per task and label, and every client adds a
 term pulling its embeddings towards the global prototype of their label.
 FedTGP (Zhang et al., AAAI 2024, https://arxiv.org/abs/2401.03230) trains the
 global prototypes on the server instead; here they are count-weighted means.
+FedProto also classifies by the distance of an embedding to the global
+prototypes; :func:`prototype_head` turns that rule into the starting weights of a
+client's linear head, so a client with little data starts from what its peers
+know instead of from a random head.
 
 Privacy
 -------
@@ -45,6 +49,7 @@ __all__ = [
     "release_prototypes",
     "aggregate_prototypes",
     "PrototypeAlignment",
+    "prototype_head",
 ]
 
 logger = logging.getLogger(__name__)
@@ -251,3 +256,60 @@ class PrototypeAlignment:
         mapped = nn.functional.normalize(mapped, dim=1)
         target = self.prototypes.prototypes[labels[usable]].to(mapped.dtype)
         return self.weight * ((mapped - target) ** 2).sum(1).mean()
+
+
+def prototype_head(
+    prototypes: GlobalPrototypes, embeddings: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """A linear head that classifies by cosine to the centred global prototypes.
+
+    FedProto's inference rule (Tan et al., AAAI 2022, sec. 4): label ``l`` scores
+    ``<u(f), p_l - p_mean>`` where ``u`` is L2 normalisation, ``p_l`` the global
+    prototype of ``l`` and ``p_mean`` the mean over usable labels (centring removes
+    the direction every text shares in an anisotropic space). The head takes the
+    client's unnormalised pooled embedding ``f``, so the weights are divided by the
+    mean norm ``r`` of ``f``, and scaled by ``s`` so that the initial logits have
+    unit standard deviation over ``embeddings``. Labels without a usable prototype
+    get zero rows. The argmax equals the cosine rule for every ``f``.
+
+    For a client on the network space's own model (its map is the identity); the
+    scale reads only the client's own embeddings, so nothing is released.
+
+    Parameters
+    ----------
+    prototypes : GlobalPrototypes
+        The task's global prototypes ``[L, d]``.
+    embeddings : torch.Tensor
+        ``[n, d]`` the client's own pooled (unnormalised) embeddings, n >= 2.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        ``head.weight`` ``[L, d]`` and ``head.bias`` ``[L]`` (zeros).
+
+    Raises
+    ------
+    ValueError
+        If the dimensions differ, fewer than 2 embeddings or 2 usable labels are given.
+    """
+    protos = prototypes.prototypes.float()
+    if embeddings.dim() != 2 or embeddings.shape[1] != protos.shape[1]:
+        raise ValueError(
+            f"embeddings must be [n, {protos.shape[1]}] (the network space), "
+            f"got {tuple(embeddings.shape)}"
+        )
+    if embeddings.shape[0] < 2:
+        raise ValueError("prototype_head needs at least 2 embeddings to set its scale")
+    usable = prototypes.usable.bool()
+    if int(usable.sum()) < 2:
+        raise ValueError("prototype_head needs at least 2 labels with usable prototypes")
+    f = embeddings.detach().float()
+    weight = protos - protos[usable].mean(0)
+    weight[~usable] = 0.0
+    logits = nn.functional.normalize(f, dim=1) @ weight[usable].T
+    scale = 1.0 / float(logits.std()) if float(logits.std()) > 0 else 1.0
+    norm = float(f.norm(dim=1).mean().clamp_min(1e-12))
+    return {
+        "head.weight": weight * (scale / norm),
+        "head.bias": torch.zeros(protos.shape[0]),
+    }

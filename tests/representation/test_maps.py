@@ -13,6 +13,8 @@ from fednet.representation import (
     map_from_state,
 )
 
+from .conftest import paired
+
 LEARNED = ("procrustes", "ridge", "mlp")
 
 
@@ -99,3 +101,31 @@ def test_differentiable_map_passes_gradients(pairs):
     m.differentiable(x).sum().backward()
     assert x.grad is not None and bool(x.grad.abs().sum() > 0)
     assert not any(t.requires_grad for t in m.state().values())
+
+
+def test_ridge_penalty_grid_reaches_strong_shrinkage_for_few_noisy_pairs():
+    """With fewer pairs than dimensions and much noise, the best penalty is past 1."""
+    from fednet.representation.maps import RIDGE_ALPHAS
+
+    assert min(RIDGE_ALPHAS) <= 1e-4 and max(RIDGE_ALPHAS) >= 10
+    x, y = paired(80, 24, 16, seed=0, noise=1.0)
+    m = create_map("ridge", source_dim=24, target_dim=16).fit(x, y, seed=0)
+    assert m.alpha is not None and m.alpha > 1.0
+
+
+def test_select_map_chooses_on_held_out_pairs(pairs):
+    from fednet.representation.maps import select_map
+
+    _, _, xt, yt = pairs
+    mean = create_map("mean", source_dim=24, target_dim=16).fit(pairs[0], pairs[1])
+    fitted = {"mean": mean, "ridge": _fit("ridge", pairs)}
+    best, scores = select_map(fitted, xt[:200], yt[:200])
+    assert best == "ridge"
+    assert set(scores) == {"mean", "ridge"} and scores["ridge"].pool == 200
+    assert scores["ridge"].recall_at_1 > scores["mean"].recall_at_1
+    best, _ = select_map(fitted, xt[:200], yt[:200], criterion="paired_cosine")
+    assert best == "ridge"
+    with pytest.raises(ValueError, match="at least one"):
+        select_map({}, xt, yt)
+    with pytest.raises(ValueError, match="criterion"):
+        select_map(fitted, xt, yt, criterion="accuracy")

@@ -175,3 +175,72 @@ def test_alignment_pulls_embeddings_towards_their_prototypes():
         opt.step()
     assert float(align(emb, labels)) < 0.1 * before
     assert float(PrototypeAlignment(protos, ID4, weight=0.0)(emb, labels)) == 0.0
+
+
+def _clusters(n_per: int, *, seed: int):
+    """Three labelled clusters around a shared offset (an anisotropic space)."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(3, 8, generator=gen), dim=1)
+    shared = 3.0 * torch.nn.functional.normalize(torch.randn(8, generator=gen), dim=0)
+    labels = torch.arange(3).repeat_interleave(n_per)
+    x = shared + centres[labels] + 0.15 * torch.randn(len(labels), 8, generator=gen)
+    return 5.0 * x, labels  # unnormalised pooled embeddings
+
+
+def test_prototype_head_classifies_by_the_nearest_centred_prototype():
+    from fednet.representation.prototypes import prototype_head
+
+    x, labels = _clusters(40, seed=0)
+    release = release_prototypes(
+        x,
+        labels,
+        num_labels=3,
+        to_network=IdentityMap(source_dim=8, target_dim=8),
+        clip=1.0,
+        noise_multiplier=0.0,
+        ledger=None,
+    )
+    protos = aggregate_prototypes([("t", release)])["t"]
+    head = prototype_head(protos, x)
+    logits = x @ head["head.weight"].T + head["head.bias"]
+    assert float((logits.argmax(1) == labels).float().mean()) > 0.95
+    # the cosine rule itself: the argmax ignores each embedding's norm
+    rule = (
+        torch.nn.functional.normalize(x, dim=1) @ (protos.prototypes - protos.prototypes.mean(0)).T
+    )
+    assert torch.equal(logits.argmax(1), rule.argmax(1))
+    # initial logits have unit spread over the client's own embeddings
+    assert (
+        abs(
+            float(
+                (
+                    torch.nn.functional.normalize(x, dim=1)
+                    @ head["head.weight"].T
+                    * x.norm(dim=1).mean()
+                ).std()
+            )
+            - 1.0
+        )
+        < 1e-4
+    )
+
+
+def test_prototype_head_gives_unusable_labels_zero_rows_and_checks_shapes():
+    from fednet.representation.prototypes import GlobalPrototypes, prototype_head
+
+    x, _ = _clusters(5, seed=1)
+    protos = GlobalPrototypes(
+        prototypes=torch.nn.functional.normalize(torch.randn(3, 8), dim=1),
+        counts=torch.tensor([5.0, 0.0, 5.0]),
+        usable=torch.tensor([True, False, True]),
+    )
+    head = prototype_head(protos, x)
+    assert torch.equal(head["head.weight"][1], torch.zeros(8))
+    assert head["head.weight"].shape == (3, 8) and head["head.bias"].shape == (3,)
+    with pytest.raises(ValueError, match=r"\[n, 8\]"):
+        prototype_head(protos, torch.randn(4, 5))
+    with pytest.raises(ValueError, match="2 labels"):
+        prototype_head(
+            GlobalPrototypes(protos.prototypes, protos.counts, torch.tensor([True, False, False])),
+            x,
+        )
