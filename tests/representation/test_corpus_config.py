@@ -17,7 +17,7 @@ BASE = {"clients": [{"id": "x", "dataset": "sms-spam"}]}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["20newsgroups", "chatterbot"])
+@pytest.mark.parametrize("name", ["20newsgroups", "chatterbot", "mixed"])
 def test_public_corpora_hold_no_client_text(name):
     texts = load_public_corpus(name)
     assert len(texts) > 1000
@@ -34,7 +34,13 @@ def test_a_corpus_holding_client_text_is_refused():
 
 
 def test_corpus_names_and_digest():
-    assert available_public_corpora() == ["20newsgroups", "chatterbot"]
+    assert available_public_corpora() == [
+        "20newsgroups",
+        "chatterbot",
+        "election-tweets",
+        "friends",
+        "mixed",
+    ]
     with pytest.raises(ValueError, match="unknown public corpus 'wiki'; valid: 20newsgroups"):
         load_public_corpus("wiki")
     assert corpus_digest(["a", "b"]) != corpus_digest(["ab"])
@@ -56,3 +62,17 @@ def test_a_federation_run_refuses_prototypes_it_cannot_carry_out():
     cfg = parse_preset({**BASE, "strategy": {"prototypes": True}})
     with pytest.raises(ConfigError, match="`strategy.prototypes` is not yet carried out"):
         build_strategy(cfg)
+
+
+def test_mixed_interleaves_news_tweets_and_conversation():
+    from fednet.representation.corpus import FRIENDS_MIN_WORDS
+
+    news = load_public_corpus("20newsgroups")
+    tweets = load_public_corpus("election-tweets")
+    friends = load_public_corpus("friends")
+    mixed = load_public_corpus("mixed")
+    assert mixed[:3] == [news[0], tweets[0], friends[0]]
+    assert mixed[3:6] == [news[1], tweets[1], friends[1]]
+    assert set(mixed) == set(news) | set(tweets) | set(friends)
+    assert len(tweets) > 6000 and len(friends) > 20000
+    assert min(len(t.split()) for t in friends) >= FRIENDS_MIN_WORDS
