@@ -84,8 +84,20 @@ def _load_20newsgroups(max_words: int) -> list[str]:
     ]
 
 
+_URL = re.compile(r"https?://\S+")
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _repair_c1(text: str) -> str:
+    """Characters U+0080..U+009F read back as the cp1252 characters they were
+    (``don\x92t`` is ``don’t``); the five bytes cp1252 leaves undefined become spaces."""
+    return _C1.sub(lambda m: bytes([ord(m.group())]).decode("cp1252", errors="ignore") or " ", text)
+
+
 def _load_election_tweets(max_words: int) -> list[str]:
-    return _orange_column("election-tweets-2016.tab", "Content", max_words)
+    """Tweet texts with their links removed (a ``t.co`` link says nothing of the text)."""
+    tweets = _orange_column("election-tweets-2016.tab", "Content", max_words + 8)
+    return [_first_words(_URL.sub(" ", t), max_words) for t in tweets]
 
 
 FRIENDS_MIN_WORDS = 8
@@ -94,7 +106,7 @@ client messages also contain."""
 
 
 def _load_friends(max_words: int) -> list[str]:
-    lines = _orange_column("friends-transcripts.tab", "Quote", max_words)
+    lines = [_repair_c1(t) for t in _orange_column("friends-transcripts.tab", "Quote", max_words)]
     return [t for t in lines if len(t.split()) >= min(FRIENDS_MIN_WORDS, max_words)]
 
 

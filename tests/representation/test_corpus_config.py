@@ -76,3 +76,13 @@ def test_mixed_interleaves_news_tweets_and_conversation():
     assert set(mixed) == set(news) | set(tweets) | set(friends)
     assert len(tweets) > 6000 and len(friends) > 20000
     assert min(len(t.split()) for t in friends) >= FRIENDS_MIN_WORDS
+
+
+def test_friends_lines_are_read_as_cp1252_and_tweets_lose_their_links():
+    import re
+
+    friends = load_public_corpus("friends")
+    assert not [t for t in friends if re.search("[\x80-\x9f]", t)]
+    assert any("\u2014" in t for t in friends)  # cp1252 0x97, the em dash, read as one
+    tweets = load_public_corpus("election-tweets")
+    assert not [t for t in tweets if "http" in t]
