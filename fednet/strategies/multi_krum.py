@@ -6,6 +6,8 @@ import logging
 import math
 from collections import defaultdict
 
+import torch
+
 from fednet.config import StrategyConfig
 from fednet.strategies.fedlora import FedLoRA
 from fednet.strategies.robust import RobustWrapper
@@ -15,7 +17,9 @@ from fednet.strategies.robust_utils import (
     head_delta,
     krum_scores,
     lora_delta,
+    lower_median,
     pad_nan,
+    update_norm,
 )
 from fednet.strategies.state import GlobalState
 
@@ -41,6 +45,16 @@ class MultiKrum(RobustWrapper):
     neighbour) and the shortfall is logged. A group of two is kept whole: its
     two scores are equal by symmetry, so Krum has no choice to make.
 
+    Comparing on shared coordinates leaves what few clients hold out of most
+    comparisons: a head held by one task's clients inside a mixed group, the
+    LoRA slices only the higher ranks hold. So each kept update is also bounded
+    *per block*, a block being one head group or one LoRA slice ``s`` (row ``s``
+    of every A and column ``s`` of every B): a client's change to a block longer
+    than ``block_multiple`` times the lower median of that block's holders is
+    scaled back to it (logged as ``clipped``, reason ``block-norm-above-bound``).
+    A block held by one client alone has nothing to be compared with and is not
+    bounded; under ``rank-wise`` aggregation that client sets those slices.
+
     Parameters
     ----------
     strategy : FedLoRA
@@ -49,12 +63,25 @@ class MultiKrum(RobustWrapper):
         ``f``, malicious clients tolerated per group (``strategy.krum-byzantine``).
     select : int
         ``m``, updates kept per group; 0 means ``n - f`` (``strategy.krum-select``).
+    block_multiple : float
+        The per-block bound as a multiple of the lower median, >= 1
+        (``strategy.norm-bound-multiple``).
     """
 
     name = "multi-krum"
 
-    def __init__(self, strategy: FedLoRA, *, byzantine: int = 1, select: int = 0) -> None:
+    def __init__(
+        self,
+        strategy: FedLoRA,
+        *,
+        byzantine: int = 1,
+        select: int = 0,
+        block_multiple: float = 3.0,
+    ) -> None:
         super().__init__(strategy)
+        if not block_multiple >= 1.0:
+            raise ValueError(f"`strategy.norm-bound-multiple` must be >= 1, got {block_multiple}")
+        self.block_multiple = float(block_multiple)
         if byzantine < 0:
             raise ValueError(f"`strategy.krum-byzantine` must be >= 0, got {byzantine}")
         if select < 0:
@@ -64,7 +91,12 @@ class MultiKrum(RobustWrapper):
 
     @classmethod
     def from_config(cls, strategy: FedLoRA, cfg: StrategyConfig) -> RobustWrapper:
-        return cls(strategy, byzantine=cfg.krum_byzantine, select=cfg.krum_select)
+        return cls(
+            strategy,
+            byzantine=cfg.krum_byzantine,
+            select=cfg.krum_select,
+            block_multiple=cfg.norm_bound_multiple,
+        )
 
     def filter(
         self, server_round: int, state: GlobalState, accepted: list[Accepted]
@@ -128,4 +160,72 @@ class MultiKrum(RobustWrapper):
                     detail=reason,
                     score=float(scores[j]),
                 )
-        return [a for i, a in enumerate(accepted) if i in keep]
+        kept = [a for i, a in enumerate(accepted) if i in keep]
+        return self._bound_blocks(server_round, state, kept)
+
+    def _blocks(self, state: GlobalState, a: Accepted) -> dict[str, tuple[float, ...]]:
+        """Block name -> the client's change to it, as (norm,) (see the class notes)."""
+        p, lora, head, _ = a
+        key = self.group_of(p)
+        sq = torch.zeros(p.rank, dtype=torch.float64)
+        for k, v in lora_delta(p, lora, state, key).items():
+            v = v.to(torch.float64) ** 2
+            sq += v.sum(1)[: p.rank] if k.endswith(".lora_A.weight") else v.sum(0)[: p.rank]
+        out = {f"{key} LoRA slice {s}": (math.sqrt(float(sq[s])),) for s in range(p.rank)}
+        hkey = self.head_of(p)
+        out[f"head {hkey}"] = (update_norm(head_delta(p, head, state, hkey)),)
+        return out
+
+    def _bound_blocks(
+        self, server_round: int, state: GlobalState, kept: list[Accepted]
+    ) -> list[Accepted]:
+        norms = [self._blocks(state, a) for a in kept]
+        holders: dict[str, list[float]] = defaultdict(list)
+        for blocks in norms:
+            for name, (norm,) in blocks.items():
+                holders[name].append(norm)
+        out = list(kept)
+        for i, blocks in enumerate(norms):
+            scale: dict[str, float] = {}
+            for name, (norm,) in blocks.items():
+                if len(holders[name]) < 2 or norm == 0.0:
+                    continue
+                bound = self.block_multiple * lower_median(holders[name])
+                if norm > bound:
+                    scale[name] = bound / norm
+            if not scale:
+                continue
+            p, lora, head, metrics = kept[i]
+            key, hkey = self.group_of(p), self.head_of(p)
+            ref_l = lora_delta(p, lora, state, key)
+            factor = torch.ones(p.rank, dtype=torch.float64)
+            for s in range(p.rank):
+                factor[s] = scale.get(f"{key} LoRA slice {s}", 1.0)
+            lora = dict(lora)
+            for k, d in ref_l.items():
+                f = factor.to(d.dtype)
+                shrink = (1.0 - f)[:, None] if k.endswith(".lora_A.weight") else (1.0 - f)[None, :]
+                lora[k] = lora[k] - d * shrink
+            h = scale.get(f"head {hkey}", 1.0)
+            if h != 1.0:
+                ref_h = head_delta(p, head, state, hkey)
+                head = {k: head[k] - ref_h[k] * (1.0 - h) for k in head}
+            out[i] = (p, lora, head, metrics)
+            worst = min(scale, key=scale.__getitem__)
+            reason = (
+                f"{len(scale)} block(s) longer than {self.block_multiple:g} x the lower median "
+                f"of their holders; {worst} scaled by {scale[worst]:.4g}"
+            )
+            logger.warning("round %s: %s clipped: %s", server_round, p.client_id, reason)
+            self.log_event(
+                server_round,
+                p.client_id,
+                "clipped",
+                self.name,
+                group=key,
+                reasons=["block-norm-above-bound"],
+                detail=reason,
+                blocks=sorted(scale),
+                scale=scale[worst],
+            )
+        return out

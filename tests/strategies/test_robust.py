@@ -306,7 +306,40 @@ def test_multi_krum_compares_clients_of_different_tasks_on_what_they_share():
 def test_multi_krum_keeps_a_group_of_two_whole(caplog):
     # Two updates are each other's only neighbour: equal scores, nothing to choose.
     s = MultiKrum(inner(2), byzantine=1)
-    arrays, metrics = s.aggregate_train(1, [reply(1, [1.0, 0.0]), reply(2, [9.0, 0.0])])
+    arrays, metrics = s.aggregate_train(1, [reply(1, [1.0, 0.0]), reply(2, [2.0, 0.0])])
     assert metrics["clients"] == 2 and s.events == []
-    assert new_a(arrays).tolist() == [[5.0, 0.0]]
+    assert new_a(arrays).tolist() == [[1.5, 0.0]]
     assert "cannot tell apart" in caplog.text
+
+
+def test_multi_krum_bounds_a_head_only_its_task_holds():
+    # Base-model grouping, tasks t, t, u, u, u, u. c2 sends an honest LoRA and a head
+    # moved by 100: its t-head is compared with no u-client, and Krum's three nearest
+    # neighbours of c2 are u-clients, so only the per-block bound can see it.
+    s = MultiKrum(_mixed([1] * 6, ["t", "t", "u", "u", "u", "u"]), byzantine=1)
+    heads = [1.0, 100.0, 1.0, 1.1, 0.9, 1.0]
+    a_rows = [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.05], [1.05, 1.0], [1.3, 1.3]]
+    replies = [
+        _reply_at_rank(i + 1, [a], h) for i, (a, h) in enumerate(zip(a_rows, heads, strict=True))
+    ]
+    arrays, _ = s.aggregate_train(1, replies)
+    flagged = {e["client"]: e["status"] for e in s.events}
+    # Krum drops c6, the u-client furthest on the shared LoRA; c2's head is bounded
+    assert flagged == {"c6": "rejected", "c2": "clipped"}, s.events
+    head_t = GlobalState.from_arrayrecord(arrays).heads["tiny:t"]["head.weight"]
+    # c2's head change (100 per entry) is scaled to 3 x c1's (1): the mean is (1 + 3) / 2
+    assert torch.allclose(head_t, torch.full((2, 2), 2.0)), head_t
+
+
+def test_multi_krum_bounds_poison_in_slices_few_clients_hold():
+    # Ranks 1, 1, 1, 1, 4, 4: c6 agrees on slice 0 and puts 100 in slices 1-3, which
+    # only c5 also holds; compared on slice 0 with the rank-1 clients, it looks honest.
+    s = MultiKrum(_mixed([1, 1, 1, 1, 4, 4], ["t"] * 6), byzantine=1)
+    replies = [_reply_at_rank(i + 1, [v]) for i, v in enumerate(HONEST[:4])]
+    replies.append(_reply_at_rank(5, [HONEST[4], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    replies.append(_reply_at_rank(6, [[1.0, 1.0], [100.0, 0.0], [0.0, 100.0], [100.0, 100.0]]))
+    arrays, _ = s.aggregate_train(1, replies)
+    assert "c6" in {e["client"] for e in s.events}, s.events
+    a = GlobalState.from_arrayrecord(arrays).lora["tiny"][A]
+    # slices 1-3 are the mean of c5 and c6, c6 scaled to 3 x c5's slice norm
+    assert float(a[1:].abs().max()) <= 3.0, a
