@@ -99,6 +99,11 @@ def validate_update(
                 if tuple(v.shape) != tuple(expect):
                     problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(expect)}")
     ref_head = state.heads.get(head_key or profile.head_group, {})
+    if ref_head and set(head) != set(ref_head):
+        extra, missing = sorted(set(head) - set(ref_head)), sorted(set(ref_head) - set(head))
+        problems.append(
+            f"head keys differ from the task's head: unexpected {extra[:3]}, missing {missing[:3]}"
+        )
     for k, v in head.items():
         if k in ref_head and tuple(v.shape) != tuple(ref_head[k].shape):
             problems.append(f"{k} has shape {tuple(v.shape)}, expected {tuple(ref_head[k].shape)}")

@@ -75,6 +75,10 @@ def _base_model_weights(lora, head):
     return {**lora, base: torch.ones(OUT, IN)}, head
 
 
+def _partial_head(lora, head):
+    return lora, {"head.bias": head["head.bias"]}
+
+
 MALFORMED = {
     "nan": (_nan, "non-finite"),
     "inf": (_inf, "non-finite"),
@@ -82,6 +86,7 @@ MALFORMED = {
     "wrong-dtype": (_wrong_dtype, "wrong-dtype"),
     "extra-key": (_extra_key, "unexpected-key"),
     "base-model-weights": (_base_model_weights, "unexpected-key"),
+    "partial-head": (_partial_head, "unexpected-key"),
 }
 """name -> (craft(lora, head) -> (lora, head), the named rejection reason)."""
 
