@@ -48,7 +48,15 @@ from flwr.app import ArrayRecord, Context, Message, MessageType
 from fednet import protocol as P
 from fednet.config import FederationConfig, load_preset
 
-__all__ = ["ATTACKS", "DATA_ATTACKS", "UPDATE_ATTACKS", "AttackMod", "run_aggregation_bench"]
+__all__ = [
+    "ATTACKS",
+    "DATA_ATTACKS",
+    "UPDATE_ATTACKS",
+    "AttackMod",
+    "bench_preset",
+    "run_aggregation_bench",
+    "targets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +152,27 @@ def _row(summary: dict[str, Any], task: str, **labels: Any) -> dict[str, Any]:
         "updates_clipped_or_down_weighted": sum(
             e["status"] in ("clipped", "down-weighted") for e in summary["update_events"]
         ),
+        # who was acted on, per round: "<round>:<client>:<status>"
+        "update_events": [
+            f"{e.get('round')}:{e.get('client')}:{e.get('status')}"
+            for e in summary["update_events"]
+            if e.get("status") in ("rejected", "clipped", "down-weighted")
+        ],
         "attacks_in_summary": summary.get("attacks", {}),
         # a client that failed (e.g. its worker was killed) makes the row invalid
         "clients_failed": sorted(
             cid for cid, c in clients.items() if c.get("failures") or not c.get("finished", True)
         ),
     }
+
+
+def bench_preset(preset: str) -> FederationConfig:
+    """The preset every row starts from: ``preset`` without its personalisation round.
+
+    The benchmark measures the shared (global) model, which the personalisation
+    after the last round does not touch.
+    """
+    return load_preset(preset).with_overrides(personalize_steps=0)
 
 
 def _spam_task(cfg: FederationConfig, task: str) -> bool:
@@ -211,9 +234,7 @@ def run_aggregation_bench(
     from fednet.bench.backdoor import measure_backdoor
     from fednet.federation.simulation import simulate
 
-    # The benchmark measures the shared (global) model; the personalisation round after
-    # the last round does not touch it, so it is skipped in every row.
-    base = load_preset(preset).with_overrides(personalize_steps=0)
+    base = bench_preset(preset)
     malicious = default_malicious(base) if malicious is None else malicious
     if not 0 <= malicious < len(base.clients):
         raise ValueError(f"`malicious` must be in [0, {len(base.clients)}), got {malicious}")
@@ -258,6 +279,7 @@ def run_aggregation_bench(
 
     def write() -> None:
         report["wall_s"] = time.time() - started
+        report["targets"] = targets(report)
         json_path.write_text(json.dumps(report, indent=2, default=float))
         md_path.write_text(markdown(report))
 
@@ -346,8 +368,28 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ``target``, ``met`` (bool) and ``detail`` (a sentence with the figures).
     """
     out: list[dict[str, Any]] = []
-    rows = [r for r in report.get("attacks", []) if not r.get("clients_failed")]
+    every = report.get("attacks", [])
+    for r in every:
+        if r.get("clients_failed"):
+            out.append(
+                {
+                    "target": f"{r['attack']} under {r['robust']}",
+                    "met": False,
+                    "detail": "not judged: the row is invalid, clients "
+                    + ", ".join(r["clients_failed"])
+                    + " failed",
+                }
+            )
+    rows = [r for r in every if not r.get("clients_failed")]
     clean = next((r for r in rows if r["attack"] == "none" and r["robust"] == "none"), None)
+    if clean is None and any(r["attack"] != "none" for r in rows):
+        out.append(
+            {
+                "target": "one malicious client contained",
+                "met": False,
+                "detail": "not judged: no valid clean row (attack none, wrapper none)",
+            }
+        )
     for attack in dict.fromkeys(r["attack"] for r in rows if r["attack"] != "none"):
         defended = [r for r in rows if r["attack"] == attack and r["robust"] != "none"]
         if clean is None or not defended:
@@ -380,6 +422,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "detail": detail,
             }
         )
+    for r in report.get("methods", []):
+        if r.get("clients_failed"):
+            out.append(
+                {
+                    "target": f"rank-aggregation {r['rank_aggregation']}",
+                    "met": False,
+                    "detail": "not judged: the row is invalid, clients "
+                    + ", ".join(r["clients_failed"])
+                    + " failed",
+                }
+            )
     if report.get("lora_grouping") == "base-model":
         acc = {
             r["rank_aggregation"]: r["accuracy_mean"]

@@ -182,3 +182,30 @@ def test_targets_are_judged_from_the_rows_of_the_report():
     assert "- backdoor: one malicious client contained: met; best wrapper multi-krum" in md
     report["lora_grouping"] = "task"  # the exactness target is for base-model grouping only
     assert all("fedit" not in t["target"] for t in targets(report))
+
+
+def test_an_invalid_row_is_named_never_silently_left_out():
+    from fednet.bench.aggregation import targets
+
+    report = {
+        "lora_grouping": "task",
+        "methods": [],
+        "attacks": [
+            {**_attack_row("none", "none", 0.90, 0.05), "clients_failed": ["news-1"]},
+            _attack_row("backdoor", "median", 0.89, 0.02),
+        ],
+    }
+    got = targets(report)
+    assert [t["met"] for t in got] == [False, False]
+    assert "not judged: the row is invalid, clients news-1 failed" in got[0]["detail"]
+    assert "no valid clean row" in got[1]["detail"]
+
+
+def test_every_row_starts_from_the_preset_without_personalisation():
+    from fednet.bench.aggregation import bench_preset
+    from fednet.config import load_preset
+
+    assert load_preset("configs/default.toml").personalize_steps > 0
+    cfg = bench_preset("configs/default.toml")
+    assert cfg.personalize_steps == 0
+    assert cfg.rounds == load_preset("configs/default.toml").rounds
