@@ -166,8 +166,9 @@ def test_learning_rate_is_chosen_on_the_validation_share_never_the_test():
     assert picked["accuracy"] == 0.0 and picked["correct"] == [False, False, False]
 
 
-def test_defaults_give_estimates_that_can_tell_three_points_apart():
-    """Enough public pairs for a 768 -> 384 map, queries and test texts for ~2-4 point intervals."""
+def test_default_sizes_of_the_fit_routing_and_transfer_parts():
+    """At least 5,000 public pairs for a 768 -> 384 map, 600 routing queries (95% intervals
+    of about +-4 points per accuracy) and 2,000 transfer test texts (about +-2 points)."""
     from fednet.bench.representation import RepresentationBenchConfig, corpus_split
 
     d = RepresentationBenchConfig()
