@@ -78,7 +78,10 @@ def measure_contribution_routing(
     ][:backdoor_queries]
     rows = []
     with HubStore(work / "hub") as store:
-        published = publish_run(run_dir, store, keys_dir=work / "keys", sketches=sketches)
+        # the measured run has an attacker by design; it goes to this temporary hub only
+        published = publish_run(
+            run_dir, store, keys_dir=work / "keys", sketches=sketches, allow_attacked=True
+        )
         store.trust = keys_dir_trust(work / "keys")  # the measurement plays every owner
         scores = {m.name: m.contribution for m in published}
         for w in weights:

@@ -310,6 +310,7 @@ def publish_run(
     kinds: Iterable[str] = ADAPTER_KINDS,
     token: str | None = None,
     sketches: Mapping[str, str | Path] | None = None,
+    allow_attacked: bool = False,
 ) -> list[Manifest]:
     """Publish every client's shared and personalised adapter of a run.
 
@@ -331,6 +332,11 @@ def publish_run(
         Write token when ``hub`` is a URL.
     sketches : mapping, optional
         Client id to a sketch file, used instead of the run's own.
+    allow_attacked : bool
+        Publish a run that had benchmark attack clients. Only for a benchmark
+        that measures the attack on its own temporary hub
+        (:mod:`fednet.bench.contribution_routing`); ``fednet hub push`` never
+        sets it. The run's attackers are logged.
 
     Returns
     -------
@@ -349,7 +355,10 @@ def publish_run(
     if not summary_path.is_file():
         raise ValueError(f"`run_dir` {str(root)!r} has no summary.json; is the run finished?")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    refuse_attacked_run(root, summary)
+    if not allow_attacked:
+        refuse_attacked_run(root, summary)
+    elif summary.get("attacks"):
+        logger.warning("publishing attacked run %s for a benchmark: %s", root, summary["attacks"])
     infos: Mapping[str, Any] = summary.get("clients", {})
     wanted = sorted(infos) if clients is None else list(clients)
     unknown = [c for c in wanted if c not in infos]

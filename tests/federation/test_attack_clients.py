@@ -114,3 +114,11 @@ def test_attack_client_shows_in_summary_and_the_backdoor_is_measured(tmp_path):
         with pytest.raises(ValueError, match=r"attack clients \(spam-0 \(backdoor\)\)"):
             push(tmp_path / "run", tmp_path / "hub")
         assert not (tmp_path / "hub").exists()
+    # a benchmark measuring the attack publishes it to its own temporary hub, by name
+    from fednet.hub.store import HubStore
+
+    with HubStore(tmp_path / "bench-hub") as store:
+        published = publish_run(
+            tmp_path / "run", store, keys_dir=tmp_path / "keys", allow_attacked=True
+        )
+    assert {m.owner for m in published} >= {"spam-0", "spam-1"}
