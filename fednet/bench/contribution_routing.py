@@ -93,14 +93,16 @@ def measure_contribution_routing(
             correct, by_attacker = 0, {"shared": 0, "personalized": 0}
             with Network(store, config=config, local=True) as net:
                 for q in queries:
-                    answer = net.ask(q.text)
+                    # a query longer than the network accepts is cut to its limit; the
+                    # encoders read only the first `max-length` tokens of it anyway
+                    answer = net.ask(q.text[: config.max_query_chars])
                     correct += answer.label == q.label
                     for kind in by_attacker:  # its shared adapter is everyone's in its group
                         by_attacker[kind] += any(
                             c.ok and c.adapter in {f"{a}-{kind}" for a in attackers}
                             for c in answer.calls
                         )
-                ham = sum(net.ask(t).label == "ham" for t in triggered)
+                ham = sum(net.ask(t[: config.max_query_chars]).label == "ham" for t in triggered)
             rows.append(
                 {
                     "contribution_weight": float(w),
