@@ -70,7 +70,8 @@ ROOMS["cli"] = set(ROOMS) - {"cli"}
 # additions placed where their imports put them).
 ORDER = [
     "logs", "config", "data", "lora", "models", "privacy", "protocol", "strategies", "hub",
-    "representation", "federation", "routing", "inference", "console", "bench", "logs", "deploy", "cli",
+    "representation", "federation", "routing", "inference", "console", "bench", "logs",
+    "deploy", "cli",
 ]  # fmt: skip
 
 # Imports the table does not allow, kept on purpose: (room, imported module or room).

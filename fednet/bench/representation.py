@@ -42,7 +42,13 @@ from typing import Any
 
 import torch
 
-from fednet.bench.representation_setup import EmbeddingCache, Progress, RepresentationBenchConfig
+from fednet.bench.representation_setup import (
+    EmbeddingCache,
+    Progress,
+    RepresentationBenchConfig,
+    paired_difference_interval,
+    wilson_interval,
+)
 
 __all__ = [
     "RepresentationBenchConfig",
@@ -179,52 +185,6 @@ def corpus_split(
     n_select = max(5, cfg.fit_texts // 6)
     pool, rest = texts[: cfg.pool], texts[cfg.pool : cfg.pool + cfg.fit_texts]
     return pool, rest[:n_select], rest[n_select:]
-
-
-def wilson_interval(hits: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``hits / n`` (95% by default).
-
-    Wilson (1927), "Probable inference, the law of succession, and statistical
-    inference", JASA 22(158). Returns ``(low, high)`` in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        If ``n < 1`` or ``hits`` is not in ``[0, n]``.
-    """
-    if n < 1 or not 0 <= hits <= n:
-        raise ValueError(f"need 0 <= hits <= n and n >= 1, got hits={hits}, n={n}")
-    p = hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def paired_difference_interval(
-    a: list[bool], b: list[bool], *, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% paired bootstrap interval of ``mean(a) - mean(b)`` over the same items.
-
-    ``a[i]`` and ``b[i]`` are outcomes on item ``i``; items are resampled with
-    replacement, ``resamples`` times, with a seeded generator (Efron & Tibshirani
-    1993, ch. 13, percentile interval).
-
-    Raises
-    ------
-    ValueError
-        If ``a`` and ``b`` differ in length or are empty.
-    """
-    if len(a) != len(b) or not a:
-        raise ValueError(f"paired outcomes must be non-empty and of one length: {len(a)}, {len(b)}")
-    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(diff), (resamples, len(diff)), generator=gen)
-    means = diff[idx].mean(1).sort().values
-    return float(means[int(0.025 * resamples)]), float(means[int(0.975 * resamples) - 1])
-
-
-# -- 2. routing ------------------------------------------------------------------------
 
 
 def _routing_data(

@@ -311,7 +311,7 @@ def transfer(
     progress: Progress,
     cache_dir: Path,
 ) -> dict[str, Any]:
-    from fednet.bench.representation import paired_difference_interval, wilson_interval
+    from fednet.bench.representation_setup import paired_difference_interval, wilson_interval
     from fednet.models.registry import load_tokenizer
     from fednet.privacy.ledger import PrivacyLedger
     from fednet.privacy.randomness import NoiseSource

@@ -7,8 +7,8 @@ import torch
 from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from fednet.errors import UpdateRejectedError
 from fednet import protocol as P
+from fednet.errors import UpdateRejectedError
 from fednet.privacy.randomness import NoiseSource
 from fednet.representation import IdentityMap
 from fednet.representation.prototypes import PROTOTYPE_KEYS, release_prototypes

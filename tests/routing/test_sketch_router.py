@@ -76,7 +76,9 @@ def test_needs_an_embedder_and_candidates() -> None:
 
 
 def test_registry_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="unknown router 'nope'; valid: learned, network-sketch, prior, sketch"):
+    with pytest.raises(
+        ValueError, match="unknown router 'nope'; valid: learned, network-sketch, prior, sketch"
+    ):
         create_router("nope")
     router = create_router("prior")
     assert router.name == "prior" and router.config.name == "prior"
