@@ -127,14 +127,12 @@ class CoordinateWise(RobustWrapper):
                         f"and {dist[c] / max(med_norm, 1e-300):.3g} x the median update norm "
                         f"{med_norm:.4g} of group {key}; its outlying coordinates were discarded"
                     )
-                    logger.warning("round %s: %s down-weighted: %s", rnd, c, reason)
-                    self.log_event(
+                    self.flag(
                         rnd,
                         c,
                         "down-weighted",
-                        self.name,
+                        "coordinate-outlier",
+                        reason,
                         group=key,
-                        reasons=["coordinate-outlier"],
-                        detail=reason,
                         distance=dist[c],
                     )

@@ -149,15 +149,13 @@ class MultiKrum(RobustWrapper):
                     f"Krum score {float(scores[j]):.4g} is not among the {m} lowest of {n} "
                     f"in group {key} (cut-off {cutoff:.4g})"
                 )
-                logger.warning("round %s: %s excluded: %s", server_round, p.client_id, reason)
-                self.log_event(
+                self.flag(
                     server_round,
                     p.client_id,
                     "rejected",
-                    self.name,
+                    "krum-outlier",
+                    reason,
                     group=key,
-                    reasons=["krum-outlier"],
-                    detail=reason,
                     score=float(scores[j]),
                 )
         kept = [a for i, a in enumerate(accepted) if i in keep]
@@ -216,15 +214,13 @@ class MultiKrum(RobustWrapper):
                 f"{len(scale)} block(s) longer than {self.block_multiple:g} x the lower median "
                 f"of their holders; {worst} scaled by {scale[worst]:.4g}"
             )
-            logger.warning("round %s: %s clipped: %s", server_round, p.client_id, reason)
-            self.log_event(
+            self.flag(
                 server_round,
                 p.client_id,
                 "clipped",
-                self.name,
+                "block-norm-above-bound",
+                reason,
                 group=key,
-                reasons=["block-norm-above-bound"],
-                detail=reason,
                 blocks=sorted(scale),
                 scale=scale[worst],
             )

@@ -84,15 +84,13 @@ class NormBound(RobustWrapper):
                     f"update norm {norms[i]:.4g} > {self.multiple:g} x median {median:.4g} "
                     f"of group {key}; scaled by {scale:.4g}"
                 )
-                logger.warning("round %s: %s clipped: %s", server_round, p.client_id, reason)
-                self.log_event(
+                self.flag(
                     server_round,
                     p.client_id,
                     "clipped",
-                    self.name,
+                    "norm-above-bound",
+                    reason,
                     group=key,
-                    reasons=["norm-above-bound"],
-                    detail=reason,
                     norm=norms[i],
                     bound=bound,
                     scale=scale,

@@ -120,6 +120,24 @@ class RobustWrapper(Strategy):
         """Clip or drop updates (log each with its reason); the default keeps all."""
         return accepted
 
+    def flag(
+        self,
+        server_round: int,
+        client_id: str,
+        status: str,
+        reason: str,
+        detail: str,
+        **info: object,
+    ) -> None:
+        """Log one update this wrapper rejected, clipped or down-weighted, and record it
+        in the round's events (``summary.json``, ``contributions.json``, TensorBoard)."""
+        logger.warning(
+            "round %s: %s %s by %s: %s", server_round, client_id, status, self.name, detail
+        )
+        self.log_event(
+            server_round, client_id, status, self.name, reasons=[reason], detail=detail, **info
+        )
+
     def aggregate(self, state: GlobalState, accepted: list[Accepted]) -> GlobalState:
         """The new global state; the default is the inner strategy's aggregation."""
         return self.strategy.aggregate(state, accepted)
