@@ -350,6 +350,16 @@ BACKDOOR_CEILING = 0.10
 """Target: the best wrapper keeps backdoor success below this (10%)."""
 
 
+def _invalid(target: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The target entry of a row that failed clients make invalid: named, never met."""
+    failed = ", ".join(row["clients_failed"])
+    return {
+        "target": target,
+        "met": False,
+        "detail": f"not judged: the row is invalid, clients {failed} failed",
+    }
+
+
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The benchmark's targets, each judged from the report's own rows.
 
@@ -369,17 +379,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     every = report.get("attacks", [])
-    for r in every:
-        if r.get("clients_failed"):
-            out.append(
-                {
-                    "target": f"{r['attack']} under {r['robust']}",
-                    "met": False,
-                    "detail": "not judged: the row is invalid, clients "
-                    + ", ".join(r["clients_failed"])
-                    + " failed",
-                }
-            )
+    out += [
+        _invalid(f"{r['attack']} under {r['robust']}", r) for r in every if r.get("clients_failed")
+    ]
     rows = [r for r in every if not r.get("clients_failed")]
     clean = next((r for r in rows if r["attack"] == "none" and r["robust"] == "none"), None)
     if clean is None and any(r["attack"] != "none" for r in rows):
@@ -422,17 +424,11 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "detail": detail,
             }
         )
-    for r in report.get("methods", []):
-        if r.get("clients_failed"):
-            out.append(
-                {
-                    "target": f"rank-aggregation {r['rank_aggregation']}",
-                    "met": False,
-                    "detail": "not judged: the row is invalid, clients "
-                    + ", ".join(r["clients_failed"])
-                    + " failed",
-                }
-            )
+    out += [
+        _invalid(f"rank-aggregation {r['rank_aggregation']}", r)
+        for r in report.get("methods", [])
+        if r.get("clients_failed")
+    ]
     if report.get("lora_grouping") == "base-model":
         acc = {
             r["rank_aggregation"]: r["accuracy_mean"]

@@ -161,17 +161,17 @@ class MultiKrum(RobustWrapper):
         kept = [a for i, a in enumerate(accepted) if i in keep]
         return self._bound_blocks(server_round, state, kept)
 
-    def _blocks(self, state: GlobalState, a: Accepted) -> dict[str, tuple[float, ...]]:
-        """Block name -> the client's change to it, as (norm,) (see the class notes)."""
+    def _blocks(self, state: GlobalState, a: Accepted) -> dict[str, float]:
+        """Block name -> the norm of the client's change to it (see the class notes)."""
         p, lora, head, _ = a
         key = self.group_of(p)
         sq = torch.zeros(p.rank, dtype=torch.float64)
         for k, v in lora_delta(p, lora, state, key).items():
             v = v.to(torch.float64) ** 2
             sq += v.sum(1)[: p.rank] if k.endswith(".lora_A.weight") else v.sum(0)[: p.rank]
-        out = {f"{key} LoRA slice {s}": (math.sqrt(float(sq[s])),) for s in range(p.rank)}
+        out = {f"{key} LoRA slice {s}": math.sqrt(float(sq[s])) for s in range(p.rank)}
         hkey = self.head_of(p)
-        out[f"head {hkey}"] = (update_norm(head_delta(p, head, state, hkey)),)
+        out[f"head {hkey}"] = update_norm(head_delta(p, head, state, hkey))
         return out
 
     def _bound_blocks(
@@ -180,12 +180,12 @@ class MultiKrum(RobustWrapper):
         norms = [self._blocks(state, a) for a in kept]
         holders: dict[str, list[float]] = defaultdict(list)
         for blocks in norms:
-            for name, (norm,) in blocks.items():
+            for name, norm in blocks.items():
                 holders[name].append(norm)
         out = list(kept)
         for i, blocks in enumerate(norms):
             scale: dict[str, float] = {}
-            for name, (norm,) in blocks.items():
+            for name, norm in blocks.items():
                 if len(holders[name]) < 2 or norm == 0.0:
                     continue
                 bound = self.block_multiple * lower_median(holders[name])
