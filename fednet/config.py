@@ -268,6 +268,14 @@ class ClientDefaults:
         LoRA rank ``r`` of this client.
     local_steps, batch_size, learning_rate
         Local optimisation budget per round.
+    class_weighting : str
+        ``"none"``: plain cross-entropy. ``"balanced"``: each label's loss is
+        weighted by ``n / (K * n_label)`` over this client's own training labels
+        (scikit-learn's ``compute_class_weight("balanced")``; King & Zeng 2001),
+        so a rare label such as spam counts as much as a common one. A label
+        the client lacks gets weight 0. Refused with ``privacy.dpsgd``: the
+        weights depend on every example's label, which DP-SGD's per-example
+        sensitivity does not cover.
     base_model : str
         Registered base model; defaults to the federation's.
     """
@@ -285,6 +293,7 @@ class ClientDefaults:
     local_steps: Annotated[Int, *bound(">= 1")] = 20
     batch_size: Annotated[Int, *bound(">= 1")] = 16
     learning_rate: Annotated[Finite, *bound("> 0")] = 5e-4
+    class_weighting: Literal["none", "balanced"] = "none"
     base_model: Str = ""
 
     @field_validator("base_model")
@@ -453,6 +462,17 @@ class FederationConfig(FederationSettings):
                     "publish, so `hub.location` must be unset",
                 )
             )
+        if self.privacy.enabled and self.privacy.dpsgd:
+            for i, c in enumerate(self.clients):
+                if c.class_weighting != "none":
+                    found.append(
+                        (
+                            ("clients", i, "class-weighting"),
+                            f"must be 'none' with `privacy.dpsgd` on, got {c.class_weighting!r}: "
+                            "balanced weights depend on every example's label, which "
+                            "DP-SGD's per-example clipping does not bound",
+                        )
+                    )
         resolved = tuple(
             c if c.base_model else dataclasses.replace(c, base_model=self.base_model)
             for c in self.clients

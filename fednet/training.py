@@ -7,10 +7,15 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Batch", "batches", "train_steps", "evaluate", "predict", "embed_texts", "EvalResult"]
+__all__ = [
+    "Batch",
+    "balanced_class_weights",
+    "batches",
+    "train_steps", "evaluate", "predict", "embed_texts", "EvalResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,38 @@ def batches(
             yield batch
 
 
+def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
+    """Cross-entropy weight per label: ``n / (K * n_label)`` over the labels present.
+
+    scikit-learn's ``compute_class_weight("balanced")`` (King & Zeng 2001),
+    with ``K`` the number of labels present; a label absent from ``labels``
+    gets weight 0 (it never occurs in a batch).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[num_labels]`` float32 weights.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` is empty or holds a label outside ``[0, num_labels)``.
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    values = [int(y) for y in labels]
+    if not values:
+        raise ValueError("balanced class weights need at least one label")
+    bad = sorted({y for y in values if not 0 <= y < num_labels})
+    if bad:
+        raise ValueError(f"labels {bad} are outside [0, {num_labels})")
+    present = sorted(set(values))
+    weights = compute_class_weight("balanced", classes=np.array(present), y=np.array(values))
+    out = torch.zeros(num_labels, dtype=torch.float32)
+    out[present] = torch.tensor(weights, dtype=torch.float32)
+    return out
+
+
 def train_steps(
     model: nn.Module,
     stream: Iterator[Batch],
@@ -56,8 +93,13 @@ def train_steps(
     on_step: Callable[[int, float], None] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     align: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> float:
     """Run ``steps`` AdamW steps on the trainable parameters; return the mean loss.
+
+    ``class_weights``, if given, is a ``[num_labels]`` weight per label of the
+    cross-entropy (see :func:`balanced_class_weights`); the loss is then the
+    weighted mean, as in :class:`torch.nn.CrossEntropyLoss`.
 
     ``align(embeddings, labels)``, if given, is a regulariser on the model's pooled
     embeddings added to the cross-entropy (e.g.
@@ -68,7 +110,7 @@ def train_steps(
         raise ValueError(f"`local-steps` must be >= 1, got {steps}")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = optimizer or torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
     model.train()
     total = 0.0
     for step in range(steps):

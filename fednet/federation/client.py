@@ -105,7 +105,7 @@ class ClientRuntime:
 
     def train(self, *, server_round: int, steps: int | None = None) -> dict[str, float]:
         """Train locally; return scalar metrics."""
-        from fednet.training import batches, train_steps
+        from fednet.training import balanced_class_weights, batches, train_steps
 
         steps = steps or self.client.local_steps
         stream = batches(
@@ -116,8 +116,17 @@ class ClientRuntime:
             max_length=self.cfg.max_length,
             seed=self.seed + server_round,
         )
+        weights = None
+        if self.client.class_weighting == "balanced":
+            weights = balanced_class_weights(self.data.train_labels, len(self.data.label_names))
         t0 = time.process_time()
-        loss = train_steps(self.model, stream, steps=steps, learning_rate=self.client.learning_rate)
+        loss = train_steps(
+            self.model,
+            stream,
+            steps=steps,
+            learning_rate=self.client.learning_rate,
+            class_weights=weights,
+        )
         compute = time.process_time() - t0
         logger.info(
             "client %s round %s: %d steps, loss %.4f", self.client.id, server_round, steps, loss
