@@ -405,11 +405,15 @@ def _targets(results: dict[str, Any]) -> list[str]:
         )
     transfer = results.get("transfer")
     if transfer:
-        gain = transfer["gain_over_alone"]
+        gain = transfer["gain"]
         met = "met" if gain >= 0.03 else "NOT met"
         low, high = transfer.get("gain_ci95", (float("nan"), float("nan")))
+        baseline = {"alone": "random head", "alone_prototypes": "its own prototypes"}.get(
+            transfer.get("target_baseline", "alone"), "random head"
+        )
         lines.append(
-            f"- Transfer gives the small client >= +3 points over training alone: {met}; "
+            f"- Transfer gives the small client >= +3 points over training alone (the "
+            f"stronger alone arm: {baseline}): {met}; "
             f"{100 * gain:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f})."
         )
     return lines
@@ -516,14 +520,31 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
             "",
             "| small client | accuracy | learning rate |",
             "|---|---|---|",
-            f"| alone | {_with_ci(t, 'alone')} | {t['alone_detail']['learning_rate']:g} |",
+            f"| alone, random head | {_with_ci(t, 'alone')} | "
+            f"{t['alone_detail']['learning_rate']:g} |",
+            *(
+                [
+                    f"| alone, FedProto's recipe on its own exact prototypes | "
+                    f"{_with_ci(t, 'alone_prototypes')} | "
+                    f"{t['alone_prototypes_detail']['learning_rate']:g} |"
+                ]
+                if "alone_prototypes" in t
+                else []
+            ),
             f"| with prototypes from {t['other_model']} | {_with_ci(t, 'with_prototypes')} | "
             f"{t['with_prototypes_detail']['learning_rate']:g} |",
             f"| one-model federation | {_with_ci(t, 'one_model_federation')} | "
             f"{t['one_model_federation_detail']['learning_rate']:g} |",
             "",
-            f"Gain over alone: {_with_ci(t, 'gain', points=True)} points (95% paired bootstrap "
-            "interval over the test texts).",
+            f"Gain over alone with a random head: {_with_ci(t, 'gain_over_alone', points=True)} "
+            "points"
+            + (
+                f"; over alone with its own prototypes: "
+                f"{_with_ci(t, 'gain_over_own', points=True)} points"
+                if "gain_over_own" in t
+                else ""
+            )
+            + " (95% paired bootstrap intervals over the test texts).",
         ]
         diag = t.get("diagnostics")
         if diag:

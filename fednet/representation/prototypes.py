@@ -48,6 +48,7 @@ __all__ = [
     "GlobalPrototypes",
     "release_prototypes",
     "aggregate_prototypes",
+    "own_prototypes",
     "PrototypeAlignment",
     "prototype_head",
 ]
@@ -224,6 +225,45 @@ def aggregate_prototypes(
         protos = nn.functional.normalize(sums / counts.clamp_min(1.0).unsqueeze(1), dim=1)
         out[task] = GlobalPrototypes(prototypes=protos, counts=counts, usable=usable)
     return out
+
+
+def own_prototypes(
+    embeddings: torch.Tensor, labels: torch.Tensor, *, num_labels: int
+) -> GlobalPrototypes:
+    """A client's class prototypes of its own data, exact: nothing is released.
+
+    The per-label means of the L2-normalised ``embeddings``, normalised again,
+    as :func:`aggregate_prototypes` forms them from releases but without noise.
+    For a client that trains alone with FedProto's recipe (the nearest-prototype
+    head of :func:`prototype_head` and :class:`PrototypeAlignment`): the control
+    that tells what the peers' prototypes add.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor
+        ``[n, d]`` the client's embeddings in the space the prototypes are used in.
+    labels : torch.Tensor
+        ``[n]`` integer labels in ``[0, num_labels)``.
+    num_labels : int
+        Number of labels; a label without examples gets an unusable zero row.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a label is out of range.
+    """
+    if embeddings.dim() != 2 or labels.shape != (embeddings.shape[0],):
+        raise ValueError(
+            f"embeddings must be [n, d] and labels [n], got {tuple(embeddings.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
+    if labels.numel() and not bool(((labels >= 0) & (labels < num_labels)).all()):
+        raise ValueError(f"labels must be in [0, {num_labels})")
+    x = nn.functional.normalize(embeddings.detach().float(), dim=1)
+    sums = torch.zeros(num_labels, x.shape[1]).index_add_(0, labels.long(), x)
+    counts = torch.bincount(labels.long(), minlength=num_labels).float()
+    protos = nn.functional.normalize(sums / counts.clamp_min(1.0).unsqueeze(1), dim=1)
+    return GlobalPrototypes(prototypes=protos, counts=counts, usable=counts >= 1)
 
 
 class PrototypeAlignment:

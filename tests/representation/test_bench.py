@@ -56,9 +56,14 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     selected = [r for r in data["routing"] if r["method"] == "selected"]
     assert len(selected) == 2 and selected[0]["maps"] == {"tiny-mpnet": chosen[0]["method"]}
     t = data["transfer"]
-    assert {"alone", "with_prototypes", "one_model_federation"} <= set(t)
+    arms = ("alone", "alone_prototypes", "with_prototypes", "one_model_federation")
+    assert set(arms) <= set(t)
     assert t["map"] == chosen[0]["method"]
-    for arm in ("alone", "with_prototypes", "one_model_federation"):
+    # the target is judged against the stronger alone arm on the test texts
+    assert t["target_baseline"] in ("alone", "alone_prototypes")
+    assert t["gain"] == t["with_prototypes"] - max(t["alone"], t["alone_prototypes"])
+    assert t["gain_over_own"] == t["with_prototypes"] - t["alone_prototypes"]
+    for arm in arms:
         assert t[f"{arm}_detail"]["learning_rate"] in cfg.learning_rates
         assert len(t[f"{arm}_detail"]["correct"]) == 24
     assert (t["small_train"], t["small_validation"]) == (19, 5)
@@ -72,6 +77,8 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert 0 < t["small_client_epsilon"] <= 1.0
     text = md_path.read_text()
     assert "## 1. Map fit" in text and "## 3. Knowledge transfer" in text
+    assert "alone, FedProto's recipe on its own exact prototypes" in text
+    assert "the stronger alone arm" in text
     assert (tmp_path / f"representation-{data['stamp']}-maps").is_dir()
 
 

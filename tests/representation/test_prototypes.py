@@ -244,3 +244,23 @@ def test_prototype_head_gives_unusable_labels_zero_rows_and_checks_shapes():
             GlobalPrototypes(protos.prototypes, protos.counts, torch.tensor([True, False, False])),
             x,
         )
+
+
+def test_own_prototypes_are_the_exact_normalised_class_means():
+    from fednet.representation.prototypes import own_prototypes
+
+    x = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 5.0]])
+    y = torch.tensor([0, 1, 0, 1])
+    own = own_prototypes(x, y, num_labels=3)
+    unit = torch.nn.functional.normalize(x, dim=1)
+    expected = torch.nn.functional.normalize(
+        torch.stack([unit[[0, 2]].mean(0), unit[[1, 3]].mean(0)]), dim=1
+    )
+    assert torch.allclose(own.prototypes[:2], expected)
+    assert own.counts.tolist() == [2.0, 2.0, 0.0]
+    assert own.usable.tolist() == [True, True, False]
+    assert torch.equal(own.prototypes[2], torch.zeros(2))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        own_prototypes(x, torch.tensor([0, 1, 3, 1]), num_labels=3)
+    with pytest.raises(ValueError, match="embeddings must be"):
+        own_prototypes(x, y[:3], num_labels=3)
