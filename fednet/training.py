@@ -15,7 +15,12 @@ __all__ = [
     "Batch",
     "balanced_class_weights",
     "batches",
-    "train_steps", "evaluate", "predict", "embed_texts", "EvalResult"]
+    "train_steps",
+    "evaluate",
+    "predict",
+    "embed_texts",
+    "EvalResult",
+]
 
 logger = logging.getLogger(__name__)
 
