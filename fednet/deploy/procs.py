@@ -59,6 +59,19 @@ def descendants(pid: int) -> list[int]:
         return []
 
 
+def _descendant_procs(pid: int) -> list[psutil.Process]:
+    """Every descendant of ``pid`` as a ``psutil.Process`` (empty if it is gone).
+
+    A ``psutil.Process`` is the pid together with the process's start time, and
+    psutil signals it only while both still match: a descendant remembered now
+    and gone later is never confused with a process that reused its pid.
+    """
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
 def _running(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() not in (
@@ -114,7 +127,7 @@ class Child:
     name: str
     proc: subprocess.Popen[str]
     log_path: Path | None = None
-    _known: set[int] = field(default_factory=set)
+    _known: set[psutil.Process] = field(default_factory=set)
 
     @property
     def pid(self) -> int:
@@ -124,7 +137,7 @@ class Child:
         """Exit status, or None while it runs; remembers descendants seen so far."""
         rc = self.proc.poll()
         if rc is None:
-            self._known.update(descendants(self.pid))
+            self._known.update(_descendant_procs(self.pid))
         return rc
 
     def log_tail(self, lines: int = 20) -> str:
@@ -255,7 +268,7 @@ class Supervisor:
 
     def stop(self, child: Child, *, sig: int = signal.SIGTERM) -> int | None:
         """Stop ``child``, its process group and every descendant; return its status."""
-        known = set(child._known) | set(descendants(child.pid))
+        known = set(child._known) | set(_descendant_procs(child.pid))
         if child.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, sig)
@@ -351,12 +364,15 @@ def _start_reaper(marker: str, *, grace_s: float) -> subprocess.Popen[bytes] | N
     )
 
 
-def _reap(pids: set[int], *, grace_s: float) -> None:
-    """SIGTERM, then SIGKILL, descendants that escaped their group (new sessions)."""
+def _reap(known: set[psutil.Process], *, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL, descendants that escaped their group (new sessions).
+
+    Only the very processes seen as descendants are signalled: one whose pid
+    now names another process (pid reuse) is skipped, by psutil's identity check.
+    """
     procs = []
-    for pid in sorted(pids):
+    for proc in sorted(known, key=lambda p: p.pid):
         with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(pid)
             if _running(proc):
                 proc.terminate()
                 procs.append(proc)

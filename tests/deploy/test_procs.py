@@ -128,3 +128,23 @@ def test_a_daemonised_descendant_ends_after_the_command_is_killed():
     finally:
         if pids_alive([helper.pid]):
             os.killpg(helper.pid, signal.SIGKILL)
+
+
+def test_stop_never_signals_a_process_that_reused_a_remembered_pid():
+    """A descendant seen earlier may be long gone, its pid taken by someone else's process."""
+    import psutil
+
+    bystander = subprocess.Popen(["sleep", "60"])  # not ours to stop
+    try:
+        with Supervisor(grace_s=3) as sup:
+            child = sup.spawn("quiet", [sys.executable, "-c", "import time; time.sleep(60)"])
+            # what `poll()` remembered of a descendant whose pid the bystander now holds:
+            # the same pid, an earlier start
+            stale = psutil.Process(bystander.pid)
+            stale._ident = (stale.pid, stale.create_time() - 100.0)
+            child._known.add(stale)
+            sup.stop(child)
+        assert bystander.poll() is None, "a process that reused a remembered pid was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
