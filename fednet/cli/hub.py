@@ -8,9 +8,26 @@ from pathlib import Path
 
 from fednet.cli._common import add_command, add_subcommands
 from fednet.cli._hubargs import add_hub_options, add_trust_options, name_version, open_hub
-from fednet.errors import FednetError
+from fednet.errors import FednetError, SignatureError
 
 __all__ = ["register", "cmd_hub"]
+
+_LS_DESCRIPTION = (
+    "List the latest version of every adapter as the hub serves it. SIGNED is the "
+    "reader's own check of each manifest against the trust store: ok (the owner's "
+    "signature verifies under a key pinned for that owner, or rotated to from one), "
+    "unpinned (the signature verifies, but the key is not in the trust store; pin a key "
+    "you have checked with `fednet trust add OWNER KEY`) or BAD (the signature does not "
+    "verify: the hub altered or forged the row). Listing never pins a key, even with "
+    "--tofu. A footnote on stderr names the BAD rows and the unpinned owners. Exits 1 "
+    "if any row is BAD, else 0."
+)
+_SHOW_DESCRIPTION = (
+    "Print a manifest (JSON, on stdout) as the hub serves it, and on stderr whether its "
+    "owner's signature verifies against the trust store: verified (owner and key "
+    "fingerprint), unpinned, or the signature error. Never pins a key, even with --tofu. "
+    "Exits 1 if the signature does not verify."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,14 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ui-local", action="store_true", help="answer the console's queries in this process"
     )
     _add_token(hub)
-    for name, helptext in [
-        ("ls", "list the latest adapters"),
-        ("verify", "check signatures and blobs"),
-        ("show", "print a manifest"),
-        ("pull", "fetch an adapter into a directory"),
-        ("push", "publish an adapter or a run"),
+    for name, helptext, description in [
+        ("ls", "list the latest adapters and whether their owners signed them", _LS_DESCRIPTION),
+        ("verify", "check signatures and blobs", None),
+        ("show", "print a manifest and whether its owner signed it", _SHOW_DESCRIPTION),
+        ("pull", "fetch an adapter into a directory", None),
+        ("push", "publish an adapter or a run", None),
     ]:
-        q = add_command(hub, name, help=helptext)
+        q = add_command(hub, name, help=helptext, description=description)
         add_hub_options(q)
         add_trust_options(q)
         if name == "ls":
@@ -152,31 +169,109 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ls(args: argparse.Namespace, hub) -> None:
+def _signed(manifest, trust) -> str:
+    """``ok``, ``unpinned`` or ``BAD``: ``manifest`` checked against ``trust``, pinning nothing."""
+    try:
+        return "ok" if trust.status(manifest) == "trusted" else "unpinned"
+    except SignatureError:
+        return "BAD"
+
+
+def _ls(args: argparse.Namespace, hub) -> int:
+    """Print the peers, or the latest adapters with their signature verdict.
+
+    Returns
+    -------
+    int
+        1 if any adapter's signature does not verify, else 0.
+    """
     if args.peers:
         for peer in hub.peers():
             state = "up" if peer.up else "down"
             served = ",".join(peer.adapters)
             print(f"{peer.peer_id:<20} {state:<5} {peer.endpoint:<28} {served}")
-        return
+        return 0
+    from fednet.hub.trust import fingerprint
+
     print(
-        f"{'NAME@VERSION':<32} {'KIND':<13} {'TASK':<18} {'BASE':<10} RANK  ACC    "
-        "UPD-EPS  SKETCH-EPS  TOTAL-EPS  SKETCH"
+        f"{'NAME@VERSION':<32} {'OWNER':<12} {'SIGNED':<8} {'KIND':<13} {'TASK':<18} "
+        f"{'BASE':<10} RANK  ACC    UPD-EPS  SKETCH-EPS  TOTAL-EPS  SKETCH"
     )
+    bad: list[str] = []
+    unpinned: dict[tuple[str, str], None] = {}
     for m in hub.list():
+        signed = _signed(m, hub.trust)
+        if signed == "BAD":
+            bad.append(m.ref)
+        elif signed == "unpinned":
+            unpinned[(m.owner, fingerprint(m.owner_public_key))] = None
         acc = m.metrics.get("accuracy")
 
         def eps(v: float | None, note: str | None = m.epsilon_note) -> str:
             return "-" if v is None else f"{v:.2f}" + ("!" if note else "")
 
         print(
-            f"{m.ref:<32} {m.kind:<13} {m.task:<18} {m.base_model:<10} {m.rank:<5} "
+            f"{m.ref:<32} {m.owner:<12} {signed:<8} {m.kind:<13} {m.task:<18} "
+            f"{m.base_model:<10} {m.rank:<5} "
             f"{'-' if acc is None else f'{acc:.3f}':<6} {eps(m.update_epsilon):<8} "
             f"{eps(m.sketch_epsilon):<11} {eps(m.epsilon):<10} "
             f"{'yes' if m.sketch else 'no'}"
         )
         if m.epsilon_note:
             print(f"  ! {m.epsilon_note}")
+    if bad:
+        print(
+            f"BAD: {', '.join(bad)}: the owner's signature does not verify (the hub "
+            "altered or forged the row); do not rely on what it shows",
+            file=sys.stderr,
+        )
+    if unpinned:
+        keys = ", ".join(f"{owner} {fp}" for owner, fp in unpinned)
+        print(
+            f"unpinned: the signature verifies, but the key is not in the trust store "
+            f"{hub.trust.path or '(in memory)'} ({keys}); check a key with its owner, then "
+            "pin it with `fednet trust add OWNER KEY`",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
+
+
+def _show(args: argparse.Namespace, hub) -> int:
+    """Print a manifest on stdout and its signature verdict on stderr.
+
+    Returns
+    -------
+    int
+        1 if the manifest's signature does not verify, else 0.
+    """
+    from fednet.hub.trust import fingerprint
+
+    m = hub.resolve(*name_version(args.ref))
+    print(m.to_json(indent=2))
+    trust = hub.trust
+    try:
+        status = trust.status(m)
+    except SignatureError as e:
+        print(f"BAD signature: {e}", file=sys.stderr)
+        return 1
+    key = fingerprint(m.owner_public_key)
+    where = trust.path or "(in memory)"
+    if status == "trusted":
+        how = (
+            "pinned" if trust.pins(m.owner, m.owner_public_key) else "rotated to from a pinned key"
+        )
+        print(
+            f"verified: signed by owner {m.owner!r} with key {key} ({how}, {where})",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"unpinned: the signature of owner {m.owner!r} verifies, but its key {key} is not "
+            f"in the trust store {where}; pin it with `fednet trust add {m.owner} "
+            f"{m.owner_public_key}` if you have checked it with its owner",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _verify(args: argparse.Namespace, hub) -> int:
@@ -227,10 +322,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
         return _token(args)
     with open_hub(args) as hub:
         if args.hub_command == "ls":
-            _ls(args, hub)
-        elif args.hub_command == "show":
-            print(hub.resolve(*name_version(args.ref)).to_json(indent=2))
-        elif args.hub_command == "pull":
+            return _ls(args, hub)
+        if args.hub_command == "show":
+            return _show(args, hub)
+        if args.hub_command == "pull":
             name, version = name_version(args.ref)
             m = hub.fetch(name, version, args.dest)
             print(f"pulled {m.ref} into {args.dest} (signature and sha256 verified)")

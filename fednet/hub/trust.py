@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 
@@ -45,6 +45,7 @@ from fednet.hub.manifest import Manifest, check_name, utc_now_iso
 __all__ = [
     "TRUST_FILE_ENV",
     "PinnedKey",
+    "TrustStatus",
     "TrustStore",
     "default_trust_path",
     "fingerprint",
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 TRUST_FILE_ENV = "FEDNET_TRUST_FILE"
 """Environment variable naming the trust store file."""
+
+TrustStatus = Literal["trusted", "unpinned"]
+"""What :meth:`TrustStore.status` says of a manifest whose signature verifies."""
 
 
 def default_trust_path() -> Path:
@@ -274,12 +278,60 @@ class TrustStore:
 
     # -- checking ----------------------------------------------------------------------
 
+    def _trusting_entry(self, manifest: Manifest, key: str) -> PinnedKey | None:
+        """The pinned entry that makes ``key`` trusted for ``manifest.owner``, if any.
+
+        That is the entry of ``key`` itself, or a pinned key whose rotation to
+        ``key`` the manifest carries. The signature must already verify and the
+        lock be held; nothing is pinned.
+        """
+        pinned = self._owners.get(manifest.owner, [])
+        for entry in pinned:
+            if entry.key == key:
+                return entry
+        for entry in pinned:
+            if verify_rotation(manifest, entry.key):
+                return entry
+        return None
+
+    def status(self, manifest: Manifest) -> TrustStatus:
+        """Whether ``manifest`` verifies under a key trusted for its owner, pinning nothing.
+
+        The same verdict as :meth:`check` without its side effects: a rotation
+        from a pinned key counts as trusted but its new key is not pinned, and
+        trust on first use is not applied (an owner without keys is
+        ``"unpinned"``). For listing and showing what a hub serves.
+
+        Parameters
+        ----------
+        manifest : Manifest
+            The manifest as the hub served it.
+
+        Returns
+        -------
+        {"trusted", "unpinned"}
+            ``"trusted"`` when the key is pinned for the owner or rotated to from
+            a pinned key; ``"unpinned"`` when the signature verifies but the key
+            is not trusted for the owner.
+
+        Raises
+        ------
+        SignatureError
+            If the manifest is unsigned, or its signature does not verify (a
+            field was changed after signing).
+        """
+        verify_manifest(manifest)
+        key = normalize_public_key(manifest.owner_public_key)
+        with self._lock:
+            return "unpinned" if self._trusting_entry(manifest, key) is None else "trusted"
+
     def check(self, manifest: Manifest) -> None:
         """Verify ``manifest``'s signature and that its key is trusted for its owner.
 
         A key is trusted when it is pinned for the owner, or when the manifest
         carries a rotation to it signed by a pinned key (the new key is then
-        pinned too). With ``tofu`` an owner without keys gets this one.
+        pinned too). With ``tofu`` an owner without keys gets this one. To ask
+        without pinning anything, use :meth:`status`.
 
         Raises
         ------
@@ -291,11 +343,9 @@ class TrustStore:
         verify_manifest(manifest)
         key = normalize_public_key(manifest.owner_public_key)
         with self._lock:
-            pinned = self._owners.get(manifest.owner, [])
-            if any(e.key == key for e in pinned):
-                return
-            for entry in pinned:
-                if verify_rotation(manifest, entry.key):
+            entry = self._trusting_entry(manifest, key)
+            if entry is not None:
+                if entry.key != key:
                     self._pin(manifest.owner, key, f"rotation from {entry.fingerprint}", save=True)
                     logger.info(
                         "owner %s rotated to key %s (signed by pinned %s)",
@@ -303,7 +353,8 @@ class TrustStore:
                         fingerprint(key),
                         entry.fingerprint,
                     )
-                    return
+                return
+            pinned = self._owners.get(manifest.owner, [])
             if not pinned and self.tofu:
                 self._pin(manifest.owner, key, f"tofu {manifest.ref}", save=True)
                 logger.warning(

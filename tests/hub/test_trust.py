@@ -84,3 +84,39 @@ def test_hub_token_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     token_id = token.split("_")[1]
     assert main(["hub", "token", "revoke", token_id, "--root", root]) == 0
     assert main(["hub", "token", "revoke", token_id, "--root", root]) == 2
+
+
+def test_status_judges_as_check_does_and_pins_nothing(
+    adapter_dir: Path, make_draft, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from fednet.errors import SignatureError
+
+    old, new, stranger = (generate_private_key() for _ in range(3))
+    signed, _ = prepare_publish(adapter_dir, make_draft(), old)
+    file = tmp_path / "t.json"
+    trust = TrustStore(file, tofu=True)
+    assert trust.status(signed) == "unpinned"  # tofu would pin it; status does not
+    assert not file.exists() and trust.keys("client-1") == []
+    trust.add("client-1", encode_public_key(old))
+    before = file.read_bytes()
+    assert trust.status(signed) == "trusted"
+    rotated, _ = prepare_publish(adapter_dir, make_draft(), new)
+    genuine = replace(rotated, rotation=sign_rotation("sst2-lora", encode_public_key(new), old))
+    forged = replace(rotated, rotation=sign_rotation("sst2-lora", encode_public_key(new), stranger))
+    assert trust.status(genuine) == "trusted"
+    assert trust.status(forged) == "unpinned"
+    for tampered in (
+        replace(signed, epsilon=0.1),
+        replace(signed, metrics={"accuracy": 0.99}),
+        replace(signed, owner="client-2"),
+        replace(signed, signature=""),
+    ):
+        with pytest.raises(SignatureError) as raised:
+            trust.status(tampered)
+        assert not isinstance(raised.value, UntrustedKeyError)
+    assert file.read_bytes() == before and trust.keys("client-1") == [encode_public_key(old)]
+    # check, by the same rules, follows the rotation and pins the new key
+    trust.check(genuine)
+    assert trust.keys("client-1") == [encode_public_key(old), encode_public_key(new)]
