@@ -58,6 +58,8 @@ __all__ = [
     "DATA_COUNT_KEYS",
     "STATUS_KEYS",
     "DP_METRIC_KEYS",
+    "EPSILON_KEYS",
+    "reported_epsilon",
     "DP_PROFILE_KEYS",
     "HEAD_KEYS",
     "check_reply",
@@ -147,11 +149,30 @@ DP_METRIC_KEYS = frozenset(
 )
 """Metrics that may leave a client under privacy: none depends on its data
 beyond what its ledger already charges (ε is a function of public settings)."""
+EPSILON_KEYS: tuple[str, ...] = ("epsilon", "update-epsilon", "sketch-epsilon")
+"""The ε a client reports with every training reply: what its ledger has composed
+after the round, of every release, of its DP-SGD and update releases, and of
+its sketch releases."""
 DP_PROFILE_KEYS = PROFILE_KEYS - {"num-examples", DATA_ENCODING_KEY, *DATA_COUNT_KEYS}
 """Profile keys under privacy: no count of the client's data leaves it."""
 PRIVATE_BUDGET_REASON = "privacy budget exhausted (the figures stay in the client's own log)"
 PRIVATE_FAILURE_REASON = "the client failed (its reason stays in its own log under privacy)"
 SIGNED_KEYS = frozenset({"shared", "personalized"})
+
+
+def reported_epsilon(metrics: Any) -> dict[str, float]:
+    """The :data:`EPSILON_KEYS` of a reply's metrics that are numbers, as floats.
+
+    The server keeps them from every training reply, its update accepted or
+    not: the client's ledger was charged either way, and the manifests the
+    client is later asked to sign claim the last ε it reported.
+    """
+    out = {}
+    for key in EPSILON_KEYS:
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
 
 
 _SKETCH_KEY = re.compile(r"^sketch\.[a-z_]+$")

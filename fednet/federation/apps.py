@@ -184,10 +184,17 @@ def _key_root(
     return client_key_dir(conf, client_id)
 
 
-def _sign(msg: Message, context: Context, cfg: FederationConfig | None, key_dir: Any) -> Message:
-    """Sign the release the server asks for, with this client's own key."""
+def _sign(
+    msg: Message,
+    context: Context,
+    cfg: FederationConfig | None,
+    key_dir: str | Path | None,
+    state_dir: str | Path | None,
+) -> Message:
+    """Sign the release the server asks for, with this client's own key, if the
+    client's own privacy ledger (in its state directory) backs every privacy claim."""
     from fednet.federation.client import resolve_client
-    from fednet.federation.signing import client_owner_key, sign_release
+    from fednet.federation.signing import client_ledger, client_owner_key, sign_release
 
     conf = _config(context, cfg)
     client = resolve_client(conf, dict(context.node_config))
@@ -196,7 +203,13 @@ def _sign(msg: Message, context: Context, cfg: FederationConfig | None, key_dir:
         key_root=_key_root(context, key_dir, conf, client.id),
         node_config=context.node_config,
     )
-    signed = sign_release(msg.content.config_records[P.RELEASE], client, key)
+    signed = sign_release(
+        msg.content.config_records[P.RELEASE],
+        client,
+        key,
+        ledger=client_ledger(_state_dir(context, state_dir, conf), client),
+        reproducible_noise=conf.privacy.reproducible_noise,
+    )
     return Message(RecordDict({P.SIGNED: signed}), reply_to=msg)
 
 
@@ -213,7 +226,8 @@ def make_client_app(
     ``state_dir`` holds each client's privacy ledger, ``cache_dir`` its
     prepared data and ``key_dir`` its owner key (node config ``state-dir``
     takes precedence for all three; ``owner-key`` names a key the client
-    brings). The client signs its own releases; its key never leaves it.
+    brings). The client signs its own releases, and only privacy claims its
+    ledger backs (:mod:`fednet.federation.signing`); its key never leaves it.
     """
 
     def private_allowlist(msg: Message, context: Context, call_next: Any) -> Message:
@@ -230,7 +244,7 @@ def make_client_app(
         from fednet.federation.private import PrivateRound
 
         if P.RELEASE in msg.content:
-            return _sign(msg, context, cfg, key_dir)
+            return _sign(msg, context, cfg, key_dir, state_dir)
         client = resolve_client(_config(context, cfg), dict(context.node_config))
         try:
             rt = _runtime(msg, context, cfg, cache_dir)

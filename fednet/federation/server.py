@@ -191,6 +191,8 @@ def personalize(
             lora, head = strategy.validate(r.content, p, state)
         except UpdateRejectedError as e:
             strategy.fail(p.client_id, "personalize", str(e))
+            # its ledger was charged all the same: what it signs later claims this ε
+            out[p.client_id] = P.reported_epsilon(r.content.metric_records.get(P.METRICS, {}))
             continue
         lora = strategy.with_frozen_a(p, lora, state)
         metrics = {k: float(v) for k, v in r.content.metric_records[P.METRICS].items()}  # type: ignore[arg-type]

@@ -2,11 +2,27 @@
 
 At the end of a run the server asks each client to sign the manifests of its
 adapters (:data:`~fednet.protocol.RELEASE`: the unsigned manifest
-and the very bytes of every file). The client checks that each manifest is
-its own (owner, name, task, base model, rank) and that every file hashes to
-what the manifest says, then signs with its Ed25519 owner key and answers
-with the signed manifests only (:data:`~fednet.protocol.SIGNED`).
-The key lives in the client's own state directory and never leaves it.
+and the very bytes of every file). The server drafts every field, so the
+client checks each manifest before it signs it:
+
+- it is its own: owner, name, kind, task, base model and rank are the
+  client's, and it is not already signed;
+- every file hashes to what the manifest says, and the adapter's ``r`` is the
+  manifest's rank;
+- every privacy claim is what the client's own privacy ledger says
+  (:func:`privacy_problems`): ``epsilon``, ``update_epsilon`` and
+  ``sketch_epsilon``, where set, equal the ledger's ε of all its releases, of
+  its DP-SGD and update releases, and of its sketch releases; ``delta`` and
+  ``accountant`` are the ledger's; and a client whose noise is reproducible
+  (``privacy.reproducible-noise``) signs no ε without
+  :data:`~fednet.privacy.randomness.NOT_VALID_NOTE`. A claim left unset
+  (None) promises nothing and is signed as it is; an ε claimed by a client
+  without a ledger, or without a release of that kind, is refused.
+
+Then it signs with its Ed25519 owner key and answers with the signed
+manifests only (:data:`~fednet.protocol.SIGNED`); one problem in any manifest
+and it signs none. The key lives in the client's own state directory and
+never leaves it.
 
 Key location: the node config's ``owner-key`` (a PEM file the client brings),
 else ``<key-root>/<client-id>.key`` (made on first use, mode 0600, in a 0700
@@ -18,8 +34,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import ConfigRecord
 
@@ -30,13 +48,28 @@ from fednet.hub.keys import Ed25519PrivateKey, sign_manifest, verify_manifest
 from fednet.hub.manifest import Manifest
 from fednet.hub.publish import ADAPTER_KINDS, adapter_name, client_key
 from fednet.hub.trust import fingerprint
+from fednet.privacy.randomness import NOT_VALID_NOTE
+
+if TYPE_CHECKING:
+    from fednet.privacy.ledger import PrivacyLedger
 
 __all__ = [
+    "client_ledger",
     "client_owner_key",
+    "privacy_problems",
     "read_signed",
     "release_record",
     "sign_release",
 ]
+
+_EPSILON_OF: dict[str, tuple[str, ...] | None] = {
+    "epsilon": None,  # every release
+    "update_epsilon": ("dpsgd", "update"),
+    "sketch_epsilon": ("sketch",),
+}
+"""Each ε field of a manifest and the ledger release kinds it composes: the split
+:meth:`fednet.federation.private.PrivateRound.run` reports as ``epsilon``,
+``update-epsilon`` and ``sketch-epsilon``."""
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +102,138 @@ def release_record(releases: Sequence[tuple[Manifest, Mapping[str, bytes]]]) -> 
     return ConfigRecord(record)  # type: ignore[arg-type]
 
 
+def client_ledger(state_dir: str | Path, client: ClientConfig) -> PrivacyLedger | None:
+    """The client's own privacy ledger, as its rounds saved it; None when it has none.
+
+    It is the ledger :class:`~fednet.federation.private.PrivateRound` keeps at
+    :func:`~fednet.federation.private.ledger_path` for the client and the
+    fingerprint of its data, read with the δ and accountant it was saved with.
+
+    Raises
+    ------
+    ValueError
+        If the ledger file exists but is not a ledger of ``client``.
+    """
+    from fednet.federation.private import data_fingerprint, ledger_path
+    from fednet.privacy.ledger import PrivacyLedger
+
+    path = ledger_path(Path(state_dir), client.id, data_fingerprint(client))
+    if not path.is_file():
+        return None
+    ledger = PrivacyLedger.load(path)
+    if ledger.client_id != client.id:
+        raise ValueError(
+            f"ledger {str(path)!r} belongs to client {ledger.client_id!r}, not {client.id!r}"
+        )
+    return ledger
+
+
+def _ledger_epsilon(ledger: PrivacyLedger, field: str) -> float | None:
+    kinds = _EPSILON_OF[field]
+    if kinds is None:
+        return ledger.epsilon if ledger.releases else None
+    return ledger.epsilon_of(kinds)
+
+
+def privacy_problems(
+    draft: Manifest, ledger: PrivacyLedger | None, *, reproducible_noise: bool
+) -> list[str]:
+    """What in the privacy claims of ``draft`` the client's ledger does not back.
+
+    Parameters
+    ----------
+    draft : Manifest
+        The manifest the server asks the client to sign.
+    ledger : PrivacyLedger or None
+        The client's own ledger (:func:`client_ledger`); None when it has none,
+        that is, when it never made a private release.
+    reproducible_noise : bool
+        Whether the client's noise is reproducible (``privacy.reproducible-noise``),
+        which voids every ε it spent.
+
+    Returns
+    -------
+    list of str
+        One line per false claim, naming the manifest, the field, the value
+        claimed and the ledger's; empty when every claim holds. A claim of
+        ``epsilon`` (every release), ``update_epsilon`` (DP-SGD and update
+        releases) or ``sketch_epsilon`` (sketch releases) holds when it is None,
+        or when the ledger has releases of those kinds and their composed ε is
+        the claim to ``math.isclose(rel_tol=1e-9, abs_tol=1e-12)``. When any ε
+        is claimed, ``delta`` and ``accountant`` must be the ledger's, and with
+        reproducible noise ``epsilon_note`` must be
+        :data:`~fednet.privacy.randomness.NOT_VALID_NOTE`.
+    """
+    problems: list[str] = []
+    claimed = {f: getattr(draft, f) for f in _EPSILON_OF if getattr(draft, f) is not None}
+    if not claimed:
+        return problems
+    if ledger is None:
+        return [
+            f"{draft.name} claims {f}={v!r}, but the client has no privacy ledger"
+            for f, v in claimed.items()
+        ]
+    for field, value in claimed.items():
+        truth = _ledger_epsilon(ledger, field)
+        if truth is None:
+            kinds = _EPSILON_OF[field] or ("any",)
+            problems.append(
+                f"{draft.name} claims {field}={value!r}, but the client's ledger has no "
+                f"{'/'.join(kinds)} release"
+            )
+        elif not math.isclose(value, truth, rel_tol=1e-9, abs_tol=1e-12):
+            problems.append(f"{draft.name} claims {field}={value!r}, its ledger has {truth!r}")
+    if draft.delta is None or not math.isclose(
+        draft.delta, ledger.delta, rel_tol=1e-9, abs_tol=0.0
+    ):
+        problems.append(
+            f"{draft.name} claims delta={draft.delta!r}, its ledger has {ledger.delta!r}"
+        )
+    if draft.accountant != ledger.accountant_name:
+        problems.append(
+            f"{draft.name} claims accountant={draft.accountant!r}, "
+            f"its ledger has {ledger.accountant_name!r}"
+        )
+    if reproducible_noise and draft.epsilon_note != NOT_VALID_NOTE:
+        problems.append(
+            f"{draft.name} claims an epsilon with epsilon_note={draft.epsilon_note!r}, but the "
+            f"client's noise is reproducible: its ledger's epsilon needs the note "
+            f"{NOT_VALID_NOTE!r}"
+        )
+    return problems
+
+
 def sign_release(
-    record: ConfigRecord, client: ClientConfig, key: Ed25519PrivateKey
+    record: ConfigRecord,
+    client: ClientConfig,
+    key: Ed25519PrivateKey,
+    *,
+    ledger: PrivacyLedger | None,
+    reproducible_noise: bool,
 ) -> ConfigRecord:
     """Check and sign a release request as ``client``; the reply is ``<kind>`` -> signed JSON.
+
+    Parameters
+    ----------
+    record : ConfigRecord
+        The request (:func:`release_record`).
+    client : ClientConfig
+        The client that signs.
+    key : Ed25519PrivateKey
+        Its owner key (:func:`client_owner_key`).
+    ledger : PrivacyLedger or None
+        The client's privacy ledger (:func:`client_ledger`), None when it has
+        none: every privacy claim is checked against it (:func:`privacy_problems`).
+    reproducible_noise : bool
+        The client's ``privacy.reproducible-noise``.
 
     Raises
     ------
     ValueError
         Naming every manifest that is not this client's, whose rank, task or
-        base model is not the client's, or whose files do not hash to it.
+        base model is not the client's, whose files do not hash to it, or whose
+        privacy claims the client's ledger does not back (with the field, the
+        value claimed and the ledger's). Nothing is signed then.
     """
     problems: list[str] = []
     signed: dict[str, str] = {}
@@ -116,6 +271,7 @@ def sign_release(
             wrong.append(f"rank is {draft.rank}, the client trains rank {client.lora_rank}")
         if draft.owner_public_key or draft.signature or draft.rotation:
             wrong.append("it is already signed")
+        wrong += privacy_problems(draft, ledger, reproducible_noise=reproducible_noise)
         if wrong:
             problems.append(f"{kind}: " + "; ".join(wrong))
             continue

@@ -104,6 +104,13 @@ def _check_float(key: str, value: object) -> float:
 class Manifest:
     """Description, file hashes and owner signature of one adapter version.
 
+    The owner's signature is its word for every signed field, the privacy
+    fields included. A run's server drafts them from its copy of the clients'
+    metrics; each client checks ``epsilon``, ``update_epsilon``,
+    ``sketch_epsilon``, ``delta``, ``accountant`` and ``epsilon_note``
+    against its own privacy ledger before it signs, and refuses a claim its
+    ledger does not back (:mod:`fednet.federation.signing`).
+
     Parameters
     ----------
     name : str

@@ -169,6 +169,8 @@ class FedLoRA(FednetStrategy):
         self._state_for_round = GlobalState()
         self.sketches: dict[str, dict[str, torch.Tensor]] = {}
         self.last_accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
+        # the ε each client reported in the last training round, accepted or not
+        self.spent: dict[str, dict[str, float]] = {}
 
     @property
     def frozen_a(self) -> bool:
@@ -292,15 +294,20 @@ class FedLoRA(FednetStrategy):
     ) -> list[tuple[ClientProfile, dict, dict, dict]]:
         """Validated (profile, lora, head, metrics) updates of a training round.
 
-        Counts the bytes each client sent, keeps released sketches and logs every
-        rejected update with its reasons.
+        Counts the bytes each client sent, keeps released sketches, notes the ε
+        every client reported (:attr:`spent`, rejected or not: its ledger was
+        charged) and logs every rejected update with its reasons.
         """
         accepted: list[tuple[ClientProfile, dict, dict, dict]] = []
+        self.spent = {}
         for r in self.valid_replies(replies, "train"):
             p = self.profile_of(r)
             assert p is not None
             self.bytes_up[p.client_id] = self.bytes_up.get(p.client_id, 0) + P.record_nbytes(
                 r.content
+            )
+            self.spent[p.client_id] = P.reported_epsilon(
+                r.content.metric_records.get(P.METRICS, MetricRecord())
             )
             try:
                 lora, head = self.validate(r.content, p, self._state_for_round)
@@ -432,6 +439,8 @@ class FedLoRA(FednetStrategy):
         return rows
 
     def _train_metrics(self, accepted: list) -> MetricRecord:
+        """The round's train metrics: loss and timings of the accepted updates, and
+        the ε of every client that replied (:attr:`spent`), accepted or not."""
         out: dict[str, float] = {"clients": float(len(accepted))}
         total = sum(p.weight for p, *_ in accepted)
         if total:
@@ -439,16 +448,12 @@ class FedLoRA(FednetStrategy):
                 sum(m.get("train-loss", math.nan) * p.weight for p, _, _, m in accepted) / total
             )
         for p, _, _, m in accepted:
-            for k in (
-                "train-loss",
-                "compute-s",
-                "wall-s",
-                "epsilon",
-                "update-epsilon",
-                "sketch-epsilon",
-            ):
+            for k in ("train-loss", "compute-s", "wall-s"):
                 if k in m:
                     out[f"{p.client_id}/{k}"] = float(m[k])
+        for client_id, spent in sorted(self.spent.items()):
+            for k, value in spent.items():
+                out[f"{client_id}/{k}"] = value
         return MetricRecord(out)  # type: ignore[arg-type]
 
     def aggregate_evaluate(

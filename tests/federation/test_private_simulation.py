@@ -20,6 +20,27 @@ def _ledger(tmp_path, cid):
     return json.loads(path.read_text())
 
 
+def _signed_as_its_ledger(tmp_path, cfg, run="run"):
+    """Every client signed its adapters' manifests, each claiming what its own ledger holds."""
+    from fednet.federation.signing import client_ledger
+    from fednet.hub.manifest import Manifest
+
+    for c in cfg.clients:
+        ledger = client_ledger(tmp_path / "state", c)
+        assert ledger is not None, c.id
+        paths = sorted((tmp_path / run / "signed").glob(f"{c.id}-*.json"))
+        assert paths, f"{c.id} signed nothing"
+        for m in (Manifest.from_json(p.read_text()) for p in paths):
+            assert m.owner == c.id and m.signature
+            for got, want in (
+                (m.epsilon, ledger.epsilon),
+                (m.update_epsilon, ledger.epsilon_of(("dpsgd", "update"))),
+                (m.sketch_epsilon, ledger.epsilon_of(("sketch",))),
+            ):
+                assert got == (None if want is None else pytest.approx(want, rel=1e-9)), m.name
+            assert (m.delta, m.accountant) == (ledger.delta, ledger.accountant_name)
+
+
 def test_local_dp_ledger_and_budget_refusal(tmp_path):
     z = 1.5
     spent_round_1 = compute_epsilon([(z, 1.0, 1)], delta=1e-5)
@@ -49,6 +70,7 @@ def test_local_dp_ledger_and_budget_refusal(tmp_path):
     assert summary["rounds_completed"] == 2
     assert summary["privacy"]["updates_private"] is True
     assert not list((tmp_path / "run").glob("sketches/*/sketch.safetensors"))
+    _signed_as_its_ledger(tmp_path, cfg)
 
 
 def test_central_dp_runs_and_reports_epsilon(tmp_path):
@@ -102,6 +124,7 @@ def test_dpsgd_trains_every_round(tmp_path):
         personal = [json.loads(x) for x in own if '"personalized": 1.0' in x]
         assert personal and 0.0 <= personal[-1]["metrics"]["accuracy"] <= 1.0
         assert c["update_epsilon"] is not None and c["sketch_epsilon"] is not None
+    _signed_as_its_ledger(tmp_path, cfg)
 
 
 def test_dpsgd_with_empty_poisson_batches(tmp_path):
@@ -167,6 +190,7 @@ def test_ledger_outlives_the_run_dir_and_refuses_a_spent_budget(tmp_path):
         assert "budget" in second["clients"][cid]["refused"]
         assert _ledger(tmp_path, cid)["kinds"] == ["update", "sketch"]
     assert not list((tmp_path / "run-1").rglob("ledger*.json"))
+    _signed_as_its_ledger(tmp_path, cfg, run="run-1")
 
 
 def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
@@ -232,3 +256,36 @@ def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
         want = acc.get_epsilon(delta=1e-5, alphas=list(RDP_ORDERS))
         assert summary["clients"][c.id]["epsilon"] == pytest.approx(want, rel=1e-9)
         assert summary["clients"][c.id]["accuracy"] is None
+    _signed_as_its_ledger(tmp_path, cfg)
+
+
+def test_clients_whose_updates_multi_krum_drops_still_sign_what_they_spent(tmp_path):
+    """Multi-Krum keeps one update of three each round; every client's ledger was
+    charged all the same, and the ε the run claims (and each client signs) is its own."""
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        clients=_small(base, n_clients=3),
+        state_dir=str(tmp_path / "state"),
+        rounds=2,
+        personalize_steps=0,
+        strategy=dataclasses.replace(
+            base.strategy, robust="multi-krum", krum_byzantine=1, krum_select=1
+        ),
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=50.0,
+            update_mode="local",
+            update_clip=0.5,
+            update_noise_multiplier=1.5,
+            sketch_epsilon=1.0,
+        ),
+    )
+    summary = simulate(cfg, tmp_path / "run")
+    dropped = [e for e in summary["update_events"] if e["stage"] == "multi-krum"]
+    assert [e["round"] for e in dropped] == [1, 1, 2, 2]
+    z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=1e-5)
+    want = compute_epsilon([(1.5, 1.0, 1), (1.5, 1.0, 1), (z_sketch, 1.0, 1)], delta=1e-5)
+    for cid, c in summary["clients"].items():
+        assert c["epsilon"] == pytest.approx(want, rel=1e-9), cid
+    _signed_as_its_ledger(tmp_path, cfg)

@@ -90,6 +90,21 @@ def test_rejects_bad_updates_and_keeps_the_rest(strategy, caplog):
     assert "expected (1, 2)" in caplog.text and "non-finite" in caplog.text
 
 
+def test_a_rejected_update_still_reports_the_epsilon_its_client_spent(strategy):
+    """The client's ledger was charged for a round the server rejects: the ε it reported
+    stays in the round's metrics, so the manifests it signs later claim what it spent."""
+    spent = {"epsilon": 2.5, "update-epsilon": 2.0, "sketch-epsilon": 1.0}
+    replies = [
+        reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, head(1), {"epsilon": 1.5}),
+        reply(3, {A: torch.full((2, 2), float("nan")), B: torch.ones(2, 2)}, head(1), spent),
+    ]
+    _, metrics = strategy.aggregate_train(1, replies)
+    assert metrics["clients"] == 1 and strategy.failures["z"]
+    assert metrics["x/epsilon"] == 1.5
+    assert {k: metrics[f"z/{k}"] for k in spent} == spent
+    assert "z/train-loss" not in metrics  # the rest of a rejected reply counts for nothing
+
+
 def test_smuggled_record_is_rejected(strategy):
     bad = reply(1, {A: torch.ones(2, 2), B: torch.ones(2, 2)}, head(1))
     bad.content["texts"] = ArrayRecord({"x": torch.zeros(3)})

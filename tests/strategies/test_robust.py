@@ -176,6 +176,16 @@ def test_multi_krum_drops_the_outlier_with_its_reason():
     assert ev["client"] == "c6" and ev["status"] == "rejected" and ev["reasons"] == ["krum-outlier"]
 
 
+def test_an_update_multi_krum_drops_still_reports_its_epsilon():
+    s = MultiKrum(inner(6), byzantine=1)
+    replies = [reply(i + 1, v) for i, v in enumerate(HONEST)] + [reply(6, [100.0, 100.0])]
+    for i, r in enumerate(replies):
+        r.content[P.METRICS] = MetricRecord({"train-loss": 1.0, "epsilon": 1.0 + i})
+    _, metrics = s.aggregate_train(1, replies)
+    assert metrics["clients"] == 5 and [e["client"] for e in s.events] == ["c6"]
+    assert [metrics[f"c{i}/epsilon"] for i in range(1, 7)] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
 def test_wrappers_compose_with_frozen_a_and_svd():
     s = MultiKrum(inner(6, rank=1, method="frozen-a"), byzantine=1)
     msgs = []

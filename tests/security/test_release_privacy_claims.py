@@ -1,0 +1,175 @@
+"""A server that drafts the privacy claims cannot get the owner to sign a false one.
+
+The drafts come from a small real run (tiny-bert adapters) whose summary plays
+the server's copy of the client's metrics, through the server's own drafting
+(:func:`fednet.hub.publish.client_releases`); the truth is the client's privacy
+ledger, charged with real releases and saved where the client keeps it, read
+back as the ClientApp reads it (:func:`fednet.federation.signing.client_ledger`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fednet.federation.signing import client_ledger, read_signed, release_record, sign_release
+from fednet.hub import HubStore, encode_public_key, generate_private_key
+from fednet.privacy.ledger import PrivacyLedger
+from fednet.privacy.randomness import NOT_VALID_NOTE
+
+from .conftest import SPAM0, charge_spam0, claims_of, drafted_run
+
+FIELDS = {
+    "epsilon": lambda ledger: ledger.epsilon,
+    "update_epsilon": lambda ledger: ledger.epsilon_of(("dpsgd", "update")),
+    "sketch_epsilon": lambda ledger: ledger.epsilon_of(("sketch",)),
+}
+
+
+def _sign(run: Path, state: Path, *, reproducible_noise: bool = False):  # type: ignore[no-untyped-def]
+    from fednet.hub.publish import client_releases
+
+    releases = client_releases(run, "spam-0")
+    assert {m.kind for m, _ in releases} == {"shared", "personalized"}
+    key = generate_private_key()
+    reply = sign_release(
+        release_record(releases),
+        SPAM0,
+        key,
+        ledger=client_ledger(state, SPAM0),
+        reproducible_noise=reproducible_noise,
+    )
+    return read_signed(reply, releases, "spam-0"), releases, key
+
+
+def test_honest_claims_are_signed_and_published(
+    honest_run: Path, spam0_ledger: PrivacyLedger, tmp_path: Path
+) -> None:
+    signed, releases, key = _sign(honest_run, tmp_path / "state")
+    for m in signed:
+        assert m.owner_public_key == encode_public_key(key)
+        assert m.epsilon == spam0_ledger.epsilon > 8
+        assert m.update_epsilon == spam0_ledger.epsilon_of(("dpsgd", "update"))
+        assert m.sketch_epsilon == spam0_ledger.epsilon_of(("sketch",))
+        assert (m.delta, m.accountant, m.epsilon_note) == (1e-5, "rdp", None)
+    with HubStore(tmp_path / "hub") as hub:
+        for manifest, (_, files) in zip(signed, releases, strict=True):
+            assert hub.publish_signed(manifest, files).epsilon == spam0_ledger.epsilon
+
+
+def test_a_server_cannot_get_an_understated_epsilon_signed(
+    run_dir: Path, spam0_ledger: PrivacyLedger, tmp_path: Path
+) -> None:
+    """The attack: the server says epsilon 0.1 of a client whose ledger says about 8.9."""
+    lie = {**claims_of(spam0_ledger), "epsilon": 0.1, "update_epsilon": 0.1}
+    run = drafted_run(run_dir, tmp_path / "run", **lie)
+    truth = client_ledger(tmp_path / "state", SPAM0)
+    assert truth is not None
+    want = re.escape(f"spam-0-shared claims epsilon=0.1, its ledger has {truth.epsilon!r}")
+    with pytest.raises(ValueError, match=f"client spam-0 refuses to sign: .*{want}"):
+        _sign(run, tmp_path / "state")
+    with pytest.raises(ValueError, match="spam-0-personalized claims update_epsilon=0.1"):
+        _sign(run, tmp_path / "state")
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+@pytest.mark.parametrize("factor", [0.5, 1.0 + 1e-6, 2.0])
+def test_every_epsilon_claim_must_be_the_ledgers(
+    run_dir: Path, spam0_ledger: PrivacyLedger, tmp_path: Path, field: str, factor: float
+) -> None:
+    """Understated or overstated, by half or by a millionth: refused."""
+    truth = FIELDS[field](spam0_ledger)
+    claims = {**claims_of(spam0_ledger), field: truth * factor}
+    run = drafted_run(run_dir, tmp_path / "run", **claims)
+    with pytest.raises(ValueError, match=rf"spam-0-shared claims {field}=.*, its ledger has"):
+        _sign(run, tmp_path / "state")
+
+
+def test_an_epsilon_claim_without_a_ledger_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    """A client that never made a private release has no ledger: it backs no epsilon."""
+    run = drafted_run(
+        run_dir,
+        tmp_path / "run",
+        epsilon=0.5,
+        update_epsilon=0.5,
+        sketch_epsilon=None,
+        delta=1e-5,
+        accountant="rdp",
+    )
+    assert client_ledger(tmp_path / "state", SPAM0) is None
+    with pytest.raises(ValueError, match="spam-0-shared claims epsilon=0.5, but the client has no"):
+        _sign(run, tmp_path / "state")
+
+
+def test_an_epsilon_claim_without_a_release_of_its_kind_is_refused(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A ledger of a sketch alone backs no epsilon of the weights."""
+    from fednet.federation.private import data_fingerprint, ledger_path
+
+    ledger = PrivacyLedger("spam-0", delta=1e-5)
+    ledger.charge(noise_multiplier=3.0, sample_rate=1.0, steps=1, kind="sketch")
+    ledger.save(ledger_path(tmp_path / "state", "spam-0", data_fingerprint(SPAM0)))
+    claims = {**claims_of(ledger), "update_epsilon": ledger.epsilon}
+    run = drafted_run(run_dir, tmp_path / "run", **claims)
+    with pytest.raises(ValueError, match="update_epsilon=.*ledger has no dpsgd/update release"):
+        _sign(run, tmp_path / "state")
+    # the same ledger backs the sketch's epsilon: a sketch-only release is signed
+    ok = drafted_run(run_dir, tmp_path / "ok", **{**claims, "update_epsilon": None})
+    signed, _, _ = _sign(ok, tmp_path / "state")
+    assert {(m.update_epsilon, m.epsilon) for m in signed} == {(None, None)}  # no private weights
+    assert {m.sketch_epsilon for m in signed} == {ledger.epsilon}
+
+
+def test_claims_of_none_promise_nothing_and_are_signed(
+    run_dir: Path, spam0_ledger: PrivacyLedger, tmp_path: Path
+) -> None:
+    none = {"epsilon": None, "update_epsilon": None, "sketch_epsilon": None}
+    run = drafted_run(run_dir, tmp_path / "run", **none)
+    for state in (tmp_path / "state", tmp_path / "no-state"):  # with a ledger and without
+        signed, _, _ = _sign(run, state)
+        for m in signed:
+            assert (m.epsilon, m.update_epsilon, m.sketch_epsilon) == (None, None, None)
+            assert (m.delta, m.accountant) == (None, None)
+
+
+@pytest.mark.parametrize(("field", "value"), [("delta", 1e-3), ("accountant", "gdp")])
+def test_delta_and_accountant_must_be_the_ledgers(
+    run_dir: Path, spam0_ledger: PrivacyLedger, tmp_path: Path, field: str, value: object
+) -> None:
+    run = drafted_run(run_dir, tmp_path / "run", **{**claims_of(spam0_ledger), field: value})
+    with pytest.raises(ValueError, match=rf"spam-0-shared claims {field}={value!r}, its ledger"):
+        _sign(run, tmp_path / "state")
+
+
+def test_a_server_cannot_drop_the_reproducible_noise_note(
+    run_dir: Path, spam0_ledger: PrivacyLedger, tmp_path: Path
+) -> None:
+    """With reproducible noise the ledger's epsilon is void; signed only with the note."""
+    dropped = drafted_run(run_dir, tmp_path / "dropped", **claims_of(spam0_ledger))
+    with pytest.raises(ValueError, match="epsilon_note=None, but the client's noise is reprod"):
+        _sign(dropped, tmp_path / "state", reproducible_noise=True)
+    other = drafted_run(
+        run_dir, tmp_path / "other", **claims_of(spam0_ledger), epsilon_note="epsilon fine"
+    )
+    with pytest.raises(ValueError, match="epsilon_note='epsilon fine'"):
+        _sign(other, tmp_path / "state", reproducible_noise=True)
+    noted = drafted_run(
+        run_dir, tmp_path / "noted", **claims_of(spam0_ledger), epsilon_note=NOT_VALID_NOTE
+    )
+    signed, _, _ = _sign(noted, tmp_path / "state", reproducible_noise=True)
+    assert {m.epsilon_note for m in signed} == {NOT_VALID_NOTE}
+
+
+def test_a_ledger_of_another_client_backs_nothing(tmp_path: Path) -> None:
+    from fednet.federation.private import data_fingerprint, ledger_path
+
+    charge_spam0(tmp_path / "other")
+    path = ledger_path(tmp_path / "state", "spam-0", data_fingerprint(SPAM0))
+    path.parent.mkdir(parents=True)
+    text = (next((tmp_path / "other" / "spam-0").glob("ledger-*.json"))).read_text()
+    path.write_text(text.replace('"spam-0"', '"spam-1"'))
+    with pytest.raises(ValueError, match="belongs to client 'spam-1', not 'spam-0'"):
+        client_ledger(tmp_path / "state", SPAM0)
