@@ -124,8 +124,8 @@ def train_steps(
             logits = model(batch["input_ids"], batch["attention_mask"])
             loss = loss_fn(logits, batch["labels"])
         else:
-            embeddings = model.encode(batch["input_ids"], batch["attention_mask"])
-            logits = model.head(embeddings)
+            embeddings = model.encode(batch["input_ids"], batch["attention_mask"])  # type: ignore[operator]
+            logits = model.head(embeddings)  # type: ignore[operator]
             loss = loss_fn(logits, batch["labels"]) + align(embeddings, batch["labels"])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,13 +40,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MessageType
 
 from fednet import protocol as P
-from fednet.config import FederationConfig, load_preset
+from fednet.config import ClientAttack, FederationConfig, load_preset
 
 __all__ = [
     "ATTACKS",
@@ -132,7 +132,8 @@ def _with_strategy(cfg: FederationConfig, rounds: int | None, **changes: Any) ->
 def _with_attack(cfg: FederationConfig, malicious: int, attack: str) -> FederationConfig:
     """``cfg`` with client ``malicious`` running data attack ``attack``."""
     clients = list(cfg.clients)
-    clients[malicious] = dataclasses.replace(clients[malicious], attack=attack)
+    # replace() validates again: an unknown attack is refused by name
+    clients[malicious] = dataclasses.replace(clients[malicious], attack=cast(ClientAttack, attack))
     return dataclasses.replace(cfg, clients=tuple(clients))
 
 

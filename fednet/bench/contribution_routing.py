@@ -23,9 +23,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from fednet.config import FederationConfig, load_preset
+from fednet.config import FederationConfig, LoraGrouping, load_preset
 
 __all__ = ["measure_contribution_routing", "run_contribution_routing"]
 
@@ -150,7 +150,7 @@ def run_contribution_routing(
     cfg = dataclasses.replace(
         cfg,
         personalize_steps=personalize_steps,
-        strategy=dataclasses.replace(cfg.strategy, lora_grouping=grouping),
+        strategy=dataclasses.replace(cfg.strategy, lora_grouping=cast(LoraGrouping, grouping)),
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ def _fit_maps(
         best, scores = select_map(learned, xs, ys)
         maps[model]["selected"] = maps[model][best]
         for row in model_rows:
-            score = scores.get(row["method"])
+            score = scores.get(str(row["method"]))
             row["selection_recall_at_1"] = None if score is None else score.recall_at_1
             row["selection_paired_cosine"] = None if score is None else score.paired_cosine
             row["selection_pairs"] = n_select
@@ -596,8 +596,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--corpus", default=d.corpus, help="public corpus the maps are fitted on")
     p.add_argument("--methods", default=",".join(d.methods), help="comma-separated map methods")
     p.add_argument("--parts", default=",".join(d.parts), help="fit, routing, transfer")
-    ints = ("fit_texts", "pool", "max_length", "steps", "rounds", "seed", "threads")
-    ints += ("examples_per_client", "queries_per_dataset", "small_examples", "other_examples")
+    ints: tuple[str, ...] = ("fit_texts", "pool", "max_length", "steps", "rounds", "seed")
+    ints += ("threads", "examples_per_client", "queries_per_dataset", "small_examples")
+    ints += ("other_examples",)
     for name in ints:
         p.add_argument(
             f"--{name.replace('_', '-')}",

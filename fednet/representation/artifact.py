@@ -108,7 +108,7 @@ def load_map(directory: str | Path) -> tuple[EmbeddingMap, MapInfo]:
         files[ADAPTER_CONFIG],
         shapes,
         base_model=str(config.get("source_model")),
-        rank=config.get("r") if isinstance(config.get("r"), int) else -1,
+        rank=rank if isinstance(rank := config.get("r"), int) else -1,
     )
     if problems:
         raise ValueError(f"map directory {str(root)!r}: " + "; ".join(problems))
