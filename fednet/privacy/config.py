@@ -52,7 +52,8 @@ class PrivacyConfig:
     update_clip : float
         L2 bound ``C_u`` on a whole client update.
     update_noise_multiplier : float
-        ``z`` of the update mechanism: noise std ``z * C_u`` (local) or
+        ``z`` of the update mechanism: noise std ``2 * z * C_u`` (local: one client's
+        clipped update has sensitivity ``2 * C_u``) or
         ``z * C_u / n`` on the average of ``n`` updates (central).
     dpsgd : bool
         Train with DP-SGD.

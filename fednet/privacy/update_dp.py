@@ -13,9 +13,14 @@ is clipped to L2 norm ``C``, so one user changes a sum of updates by at most
   The average has sensitivity ``C / n``, so this is the Gaussian mechanism with
   multiplier ``z``; the server accounts it per round as
   ``(z, sample_rate=n / N, steps=1)`` for ``N`` clients in the population.
-* **local**: each client adds noise of std ``z * C`` to its own clipped update
-  (:func:`local_noise_std`, :func:`privatize_update`) and charges its own
-  ledger ``(z, sample_rate=1, steps=1)`` per round.
+* **local**: each client adds noise of std ``2 * z * C`` to its own clipped
+  update (:func:`local_noise_std`, :func:`privatize_update`) and charges its own
+  ledger ``(z, sample_rate=1, steps=1)`` per round. The release is the client's
+  own update, always sent: one example more or less in its data can turn the
+  whole update around, so two neighbouring data sets give clipped updates up
+  to ``2 * C`` apart (not ``C``: no sum over other users dilutes one example
+  here). Noise ``2 * z * C`` makes that the Gaussian mechanism with multiplier
+  ``z``, which is what the charge says.
 """
 
 from __future__ import annotations
@@ -76,9 +81,13 @@ def central_noise_std(*, noise_multiplier: float, clip: float, num_clients: int)
 
 
 def local_noise_std(*, noise_multiplier: float, clip: float) -> float:
-    """Noise std ``z * C`` a client adds to its own update clipped to ``C``."""
+    """Noise std ``2 * z * C`` a client adds to its own update clipped to ``C``.
+
+    The sensitivity of one client's clipped update is ``2 * C`` (see the module
+    notes), so this is the Gaussian mechanism with multiplier ``z``.
+    """
     z = check_non_negative("noise_multiplier", noise_multiplier)
-    return z * check_positive("clip", clip)
+    return 2.0 * z * check_positive("clip", clip)
 
 
 def privatize_update(
@@ -88,7 +97,7 @@ def privatize_update(
     noise_multiplier: float,
     noise: NoiseSource | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Local-mode release: clip ``delta`` to ``clip``, then add noise of std ``z * clip``.
+    """Local-mode release: clip ``delta`` to ``clip``, then add noise of std ``2 * z * clip``.
 
     Charge the client's ledger ``(noise_multiplier, sample_rate=1, steps=1)``
     with ``kind="update"`` for each release.

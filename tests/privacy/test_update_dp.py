@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from flwr.supercore.differential_privacy import compute_stdv
@@ -34,7 +36,7 @@ def test_clip_update_scales_whole_update() -> None:
 
 def test_noise_std_formulas() -> None:
     assert central_noise_std(noise_multiplier=1.2, clip=0.5, num_clients=4) == pytest.approx(0.15)
-    assert local_noise_std(noise_multiplier=1.2, clip=0.5) == pytest.approx(0.6)
+    assert local_noise_std(noise_multiplier=1.2, clip=0.5) == pytest.approx(1.2)
     # same as Flower's server-side fixed clipping
     assert central_noise_std(noise_multiplier=0.7, clip=2.0, num_clients=10) == pytest.approx(
         compute_stdv(0.7, 2.0, 10)
@@ -72,9 +74,39 @@ def test_privatize_update_clips_then_noises() -> None:
     assert torch.linalg.vector_norm(exact["w"]).item() == pytest.approx(2.0, rel=1e-5)
     noisy = privatize_update(delta, clip=2.0, noise_multiplier=0.01, noise=NoiseSource.seeded(0))
     residual = noisy["w"] - exact["w"]
-    assert residual.std().item() == pytest.approx(0.02, rel=0.05)
+    assert residual.std().item() == pytest.approx(0.04, rel=0.05)  # 2 * z * C
 
 
 def test_noise_update_rejects_integer_tensor() -> None:
     with pytest.raises(TypeError, match="delta\\['n'\\]"):
         noise_update({"n": torch.ones(3, dtype=torch.long)}, std=1.0)
+
+
+def _gaussian_delta(epsilon: float, *, sensitivity: float, std: float) -> float:
+    """Exact δ(ε) of the Gaussian mechanism (Balle & Wang, ICML 2018, theorem 8)."""
+    from scipy.stats import norm
+
+    a, b = sensitivity / (2 * std), epsilon * std / sensitivity
+    return float(norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b))
+
+
+@pytest.mark.parametrize("z", [0.8, 1.5, 4.0])
+def test_a_local_release_holds_the_epsilon_its_ledger_is_charged(z: float) -> None:
+    """The attack: one example more or less can turn a client's whole update around.
+
+    Two neighbouring data sets of one client may train updates pointing in
+    opposite directions, so after clipping to C they differ by 2C. The release
+    is charged to the ledger as (z, 1, 1); at the ε that charge reports, the
+    released Gaussian mechanism's exact δ must not exceed the ledger's δ.
+    """
+    from fednet.privacy.ledger import PrivacyLedger
+
+    clip = 0.5
+    up = clip_update({"w": torch.tensor([10.0, 0.0])}, max_norm=clip)["w"]
+    down = clip_update({"w": torch.tensor([-3.0, 0.0])}, max_norm=clip)["w"]
+    sensitivity = float((up - down).norm())
+    assert sensitivity == pytest.approx(2 * clip)
+    ledger = PrivacyLedger("c", delta=1e-5)
+    ledger.charge(noise_multiplier=z, sample_rate=1.0, steps=1, kind="update")
+    std = local_noise_std(noise_multiplier=z, clip=clip)
+    assert _gaussian_delta(ledger.epsilon, sensitivity=sensitivity, std=std) <= 1e-5
