@@ -177,6 +177,15 @@ def _signed(manifest, trust) -> str:
         return "BAD"
 
 
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ...).
+
+    A manifest's free text comes from the hub: printed raw, control characters
+    could move the cursor and paint over a row's verdict.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _ls(args: argparse.Namespace, hub) -> int:
     """Print the peers, or the latest adapters with their signature verdict.
 
@@ -211,14 +220,15 @@ def _ls(args: argparse.Namespace, hub) -> int:
             return "-" if v is None else f"{v:.2f}" + ("!" if note else "")
 
         print(
-            f"{m.ref:<32} {m.owner:<12} {signed:<8} {m.kind:<13} {m.task:<18} "
-            f"{m.base_model:<10} {m.rank:<5} "
+            f"{_printable(m.ref):<32} {_printable(m.owner):<12} {signed:<8} "
+            f"{_printable(m.kind):<13} {_printable(m.task):<18} "
+            f"{_printable(m.base_model):<10} {m.rank:<5} "
             f"{'-' if acc is None else f'{acc:.3f}':<6} {eps(m.update_epsilon):<8} "
             f"{eps(m.sketch_epsilon):<11} {eps(m.epsilon):<10} "
             f"{'yes' if m.sketch else 'no'}"
         )
         if m.epsilon_note:
-            print(f"  ! {m.epsilon_note}")
+            print(f"  ! {_printable(m.epsilon_note)}")
     if bad:
         print(
             f"BAD: {', '.join(bad)}: the owner's signature does not verify (the hub "
@@ -246,8 +256,15 @@ def _show(args: argparse.Namespace, hub) -> int:
     """
     from fednet.hub.trust import fingerprint
 
-    m = hub.resolve(*name_version(args.ref))
-    print(m.to_json(indent=2))
+    name, version = name_version(args.ref)
+    m = hub.resolve(name, version)
+    print(m.to_json(indent=2))  # JSON escapes every control character
+    if m.name != name or (version != "latest" and str(m.version) != version):
+        print(
+            f"BAD: asked for {name}@{version}, the hub answered {_printable(m.ref)}",
+            file=sys.stderr,
+        )
+        return 1
     trust = hub.trust
     try:
         status = trust.status(m)

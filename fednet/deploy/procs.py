@@ -267,9 +267,16 @@ class Supervisor:
                 self.children.remove(child)
 
     def stop(self, child: Child, *, sig: int = signal.SIGTERM) -> int | None:
-        """Stop ``child``, its process group and every descendant; return its status."""
+        """Stop ``child``, its process group and every descendant; return its status.
+
+        The group is signalled by the child's pid only while this call has seen
+        the child running: once a child is reaped its pid may be reused, even as
+        another group's leader. What escaped a child that ended earlier is
+        stopped through the descendants remembered as processes.
+        """
         known = set(child._known) | set(_descendant_procs(child.pid))
-        if child.proc.poll() is None:
+        was_running = child.proc.poll() is None
+        if was_running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, sig)
             try:
@@ -279,8 +286,9 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
                 child.proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)  # stragglers left in the group
+        if was_running:  # stragglers keep the group, so its id cannot be reused yet
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         _reap(known, grace_s=min(self.grace_s, 5.0))
         if child.proc.stdout is not None:
             with contextlib.suppress(OSError):

@@ -194,6 +194,7 @@ def _sign(
     """Sign the release the server asks for, with this client's own key, if the
     client's own privacy ledger (in its state directory) backs every privacy claim."""
     from fednet.federation.client import resolve_client
+    from fednet.federation.private import keeps_personalized
     from fednet.federation.signing import client_ledger, client_owner_key, sign_release
 
     conf = _config(context, cfg)
@@ -209,6 +210,7 @@ def _sign(
         key,
         ledger=client_ledger(_state_dir(context, state_dir, conf), client),
         reproducible_noise=conf.privacy.reproducible_noise,
+        keeps_personalized=keeps_personalized(conf.privacy),
     )
     return Message(RecordDict({P.SIGNED: signed}), reply_to=msg)
 

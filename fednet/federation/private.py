@@ -68,6 +68,7 @@ __all__ = [
     "RoundResult",
     "check_one_owner",
     "data_fingerprint",
+    "keeps_personalized",
     "ledger_path",
     "releasable_metrics",
     "record_own_metrics",
@@ -133,6 +134,15 @@ def check_one_owner(state_dir: Path, client_id: str, fingerprint: str) -> None:
 def ledger_path(state_dir: Path, client_id: str, fingerprint: str) -> Path:
     """Where the ledger of ``client_id`` on data ``fingerprint`` lives."""
     return Path(state_dir) / client_id / f"ledger-{fingerprint}.json"
+
+
+def keeps_personalized(cfg: PrivacyConfig) -> bool:
+    """Whether a client keeps its personalised adapter to itself: central mode, no DP-SGD.
+
+    Its update then leaves it unnoised for the trusted server's noised sum, so a
+    personalised adapter trained on top would carry no noise of its own.
+    """
+    return cfg.enabled and cfg.update_mode == "central" and not cfg.dpsgd
 
 
 def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]) -> None:
@@ -407,8 +417,8 @@ class PrivateRound:
         return RoundResult(lora=lora, head=head, sketch=sketch, metrics=metrics)
 
     def keeps_personalized(self) -> bool:
-        """Whether a personalised adapter stays here: central mode, no DP-SGD."""
-        return self.cfg.enabled and self.cfg.update_mode == "central" and not self.cfg.dpsgd
+        """Whether a personalised adapter stays here (:func:`keeps_personalized`)."""
+        return keeps_personalized(self.cfg)
 
     def _keep_personalized(self) -> Path:
         from fednet.models import lora_targets, save_adapter

@@ -163,16 +163,38 @@ def privacy_problems(
         is claimed, ``delta`` and ``accountant`` must be the ledger's, and with
         reproducible noise ``epsilon_note`` must be
         :data:`~fednet.privacy.randomness.NOT_VALID_NOTE`.
+
+        The claims must also fit together as the manifest defines them: the
+        total ``epsilon`` is claimed exactly when ``update_epsilon`` is (it is
+        None when the weights are not private); when any ε is claimed and the
+        ledger holds sketch releases, ``sketch_epsilon`` is claimed too; and
+        ``epsilon_note`` is None or ``NOT_VALID_NOTE``, never free text.
     """
     problems: list[str] = []
+    if draft.epsilon_note not in (None, NOT_VALID_NOTE):
+        problems.append(
+            f"{draft.name} carries epsilon_note={draft.epsilon_note!r}; the only note a "
+            f"client signs is {NOT_VALID_NOTE!r}"
+        )
     claimed = {f: getattr(draft, f) for f in _EPSILON_OF if getattr(draft, f) is not None}
     if not claimed:
         return problems
+    if (draft.epsilon is None) != (draft.update_epsilon is None):
+        problems.append(
+            f"{draft.name} claims epsilon={draft.epsilon!r} with "
+            f"update_epsilon={draft.update_epsilon!r}: the total is claimed exactly when the "
+            "weights' epsilon is"
+        )
     if ledger is None:
         return [
             f"{draft.name} claims {f}={v!r}, but the client has no privacy ledger"
             for f, v in claimed.items()
         ]
+    if draft.sketch_epsilon is None and ledger.epsilon_of(("sketch",)) is not None:
+        problems.append(
+            f"{draft.name} claims an epsilon but omits sketch_epsilon; its ledger has "
+            f"{ledger.epsilon_of(('sketch',))!r} for its sketches"
+        )
     for field, value in claimed.items():
         truth = _ledger_epsilon(ledger, field)
         if truth is None:
@@ -210,6 +232,7 @@ def sign_release(
     *,
     ledger: PrivacyLedger | None,
     reproducible_noise: bool,
+    keeps_personalized: bool,
 ) -> ConfigRecord:
     """Check and sign a release request as ``client``; the reply is ``<kind>`` -> signed JSON.
 
@@ -226,6 +249,11 @@ def sign_release(
         none: every privacy claim is checked against it (:func:`privacy_problems`).
     reproducible_noise : bool
         The client's ``privacy.reproducible-noise``.
+    keeps_personalized : bool
+        Whether the client keeps its personalised adapter to itself
+        (:func:`fednet.federation.private.keeps_personalized`: central mode
+        without DP-SGD). A ``personalized`` release is then refused: the client
+        never sent it, so the server built it, e.g. from unnoised updates.
 
     Raises
     ------
@@ -267,6 +295,11 @@ def sign_release(
                 wrong.append(f"rank is {draft.rank}, the adapter has r={config.get('r')}")
         except (KeyError, ValueError, TypeError, IntegrityError) as e:
             wrong.append(str(e))
+        if kind == "personalized" and keeps_personalized:
+            wrong.append(
+                "the client keeps its personalised adapter to itself in central mode; "
+                "this one did not come from it"
+            )
         if kind == "personalized" and draft.rank != client.lora_rank:
             wrong.append(f"rank is {draft.rank}, the client trains rank {client.lora_rank}")
         if draft.owner_public_key or draft.signature or draft.rotation:

@@ -107,9 +107,12 @@ class Manifest:
     The owner's signature is its word for every signed field, the privacy
     fields included. A run's server drafts them from its copy of the clients'
     metrics; each client checks ``epsilon``, ``update_epsilon``,
-    ``sketch_epsilon``, ``delta``, ``accountant`` and ``epsilon_note``
-    against its own privacy ledger before it signs, and refuses a claim its
-    ledger does not back (:mod:`fednet.federation.signing`).
+    ``sketch_epsilon``, ``delta`` and ``accountant`` against its own privacy
+    ledger before it signs, requires the claims to fit together (the total
+    exactly with the weights' ε, the sketch ε whenever its ledger has one),
+    accepts no ``epsilon_note`` but the reproducible-noise one (required when
+    its noise is reproducible), and refuses a claim its ledger does not back
+    (:mod:`fednet.federation.signing`).
 
     Parameters
     ----------

@@ -148,3 +148,19 @@ def test_stop_never_signals_a_process_that_reused_a_remembered_pid():
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_stop_never_kills_the_group_of_a_pid_reused_after_the_child_ended():
+    """A child reaped long ago: its pid may now lead someone else's process group."""
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its group
+    try:
+        with Supervisor(grace_s=3) as sup:
+            child = sup.spawn("brief", [sys.executable, "-c", "pass"])
+            child.proc.wait(timeout=30)
+            assert child.poll() is not None  # ended and reaped
+            child.proc.pid = bystander.pid  # what pid reuse would make of its number
+            sup.stop(child)
+        assert bystander.poll() is None, "stop killed the group of a reused pid"
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -170,3 +170,36 @@ def test_listing_with_tofu_pins_nothing(
     fresh = tmp_path / "fresh.json"
     assert main(["hub", "ls", "--hub", published.url, "--trust-file", str(fresh), "--tofu"]) == 0
     assert not fresh.exists()
+
+
+def test_control_characters_cannot_paint_over_a_rows_verdict(
+    published: LiveHub, key: Ed25519PrivateKey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged note that moves the cursor up and rewrites its own BAD line as `ok`."""
+    trust = tmp_path / "trust.json"
+    TrustStore(trust).add("spam-0", encode_public_key(key))
+    paint = "\x1b[1A\x1b[2K\rspam-0-shared@v1 spam-0 ok"
+    _forge(published, "spam-0-shared", epsilon_note=paint)
+    assert main(["hub", "ls", "--hub", published.url, "--trust-file", str(trust)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert "\\x1b[1A\\x1b[2K\\rspam-0-shared@v1 spam-0 ok" in out  # shown, escaped
+
+
+def test_show_on_a_hub_directory_refuses_an_answer_for_another_adapter(
+    published: LiveHub, key: Ed25519PrivateKey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator stores another owner-signed adapter's manifest under the asked name."""
+    trust = tmp_path / "trust.json"
+    TrustStore(trust).add("spam-0", encode_public_key(key))
+    other = published.store.resolve("spam-0-personalized").to_dict()
+    with published.store._engine.begin() as conn:  # noqa: SLF001 - the attacker owns the DB
+        conn.execute(
+            update(adapters_table)
+            .where(adapters_table.c.name == "spam-0-shared")
+            .values(manifest=json.dumps(other))
+        )
+    reader = ["--hub", str(published.store.root), "--trust-file", str(trust)]
+    assert main(["hub", "show", "spam-0-shared@1", *reader]) == 1
+    err = capsys.readouterr().err
+    assert "asked for spam-0-shared@1, the hub answered spam-0-personalized@v1" in err

@@ -28,7 +28,9 @@ FIELDS = {
 }
 
 
-def _sign(run: Path, state: Path, *, reproducible_noise: bool = False):  # type: ignore[no-untyped-def]
+def _sign(  # type: ignore[no-untyped-def]
+    run: Path, state: Path, *, reproducible_noise: bool = False, keeps_personalized: bool = False
+):
     from fednet.hub.publish import client_releases
 
     releases = client_releases(run, "spam-0")
@@ -40,6 +42,7 @@ def _sign(run: Path, state: Path, *, reproducible_noise: bool = False):  # type:
         key,
         ledger=client_ledger(state, SPAM0),
         reproducible_noise=reproducible_noise,
+        keeps_personalized=keeps_personalized,
     )
     return read_signed(reply, releases, "spam-0"), releases, key
 
@@ -173,3 +176,51 @@ def test_a_ledger_of_another_client_backs_nothing(tmp_path: Path) -> None:
     path.write_text(text.replace('"spam-0"', '"spam-1"'))
     with pytest.raises(ValueError, match="belongs to client 'spam-1', not 'spam-0'"):
         client_ledger(tmp_path / "state", SPAM0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # a sketch-only run's total drafted as if it were the weights' epsilon
+        ({"update_epsilon": None}, r"claims epsilon=.* with update_epsilon=None"),
+        # the weights' epsilon with the total (and its sketch cost) left out
+        ({"epsilon": None}, r"claims epsilon=None with update_epsilon="),
+        # the sketch cost dropped from a manifest that claims the rest
+        ({"sketch_epsilon": None}, "omits sketch_epsilon; its ledger has"),
+        # free text where only the reproducible-noise note may stand
+        ({"epsilon_note": "client-level DP, audited"}, "the only note a client signs is"),
+    ],
+)
+def test_claims_must_fit_together_as_the_manifest_defines_them(
+    honest_run: Path, spam0_ledger: PrivacyLedger, tmp_path: Path, change: dict, message: str
+) -> None:
+    """Each value may be the ledger's and the whole still mislead a reader: the server
+    drafts the manifest itself, not through fednet's own drafting."""
+    import dataclasses
+
+    from fednet.hub.publish import client_releases
+
+    if change.get("update_epsilon", 0) is None:  # the total stands as the weights' claim
+        change = {**change, "epsilon": spam0_ledger.epsilon}
+    releases = [
+        (dataclasses.replace(m, **change), files)
+        for m, files in client_releases(honest_run, "spam-0", kinds=("shared",))
+    ]
+    with pytest.raises(ValueError, match=message):
+        sign_release(
+            release_record(releases),
+            SPAM0,
+            generate_private_key(),
+            ledger=client_ledger(tmp_path / "state", SPAM0),
+            reproducible_noise=False,
+            keeps_personalized=False,
+        )
+
+
+def test_a_personalised_adapter_the_client_kept_is_never_signed(
+    honest_run: Path, tmp_path: Path
+) -> None:
+    """In central mode without DP-SGD the personalised adapter never leaves the client,
+    so a server that asks to sign one built it, e.g. from the client's unnoised updates."""
+    with pytest.raises(ValueError, match="personalized: the client keeps its personalised"):
+        _sign(honest_run, tmp_path / "state", keeps_personalized=True)

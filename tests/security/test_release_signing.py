@@ -39,6 +39,7 @@ def sign(spam0_ledger: PrivacyLedger) -> Sign:
             key,
             ledger=spam0_ledger,
             reproducible_noise=False,
+            keeps_personalized=False,
         )
 
     return sign
