@@ -413,7 +413,8 @@ def _targets(results: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"- Transfer gives the small client >= +3 points over training alone (the "
-            f"stronger alone arm: {baseline}): {met}; "
+            f"stronger alone arm on the test texts, {baseline}: a choice that can only make "
+            f"the target harder, and that the interval does not count): {met}; "
             f"{100 * gain:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f})."
         )
     return lines
@@ -531,6 +532,15 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
                 if "alone_prototypes" in t
                 else []
             ),
+            *(
+                [
+                    f"| ablation: the same recipe on its own DP release only (no peers) | "
+                    f"{_with_ci(t, 'own_release_only')} | "
+                    f"{t['own_release_only_detail']['learning_rate']:g} |"
+                ]
+                if "own_release_only" in t
+                else []
+            ),
             f"| with prototypes from {t['other_model']} | {_with_ci(t, 'with_prototypes')} | "
             f"{t['with_prototypes_detail']['learning_rate']:g} |",
             f"| one-model federation | {_with_ci(t, 'one_model_federation')} | "
@@ -542,6 +552,12 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
                 f"; over alone with its own prototypes: "
                 f"{_with_ci(t, 'gain_over_own', points=True)} points"
                 if "gain_over_own" in t
+                else ""
+            )
+            + (
+                f"; what the peers' prototypes add (over the ablation): "
+                f"{_with_ci(t, 'gain_from_peers', points=True)} points"
+                if "gain_from_peers" in t
                 else ""
             )
             + " (95% paired bootstrap intervals over the test texts).",

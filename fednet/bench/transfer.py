@@ -7,8 +7,10 @@ space's model trains LoRA and a head for ``steps`` steps:
 - alone, two ways: with a random head and plain cross-entropy; and with
   FedProto's recipe on its own data only (its head starts as the nearest rule
   of its own exact class prototypes, :func:`~fednet.representation.prototypes.own_prototypes`,
-  and its loss adds the alignment term to them). The second is the control
-  for the prototype arm: everything but the peers' prototypes is the same;
+  and its loss adds the alignment term to them), what a client alone would do;
+- the ablation: the same recipe on the client's own DP prototype release alone,
+  the very release the prototype arm aggregates with the peers'. It differs from
+  the prototype arm only in lacking the peers' prototypes;
 - with DP prototypes released by ``other_clients`` peers of the same task on
   ``other_model`` (``other_examples`` each; frozen-encoder embeddings mapped by
   the map chosen on held-out public text, one exchange) and by itself: its head
@@ -436,6 +438,25 @@ def transfer(
     result["alone_prototypes_detail"] = picked
     progress(f"  alone with its own prototypes: {result['alone_prototypes']:.3f}")
 
+    own_released = aggregate_prototypes([releases[-1]])[cfg.transfer_task]
+
+    def without_peers(lr: float) -> Any:
+        model = _classifier(cfg, cfg.reference, n_labels)
+        own = embed_texts(
+            model.encode, train[0], tokenizer, max_length=cfg.max_length, normalize=False
+        )
+        model.load_head_state(prototype_head(own_released, own))
+        align = PrototypeAlignment(own_released, identity, weight=cfg.prototype_weight)
+        _train(cfg, model, train, cfg.steps, seed=cfg.seed, learning_rate=lr, align=align)
+        return model
+
+    picked = select_and_test(
+        cfg, without_peers, validation, data["test"], progress, "own DP release only"
+    )
+    result["own_release_only"] = picked["accuracy"]
+    result["own_release_only_detail"] = picked
+    progress(f"  with its own DP prototypes only: {result['own_release_only']:.3f}")
+
     t0 = time.perf_counter()
     picked = select_and_test(
         cfg, with_prototypes, validation, data["test"], progress, "with prototypes"
@@ -448,10 +469,15 @@ def transfer(
     )
     result["diagnostics"] = _ceilings(cfg, emb, data, train, protos, to_network)
     progress(f"  diagnostics: {result['diagnostics']}")
-    for arm in ("alone", "alone_prototypes", "with_prototypes", "one_model_federation"):
+    arms = ("alone", "alone_prototypes", "own_release_only", "with_prototypes")
+    for arm in (*arms, "one_model_federation"):
         hits = result[f"{arm}_detail"]["correct"]
         result[f"{arm}_ci95"] = list(wilson_interval(sum(hits), len(hits)))
-    for arm, key in (("alone", "gain_over_alone"), ("alone_prototypes", "gain_over_own")):
+    for arm, key in (
+        ("alone", "gain_over_alone"),
+        ("alone_prototypes", "gain_over_own"),
+        ("own_release_only", "gain_from_peers"),
+    ):
         result[key] = result["with_prototypes"] - result[arm]
         result[f"{key}_ci95"] = list(
             paired_difference_interval(

@@ -56,13 +56,15 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     selected = [r for r in data["routing"] if r["method"] == "selected"]
     assert len(selected) == 2 and selected[0]["maps"] == {"tiny-mpnet": chosen[0]["method"]}
     t = data["transfer"]
-    arms = ("alone", "alone_prototypes", "with_prototypes", "one_model_federation")
+    arms = ("alone", "alone_prototypes", "own_release_only", "with_prototypes")
+    arms += ("one_model_federation",)
     assert set(arms) <= set(t)
     assert t["map"] == chosen[0]["method"]
     # the target is judged against the stronger alone arm on the test texts
     assert t["target_baseline"] in ("alone", "alone_prototypes")
     assert t["gain"] == t["with_prototypes"] - max(t["alone"], t["alone_prototypes"])
     assert t["gain_over_own"] == t["with_prototypes"] - t["alone_prototypes"]
+    assert t["gain_from_peers"] == t["with_prototypes"] - t["own_release_only"]
     for arm in arms:
         assert t[f"{arm}_detail"]["learning_rate"] in cfg.learning_rates
         assert len(t[f"{arm}_detail"]["correct"]) == 24
@@ -78,6 +80,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     text = md_path.read_text()
     assert "## 1. Map fit" in text and "## 3. Knowledge transfer" in text
     assert "alone, FedProto's recipe on its own exact prototypes" in text
+    assert "ablation: the same recipe on its own DP release only" in text
     assert "the stronger alone arm" in text
     assert (tmp_path / f"representation-{data['stamp']}-maps").is_dir()
 
