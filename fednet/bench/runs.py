@@ -145,6 +145,8 @@ def train_centralized(
     ----------
     cfg : FederationConfig
         The federation (any label space); its clients' training splits are pooled.
+        The loss weights labels as the clients do: balanced over the pooled labels
+        when any client has ``class-weighting = "balanced"``.
     out_dir : Path
         Where the PEFT adapter and head are written.
     on_step : callable, optional
@@ -158,7 +160,7 @@ def train_centralized(
     """
     from fednet.federation.client_data import load_client_data
     from fednet.models import build_classifier, load_tokenizer, lora_targets, save_adapter
-    from fednet.training import batches, train_steps
+    from fednet.training import balanced_class_weights, batches, train_steps
 
     union = variant(cfg, "generalist")
     texts: list[str] = []
@@ -194,8 +196,16 @@ def train_centralized(
         max_length=union.max_length,
         seed=union.seed,
     )
+    # the baseline trains as the clients do: balanced when any client is
+    weights = (
+        balanced_class_weights(labels, len(names))
+        if any(c.class_weighting == "balanced" for c in union.clients)
+        else None
+    )
     cpu, wall = time.process_time(), time.perf_counter()
-    loss = train_steps(model, stream, steps=steps, learning_rate=lr, on_step=on_step)
+    loss = train_steps(
+        model, stream, steps=steps, learning_rate=lr, on_step=on_step, class_weights=weights
+    )
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     save_adapter(
         out_dir,
@@ -224,6 +234,7 @@ def train_centralized(
         "steps": steps,
         "batch_size": batch_size,
         "learning_rate": lr,
+        "class_weights": None if weights is None else weights.tolist(),
         "num_examples": len(texts),
         "train_loss": loss,
         "wall_s": wall,
