@@ -24,7 +24,7 @@ import torch
 from fednet.config import load_preset
 from fednet.federation.client_data import client_seed as _client_seed
 from fednet.federation.simulation import simulate
-from fednet.privacy import PrivacyConfig
+from fednet.privacy import PrivacyConfig, local_noise_std
 from tests.federation.wire_audit import WireRecorder, load_wire
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,8 @@ def _replay_update_noise(cfg, entry) -> float:
         received = entry["incoming"][name]
         for key, value in sent.items():
             delta = torch.from_numpy(value.astype(np.float32) - received[key].astype(np.float32))
-            noise = torch.randn(delta.shape, generator=gen) * (Z * CLIP)
+            std = local_noise_std(noise_multiplier=Z, clip=CLIP)
+            noise = torch.randn(delta.shape, generator=gen) * std
             residual.append((delta - noise).flatten())
     return float(torch.linalg.vector_norm(torch.cat(residual)))
 
@@ -165,7 +166,8 @@ def test_reproducible_noise_repeats_voids_epsilon_and_the_attack_succeeds(reprod
     for name in ("lora", "head"):
         for key, value in a["records"][name][1].items():
             delta = torch.from_numpy(value - a["incoming"][name][key])
-            residual.append((delta - src.normal(delta.shape, std=Z * CLIP)).flatten())
+            std = local_noise_std(noise_multiplier=Z, clip=CLIP)  # the attacker knows the code
+            residual.append((delta - src.normal(delta.shape, std=std)).flatten())
     assert float(torch.linalg.vector_norm(torch.cat(residual))) <= CLIP * 1.01
 
     assert summary["privacy"]["epsilon_note"] == NOT_VALID_NOTE
