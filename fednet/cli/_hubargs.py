@@ -36,7 +36,8 @@ def add_hub_options(
     p.add_argument("--token", help=token_help)
 
 
-def add_trust_options(p: argparse.ArgumentParser) -> None:
+def add_trust_options(p: argparse.ArgumentParser, *, pins: bool = True) -> None:
+    """``--trust-file`` and ``--tofu``; ``pins=False`` for commands that never pin a key."""
     p.add_argument(
         "--trust-file",
         help="trust store of pinned owner keys (default: $FEDNET_TRUST_FILE or "
@@ -45,8 +46,12 @@ def add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tofu",
         action="store_true",
-        help="trust on first use: pin (and write to the trust store) the key of any owner "
-        "not pinned yet",
+        help=(
+            "trust on first use: pin (and write to the trust store) the key of any owner "
+            "not pinned yet"
+            if pins
+            else "ignored here: this command only looks, and never pins a key"
+        ),
     )
 
 

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ]:
         q = add_command(hub, name, help=helptext, description=description)
         add_hub_options(q)
-        add_trust_options(q)
+        add_trust_options(q, pins=name not in ("ls", "show"))
         if name == "ls":
             q.add_argument("--peers", action="store_true", help="list peers instead")
         if name in ("show", "pull"):
