@@ -407,66 +407,37 @@ def transfer(
     result["peer_epsilon"] = cfg.prototype_epsilon
     tokenizer = load_tokenizer(cfg.reference)
 
-    def with_prototypes(lr: float) -> Any:
-        model = _classifier(cfg, cfg.reference, n_labels)
-        own = embed_texts(
-            model.encode, train[0], tokenizer, max_length=cfg.max_length, normalize=False
-        )
-        model.load_head_state(prototype_head(protos, own))
-        align = PrototypeAlignment(protos, identity, weight=cfg.prototype_weight)
-        _train(cfg, model, train, cfg.steps, seed=cfg.seed, learning_rate=lr, align=align)
-        return model
+    def fedproto(prototypes: Any) -> Any:
+        """FedProto's recipe on ``prototypes``: their nearest rule as the head, their pull."""
+
+        def build(lr: float) -> Any:
+            model = _classifier(cfg, cfg.reference, n_labels)
+            own = embed_texts(
+                model.encode, train[0], tokenizer, max_length=cfg.max_length, normalize=False
+            )
+            model.load_head_state(prototype_head(prototypes, own))
+            align = PrototypeAlignment(prototypes, identity, weight=cfg.prototype_weight)
+            _train(cfg, model, train, cfg.steps, seed=cfg.seed, learning_rate=lr, align=align)
+            return model
+
+        return build
 
     own_exact = own_prototypes(
         emb.lookup(cfg.reference, train[0]), torch.tensor(train[1]), num_labels=n_labels
     )
-
-    def alone_prototypes(lr: float) -> Any:
-        model = _classifier(cfg, cfg.reference, n_labels)
-        own = embed_texts(
-            model.encode, train[0], tokenizer, max_length=cfg.max_length, normalize=False
-        )
-        model.load_head_state(prototype_head(own_exact, own))
-        align = PrototypeAlignment(own_exact, identity, weight=cfg.prototype_weight)
-        _train(cfg, model, train, cfg.steps, seed=cfg.seed, learning_rate=lr, align=align)
-        return model
-
-    picked = select_and_test(
-        cfg, alone_prototypes, validation, data["test"], progress, "alone, own prototypes"
-    )
-    result["alone_prototypes"] = picked["accuracy"]
-    result["alone_prototypes_detail"] = picked
-    progress(f"  alone with its own prototypes: {result['alone_prototypes']:.3f}")
-
     own_released = aggregate_prototypes([releases[-1]])[cfg.transfer_task]
-
-    def without_peers(lr: float) -> Any:
-        model = _classifier(cfg, cfg.reference, n_labels)
-        own = embed_texts(
-            model.encode, train[0], tokenizer, max_length=cfg.max_length, normalize=False
+    for arm, prototypes, label in (
+        ("alone_prototypes", own_exact, "alone, own prototypes"),
+        ("own_release_only", own_released, "own DP release only"),
+        ("with_prototypes", protos, f"with prototypes from {cfg.other_model}"),
+    ):
+        t0 = time.perf_counter()
+        picked = select_and_test(
+            cfg, fedproto(prototypes), validation, data["test"], progress, label
         )
-        model.load_head_state(prototype_head(own_released, own))
-        align = PrototypeAlignment(own_released, identity, weight=cfg.prototype_weight)
-        _train(cfg, model, train, cfg.steps, seed=cfg.seed, learning_rate=lr, align=align)
-        return model
-
-    picked = select_and_test(
-        cfg, without_peers, validation, data["test"], progress, "own DP release only"
-    )
-    result["own_release_only"] = picked["accuracy"]
-    result["own_release_only_detail"] = picked
-    progress(f"  with its own DP prototypes only: {result['own_release_only']:.3f}")
-
-    t0 = time.perf_counter()
-    picked = select_and_test(
-        cfg, with_prototypes, validation, data["test"], progress, "with prototypes"
-    )
-    result["with_prototypes"] = picked["accuracy"]
-    result["with_prototypes_detail"] = picked
-    progress(
-        f"  with prototypes from {cfg.other_model}: {result['with_prototypes']:.3f} "
-        f"({time.perf_counter() - t0:.0f} s)"
-    )
+        result[arm] = picked["accuracy"]
+        result[f"{arm}_detail"] = picked
+        progress(f"  {label}: {result[arm]:.3f} ({time.perf_counter() - t0:.0f} s)")
     result["diagnostics"] = _ceilings(cfg, emb, data, train, protos, to_network)
     progress(f"  diagnostics: {result['diagnostics']}")
     arms = ("alone", "alone_prototypes", "own_release_only", "with_prototypes")
