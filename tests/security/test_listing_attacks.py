@@ -33,6 +33,11 @@ def _forge(live_hub: LiveHub, name: str, **changes: Any) -> None:
             manifest["metrics"]["accuracy"] = value
         else:
             manifest[field] = value
+    _store(live_hub, name, manifest)
+
+
+def _store(live_hub: LiveHub, name: str, manifest: dict[str, Any]) -> None:
+    """Store ``manifest`` as the one of ``name``, in the hub's database."""
     with live_hub.store._engine.begin() as conn:  # noqa: SLF001 - the attacker owns the DB
         conn.execute(
             update(adapters_table)
@@ -192,13 +197,7 @@ def test_show_on_a_hub_directory_refuses_an_answer_for_another_adapter(
     """The operator stores another owner-signed adapter's manifest under the asked name."""
     trust = tmp_path / "trust.json"
     TrustStore(trust).add("spam-0", encode_public_key(key))
-    other = published.store.resolve("spam-0-personalized").to_dict()
-    with published.store._engine.begin() as conn:  # noqa: SLF001 - the attacker owns the DB
-        conn.execute(
-            update(adapters_table)
-            .where(adapters_table.c.name == "spam-0-shared")
-            .values(manifest=json.dumps(other))
-        )
+    _store(published, "spam-0-shared", published.store.resolve("spam-0-personalized").to_dict())
     reader = ["--hub", str(published.store.root), "--trust-file", str(trust)]
     assert main(["hub", "show", "spam-0-shared@1", *reader]) == 1
     err = capsys.readouterr().err
