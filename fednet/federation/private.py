@@ -59,7 +59,7 @@ from fednet.federation.client import ClientRuntime
 from fednet.privacy.config import PrivacyConfig
 
 if TYPE_CHECKING:
-    from fednet.privacy.ledger import Release
+    from fednet.privacy.ledger import PrivacyLedger, Release
 from fednet.protocol import DP_METRIC_KEYS
 
 __all__ = [
@@ -67,8 +67,10 @@ __all__ = [
     "PrivateRound",
     "RoundResult",
     "check_one_owner",
+    "EPSILON_KINDS",
     "data_fingerprint",
     "keeps_personalized",
+    "ledger_epsilons",
     "ledger_path",
     "releasable_metrics",
     "record_own_metrics",
@@ -134,6 +136,31 @@ def check_one_owner(state_dir: Path, client_id: str, fingerprint: str) -> None:
 def ledger_path(state_dir: Path, client_id: str, fingerprint: str) -> Path:
     """Where the ledger of ``client_id`` on data ``fingerprint`` lives."""
     return Path(state_dir) / client_id / f"ledger-{fingerprint}.json"
+
+
+EPSILON_KINDS: dict[str, tuple[str, ...] | None] = {
+    "epsilon": None,  # every release
+    "update-epsilon": ("dpsgd", "update"),
+    "sketch-epsilon": ("sketch",),
+}
+"""Each ε a client reports (:data:`fednet.protocol.EPSILON_KEYS`) and the ledger
+release kinds it composes; None: every release."""
+
+
+def ledger_epsilons(ledger: PrivacyLedger) -> dict[str, float]:
+    """The ε of ``ledger`` per :data:`EPSILON_KINDS` key, for each key it has releases of.
+
+    What a client reports after a round, and what the manifests it signs may claim.
+    """
+    out: dict[str, float] = {}
+    for key, kinds in EPSILON_KINDS.items():
+        if kinds is None:
+            eps = ledger.epsilon if ledger.releases else None
+        else:
+            eps = ledger.epsilon_of(kinds)
+        if eps is not None:
+            out[key] = float(eps)
+    return out
 
 
 def keeps_personalized(cfg: PrivacyConfig) -> bool:
@@ -398,15 +425,8 @@ class PrivateRound:
             )
         self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
         ledger.save(self.ledger_path)
-        metrics["epsilon"] = float(ledger.epsilon)
+        metrics.update(ledger_epsilons(ledger))
         metrics["delta"] = float(self.cfg.delta)
-        for key, kinds in (
-            ("update-epsilon", ("dpsgd", "update")),
-            ("sketch-epsilon", ("sketch",)),
-        ):
-            eps = ledger.epsilon_of(kinds)
-            if eps is not None:
-                metrics[key] = float(eps)
         logger.info(
             "client %s round %s: epsilon %.4g of budget %g",
             self.rt.client.id,

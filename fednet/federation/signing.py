@@ -62,14 +62,13 @@ __all__ = [
     "sign_release",
 ]
 
-_EPSILON_OF: dict[str, tuple[str, ...] | None] = {
-    "epsilon": None,  # every release
-    "update_epsilon": ("dpsgd", "update"),
-    "sketch_epsilon": ("sketch",),
+_EPSILON_FIELDS: dict[str, str] = {
+    "epsilon": "epsilon",
+    "update_epsilon": "update-epsilon",
+    "sketch_epsilon": "sketch-epsilon",
 }
-"""Each ε field of a manifest and the ledger release kinds it composes: the split
-:meth:`fednet.federation.private.PrivateRound.run` reports as ``epsilon``,
-``update-epsilon`` and ``sketch-epsilon``."""
+"""Each ε field of a manifest and the key of
+:data:`fednet.federation.private.EPSILON_KINDS` (what the client reported) it claims."""
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +127,6 @@ def client_ledger(state_dir: str | Path, client: ClientConfig) -> PrivacyLedger 
     return ledger
 
 
-def _ledger_epsilon(ledger: PrivacyLedger, field: str) -> float | None:
-    kinds = _EPSILON_OF[field]
-    if kinds is None:
-        return ledger.epsilon if ledger.releases else None
-    return ledger.epsilon_of(kinds)
-
-
 def privacy_problems(
     draft: Manifest, ledger: PrivacyLedger | None, *, reproducible_noise: bool
 ) -> list[str]:
@@ -176,7 +168,7 @@ def privacy_problems(
             f"{draft.name} carries epsilon_note={draft.epsilon_note!r}; the only note a "
             f"client signs is {NOT_VALID_NOTE!r}"
         )
-    claimed = {f: getattr(draft, f) for f in _EPSILON_OF if getattr(draft, f) is not None}
+    claimed = {f: getattr(draft, f) for f in _EPSILON_FIELDS if getattr(draft, f) is not None}
     if not claimed:
         return problems
     if (draft.epsilon is None) != (draft.update_epsilon is None):
@@ -186,19 +178,22 @@ def privacy_problems(
             "weights' epsilon is"
         )
     if ledger is None:
-        return [
+        return problems + [
             f"{draft.name} claims {f}={v!r}, but the client has no privacy ledger"
             for f, v in claimed.items()
         ]
-    if draft.sketch_epsilon is None and ledger.epsilon_of(("sketch",)) is not None:
+    from fednet.federation.private import EPSILON_KINDS, ledger_epsilons
+
+    spent = ledger_epsilons(ledger)
+    if draft.sketch_epsilon is None and "sketch-epsilon" in spent:
         problems.append(
             f"{draft.name} claims an epsilon but omits sketch_epsilon; its ledger has "
-            f"{ledger.epsilon_of(('sketch',))!r} for its sketches"
+            f"{spent['sketch-epsilon']!r} for its sketches"
         )
     for field, value in claimed.items():
-        truth = _ledger_epsilon(ledger, field)
+        truth = spent.get(_EPSILON_FIELDS[field])
         if truth is None:
-            kinds = _EPSILON_OF[field] or ("any",)
+            kinds = EPSILON_KINDS[_EPSILON_FIELDS[field]] or ("any",)
             problems.append(
                 f"{draft.name} claims {field}={value!r}, but the client's ledger has no "
                 f"{'/'.join(kinds)} release"
