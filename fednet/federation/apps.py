@@ -18,11 +18,15 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fednet import protocol as P
-from fednet.config import PROJECT_ROOT, FederationConfig, from_run_config
+from fednet.config import PROJECT_ROOT, FederationConfig, RunConfig, from_run_config
+from fednet.errors import ConfigError
 
 __all__ = ["client_key_dir", "make_server_app", "make_client_app", "new_run_dir", "run_dir_of"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_PRESET = RunConfig().preset
+"""The preset of a run config that names none."""
 
 
 def new_run_dir(base: str | Path = "runs") -> Path:
@@ -94,13 +98,66 @@ def _split_resume(context: Context) -> tuple[dict[str, Any], bool]:
 
 
 def _config(context: Context, cfg: FederationConfig | None) -> FederationConfig:
-    """The client's configuration: its own preset copy (node config ``preset``) if given."""
+    """The client's configuration: its own preset copy (node config ``preset``) if given.
+
+    A node without one takes the preset the server's run config names. That
+    name is the server's, so it must be a relative path to a ``.toml`` file
+    inside the app (:func:`_app_preset`): Flower sends the text of a client's
+    exception to the server, and a preset's errors quote its keys and values.
+    Reproducible noise (``privacy.reproducible-noise``) is taken only from the
+    node's own preset: from the server's it would let the server regenerate the
+    client's noise and subtract it.
+
+    Raises
+    ------
+    ConfigError
+        A server-named preset outside the app, or one that turns on reproducible noise.
+    """
     if cfg is not None:
         return cfg
     run_config, _ = _split_resume(context)
     if "preset" in context.node_config:
         run_config["preset"] = str(context.node_config["preset"])
-    return from_run_config(run_config)
+        return from_run_config(run_config)
+    run_config["preset"] = str(_app_preset(run_config.get("preset", DEFAULT_PRESET)))
+    conf = from_run_config(run_config)
+    if conf.privacy.reproducible_noise:
+        raise ConfigError(
+            f"the server's preset {run_config['preset']!r} sets `privacy.reproducible-noise`; "
+            "a client takes reproducible noise only from its own preset (node config `preset`)"
+        )
+    return conf
+
+
+def _app_preset(name: object) -> Path:
+    """The file a server-named preset ``name`` is inside the app's directory.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is absolute, starts with ``~``, has a ``..`` part, is not a
+        ``.toml`` file, or resolves (through links) outside the app.
+    """
+    text = str(name)
+    rel = Path(text)
+    problem = ""
+    if not text or rel.is_absolute() or text.startswith("~"):
+        problem = "is not a relative path"
+    elif ".." in rel.parts:
+        problem = "has a `..` part"
+    elif rel.suffix != ".toml":
+        problem = "is not a .toml file"
+    else:
+        root = PROJECT_ROOT.resolve()
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            problem = "leads outside the app through a link"
+    if problem:
+        raise ConfigError(
+            f"run config `preset` {text[:200]!r} {problem}: a preset the server names must be "
+            "a .toml file inside the app; a node that brings its own sets node config `preset`"
+        )
+    return path
 
 
 def _runtime(
