@@ -179,7 +179,7 @@ def run_routing_bench(
     sketches = stand_in_sketches(run_dir, cfg, work / "sketches")
     keys = Path(keys_dir or work / "keys")
     if not store.list():
-        publish_run(run_dir, store, keys_dir=keys, sketches=sketches)
+        publish_run(run_dir, store, vet=None, keys_dir=keys, sketches=sketches)
     store.trust = keys_dir_trust(keys)  # the benchmark plays every owner and the reader
     streams = query_streams(
         cfg, per_dataset=queries_per_dataset, warmup_per_dataset=warmup_per_dataset, seed=seed

@@ -108,6 +108,13 @@ def _add_push_options(q: argparse.ArgumentParser) -> None:
         help="sign a run with these owner keys, as their holder (default: forward "
         "the manifests the run's clients signed themselves, <run>/signed/)",
     )
+    q.add_argument(
+        "--state-dir",
+        default=None,
+        help="with --keys-dir: where the run's clients keep their privacy ledgers, "
+        "which must back every epsilon signed (default: the run preset's "
+        "federation.state-dir)",
+    )
     q.add_argument("--key", help="owner key (PEM) for an adapter directory")
     q.add_argument("--name", help="adapter name")
     q.add_argument("--owner", help="owner client id")
@@ -124,7 +131,10 @@ def _push(args: argparse.Namespace, hub) -> int:
     path = Path(args.path)
     if (path / "summary.json").is_file():
         if args.keys_dir:
-            manifests = publish_run(path, hub, keys_dir=args.keys_dir)
+            from fednet.federation.signing import owner_checks
+
+            vet = owner_checks(path, state_dir=args.state_dir)
+            manifests = publish_run(path, hub, keys_dir=args.keys_dir, vet=vet)
         elif (path / SIGNED_DIR).is_dir():
             manifests = publish_signed_run(path, hub)
         else:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "client_ledger",
     "client_owner_key",
+    "owner_checks",
     "privacy_problems",
     "read_signed",
     "release_record",
@@ -218,6 +219,70 @@ def privacy_problems(
             f"{NOT_VALID_NOTE!r}"
         )
     return problems
+
+
+def owner_checks(
+    run_dir: str | Path, *, state_dir: str | Path | None = None
+) -> Callable[[Manifest], list[str]]:
+    """The privacy checks a client makes before it signs, for an owner who signs
+    a finished run's drafts with keys it holds (``fednet hub push --keys-dir``).
+
+    The drafts' ε come from the run's ``summary.json``, the server's copy of
+    the clients' metrics; the check holds them to each client's own ledger,
+    as :func:`sign_release` does (:func:`privacy_problems`).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished run. Its summary's ``preset`` names the clients (their data
+        fixes where each ledger is kept); a run without one backs no ε claim.
+    state_dir : str or Path, optional
+        Where the clients keep their ledgers (default: the preset's
+        ``federation.state-dir``, else ``$FEDNET_STATE_DIR`` or
+        ``~/.fednet/state``).
+
+    Returns
+    -------
+    callable
+        Draft manifest -> the problems of its privacy claims, one line each
+        (empty when its ledger backs every claim). A draft that claims no ε
+        needs no ledger.
+
+    Raises
+    ------
+    ValueError
+        If the run has no ``summary.json``; :class:`~fednet.errors.ConfigError`
+        if its preset cannot be loaded.
+    """
+    from fednet.config import default_state_dir, load_preset
+
+    summary_path = Path(run_dir) / "summary.json"
+    if not summary_path.is_file():
+        raise ValueError(f"`run_dir` {str(run_dir)!r} has no summary.json; is the run finished?")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    preset = summary.get("preset")
+    cfg = load_preset(preset) if preset else None
+    state = Path(
+        state_dir if state_dir is not None else (cfg.state_dir if cfg else default_state_dir())
+    ).expanduser()
+    reproducible = bool(summary.get("privacy", {}).get("reproducible_noise")) or bool(
+        cfg and cfg.privacy.reproducible_noise
+    )
+
+    def check(draft: Manifest) -> list[str]:
+        if not any(getattr(draft, f) is not None for f in _EPSILON_FIELDS):
+            return privacy_problems(draft, None, reproducible_noise=reproducible)
+        if cfg is None:
+            return [
+                f"{draft.name} claims an epsilon, but the run names no preset to find "
+                f"client {draft.owner!r}'s ledger by"
+            ]
+        if draft.owner not in {c.id for c in cfg.clients}:
+            return [f"{draft.name}: client {draft.owner!r} is not in the preset {preset!r}"]
+        ledger = client_ledger(state, cfg.client(draft.owner))
+        return privacy_problems(draft, ledger, reproducible_noise=reproducible)
+
+    return check
 
 
 def sign_release(

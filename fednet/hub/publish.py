@@ -31,7 +31,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +306,7 @@ def publish_run(
     hub: HubStore | HubClient | str | Path,
     *,
     keys_dir: str | Path,
+    vet: Callable[[Manifest], Sequence[str]] | None,
     clients: Iterable[str] | None = None,
     kinds: Iterable[str] = ADAPTER_KINDS,
     token: str | None = None,
@@ -324,6 +325,13 @@ def publish_run(
         :func:`~fednet.hub.open_hub`.
     keys_dir : str or Path
         Directory of the clients' owner keys (see :func:`client_key`).
+    vet : callable or None
+        Draft manifest -> the problems of its claims, checked before anything
+        is signed: the same privacy checks a client makes before it signs
+        (:func:`fednet.federation.signing.owner_checks`, what ``fednet hub
+        push --keys-dir`` passes). ``None`` signs the summary's claims
+        unchecked; only a benchmark that plays every owner on its own
+        temporary hub passes it, by name.
     clients : iterable of str, optional
         Publish only these clients (default: all in ``summary.json``).
     kinds : iterable of str
@@ -347,8 +355,9 @@ def publish_run(
     Raises
     ------
     ValueError
-        If ``run_dir`` has no ``summary.json`` or no round adapters, or a
-        requested client is not in it.
+        If ``run_dir`` has no ``summary.json`` or no round adapters, a
+        requested client is not in it, or ``vet`` finds a problem in any draft
+        (every problem is named; nothing is published then).
     """
     root = Path(run_dir)
     summary_path = root / "summary.json"
@@ -372,20 +381,29 @@ def publish_run(
     published: list[Manifest] = []
     try:
         with tempfile.TemporaryDirectory(prefix=".publish-", dir=root) as tmp:
+            drafts = []
             for cid in wanted:
                 sketch = (sketches or {}).get(cid) or find_sketch(root, cid)
-                published += _publish_client(
+                drafts += _client_drafts(
                     root,
-                    target,
                     cid,
                     infos[cid],
                     kinds,
                     last,
-                    keys_dir,
                     Path(tmp),
                     None if sketch is None else Path(sketch),
                     summary.get("privacy", {}),
                 )
+            if vet is not None:
+                problems = [p for draft, _ in drafts for p in vet(draft)]
+                if problems:
+                    raise ValueError(
+                        f"nothing of {str(root)!r} was published: " + "; ".join(problems)
+                    )
+            published = [
+                target.publish(staged, draft, client_key(keys_dir, draft.owner))
+                for draft, staged in drafts
+            ]
     finally:
         if target is not hub:
             target.close()
@@ -476,22 +494,6 @@ def _client_drafts(
     if sketch is None:
         logger.info("run has no sketch for %s; its adapters are published without one", cid)
     return out
-
-
-def _publish_client(
-    root: Path,
-    hub: HubStore | HubClient,
-    cid: str,
-    info: Mapping[str, Any],
-    kinds: list[str],
-    last_round: int,
-    keys_dir: str | Path,
-    staging: Path,
-    sketch: Path | None,
-    run_privacy: Mapping[str, Any],
-) -> list[Manifest]:
-    drafts = _client_drafts(root, cid, info, kinds, last_round, staging, sketch, run_privacy)
-    return [hub.publish(staged, draft, client_key(keys_dir, cid)) for draft, staged in drafts]
 
 
 def refuse_attacked_run(run_dir: Path, summary: Mapping[str, Any]) -> None:

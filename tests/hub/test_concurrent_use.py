@@ -104,7 +104,7 @@ def hub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hub")
     run = write_run(root / "run")
     with HubStore(root / "hub") as store:
-        publish_run(run, store, keys_dir=root / "keys", kinds=["shared"])
+        publish_run(run, store, vet=None, keys_dir=root / "keys", kinds=["shared"])
     return root
 
 

@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_publish_run_to_a_store(run_dir: Path, tmp_path: Path) -> None:
     with HubStore(tmp_path / "hub") as hub:
-        stored = publish_run(run_dir, hub, keys_dir=tmp_path / "keys")
+        stored = publish_run(run_dir, hub, vet=None, keys_dir=tmp_path / "keys")
         assert [m.ref for m in stored] == [
             "news-0-shared@v1",
             "news-0-personalized@v1",
@@ -72,21 +72,23 @@ def test_publish_run_to_a_store(run_dir: Path, tmp_path: Path) -> None:
 
 def test_publish_again_reuses_keys_and_adds_versions(run_dir: Path, tmp_path: Path) -> None:
     with HubStore(tmp_path / "hub") as hub:
-        publish_run(run_dir, hub, keys_dir=tmp_path / "keys", clients=["spam-0"])
+        publish_run(run_dir, hub, vet=None, keys_dir=tmp_path / "keys", clients=["spam-0"])
         again = publish_run(
-            run_dir, hub, keys_dir=tmp_path / "keys", clients=["spam-0"], kinds=["shared"]
+            run_dir, hub, vet=None, keys_dir=tmp_path / "keys", clients=["spam-0"], kinds=["shared"]
         )
         assert [m.ref for m in again] == ["spam-0-shared@v2"]
         # a different key for the same owner is refused by the pinned hub
         with pytest.raises(UntrustedKeyError, match="spam-0"):
-            publish_run(run_dir, hub, keys_dir=tmp_path / "other-keys", clients=["spam-0"])
+            publish_run(
+                run_dir, hub, vet=None, keys_dir=tmp_path / "other-keys", clients=["spam-0"]
+            )
 
 
 def test_publish_run_over_http(
     run_dir: Path, store: HubStore, serve_store: Callable[..., Any], tmp_path: Path
 ) -> None:
     with serve_store(store) as url:
-        stored = publish_run(run_dir, url, keys_dir=tmp_path / "keys", token=WRITE_TOKEN)
+        stored = publish_run(run_dir, url, vet=None, keys_dir=tmp_path / "keys", token=WRITE_TOKEN)
         assert len(stored) == 4
         with HubClient(url) as client:
             assert [m.name for m in client.list()] == [
@@ -114,14 +116,14 @@ def test_helpers(run_dir: Path, tmp_path: Path) -> None:
 def test_bad_runs_are_refused(run_dir: Path, tmp_path: Path) -> None:
     with HubStore(tmp_path / "hub") as hub:
         with pytest.raises(ValueError, match="has no summary.json"):
-            publish_run(tmp_path, hub, keys_dir=tmp_path / "keys")
+            publish_run(tmp_path, hub, vet=None, keys_dir=tmp_path / "keys")
         with pytest.raises(ValueError, match=r"clients \['ghost'\] are not in the run"):
-            publish_run(run_dir, hub, keys_dir=tmp_path / "keys", clients=["ghost"])
+            publish_run(run_dir, hub, vet=None, keys_dir=tmp_path / "keys", clients=["ghost"])
         empty = tmp_path / "empty"
         empty.mkdir()
         (empty / "summary.json").write_text(json.dumps({"clients": {}}))
         with pytest.raises(ValueError, match="no rounds"):
-            publish_run(empty, hub, keys_dir=tmp_path / "keys")
+            publish_run(empty, hub, vet=None, keys_dir=tmp_path / "keys")
 
 
 def test_missing_personalized_adapter_is_skipped(run_dir: Path, tmp_path: Path) -> None:
@@ -131,15 +133,19 @@ def test_missing_personalized_adapter_is_skipped(run_dir: Path, tmp_path: Path) 
     shutil.copytree(run_dir, copy)
     shutil.rmtree(copy / "personalized" / "news-0")
     with HubStore(tmp_path / "hub") as hub:
-        names = [m.name for m in publish_run(copy, hub, keys_dir=tmp_path / "keys")]
+        names = [m.name for m in publish_run(copy, hub, vet=None, keys_dir=tmp_path / "keys")]
     assert "news-0-personalized" not in names and "news-0-shared" in names
 
 
 def test_cli_hub_push_ls_show_pull_verify(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fednet.cli import main
     from fednet.hub import generate_private_key, save_private_key
+
+    # no sketches, so no epsilon claims: `--keys-dir` signs an epsilon only when
+    # the client's ledger backs it (tests/security/test_release_privacy_claims.py)
+    run_dir = write_run(tmp_path / "run", CLIENTS, sketches=False)
 
     hub = str(tmp_path / "hub")
     assert main(["hub", "push", str(run_dir), "--hub", hub, "--keys-dir", str(tmp_path / "k")]) == 0
@@ -148,7 +154,7 @@ def test_cli_hub_push_ls_show_pull_verify(
     )
     assert main(["hub", "ls", "--hub", hub]) == 0
     listing = capsys.readouterr().out
-    assert "spam-0-shared@v1" in listing and "sms-spam" in listing and "yes" in listing
+    assert "spam-0-shared@v1" in listing and "sms-spam" in listing
     assert main(["hub", "show", "news-0-shared@1", "--hub", hub]) == 0
     assert json.loads(capsys.readouterr().out)["task"] == "bbc-news"
     pull = ["hub", "pull", "news-0-shared", str(tmp_path / "pulled"), "--hub", hub]
@@ -217,7 +223,7 @@ def test_manifest_epsilon_fields_follow_what_was_private(tmp_path: Path) -> None
     )
     (run / "summary.json").write_text(json.dumps(summary))
     with HubStore(tmp_path / "hub") as hub:
-        shared = publish_run(run, hub, keys_dir=tmp_path / "keys", kinds=["shared"])[0]
+        shared = publish_run(run, hub, vet=None, keys_dir=tmp_path / "keys", kinds=["shared"])[0]
         m = hub.resolve(shared.name, shared.version)
     assert (m.update_epsilon, m.sketch_epsilon, m.epsilon) == (2.5, 1.0, 3.0)
     assert (m.delta, m.accountant) == (1e-5, "rdp")
@@ -230,7 +236,7 @@ def test_hub_ls_shows_no_weight_epsilon_for_a_sketch_only_run(
     from fednet.cli import main
 
     with HubStore(tmp_path / "hub") as hub:
-        publish_run(run_dir, hub, keys_dir=tmp_path / "keys", clients=["spam-0"])
+        publish_run(run_dir, hub, vet=None, keys_dir=tmp_path / "keys", clients=["spam-0"])
     assert main(["hub", "ls", "--hub", str(tmp_path / "hub")]) == 0
     header, *rows = capsys.readouterr().out.strip().splitlines()
     assert "UPD-EPS" in header and "SKETCH-EPS" in header

@@ -57,7 +57,7 @@ def env(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env
     store = HubStore(root / "hub", peer_timeout=1.5)
     with serving(create_app(store, write_token=TOKEN)) as url:
         with HubClient(url, token=TOKEN, trust={}) as publisher:
-            publish_run(run_dir, publisher, keys_dir=root / "keys")
+            publish_run(run_dir, publisher, vet=None, keys_dir=root / "keys")
         trust = keys_dir_trust(root / "keys")
         file = TrustStore(root / "trust.json")
         for owner, keys in trust.as_mapping().items():

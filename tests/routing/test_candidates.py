@@ -23,7 +23,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> HubStore:
     root = tmp_path_factory.mktemp("cands")
     run = write_run(root / "run", {"spam-0": ("sms-spam", 0.9), "news-0": ("bbc-news", 0.7)})
     store = HubStore(root / "hub", peer_timeout=5.0)
-    publish_run(run, store, keys_dir=root / "keys")
+    publish_run(run, store, vet=None, keys_dir=root / "keys")
     return store
 
 
@@ -147,7 +147,7 @@ def test_candidates_carry_the_signed_contribution_score(tmp_path: Path) -> None:
         json.dumps({"method": "gradient-projection", "rows": rows})
     )
     with HubStore(tmp_path / "hub") as store:
-        publish_run(run, store, keys_dir=tmp_path / "keys")
+        publish_run(run, store, vet=None, keys_dir=tmp_path / "keys")
         got = {c.adapter: c.contribution for c in candidates_from_hub(store, local=True)}
     assert got == pytest.approx(
         {

@@ -224,3 +224,66 @@ def test_a_personalised_adapter_the_client_kept_is_never_signed(
     so a server that asks to sign one built it, e.g. from the client's unnoised updates."""
     with pytest.raises(ValueError, match="personalized: the client keeps its personalised"):
         _sign(honest_run, tmp_path / "state", keeps_personalized=True)
+
+
+def _with_preset(run: Path) -> Path:
+    """Name in the run's summary a preset whose spam-0 is :data:`SPAM0`, as
+    ``fednet simulate`` records the preset it ran; spam-0 is then the run's only
+    client (only its ledger is charged)."""
+    import json
+
+    from fednet.config import load_preset
+    from fednet.federation.private import data_fingerprint
+
+    preset = run / "preset.toml"
+    preset.write_text(
+        '[federation]\nname = "owner"\nbase-model = "tiny-bert"\n\n'
+        '[[clients]]\nid = "spam-0"\ndataset = "sms-spam"\nlora-rank = 2\n'
+    )
+    assert data_fingerprint(load_preset(preset).client("spam-0")) == data_fingerprint(SPAM0)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["preset"] = str(preset)
+    summary["clients"] = {"spam-0": summary["clients"]["spam-0"]}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_an_owner_pushing_with_its_keys_signs_only_what_its_ledgers_back(
+    run_dir: Path,
+    spam0_ledger: PrivacyLedger,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attack: ``fednet hub push --keys-dir`` of a run whose summary says
+    epsilon 0.1 of a client whose ledger says about 8.9."""
+    from fednet.cli import main
+
+    lie = {**claims_of(spam0_ledger), "epsilon": 0.1, "update_epsilon": 0.1}
+    hub = tmp_path / "hub"
+
+    def push(run: Path) -> int:
+        return main(
+            ["hub", "push", str(run), "--hub", str(hub), "--keys-dir", str(tmp_path / "keys"),
+             "--state-dir", str(tmp_path / "state")]
+        )  # fmt: skip
+
+    assert push(_with_preset(drafted_run(run_dir, tmp_path / "lie", **lie))) == 2
+    err = capsys.readouterr().err
+    assert f"spam-0-shared claims epsilon=0.1, its ledger has {spam0_ledger.epsilon!r}" in err
+    assert "nothing of" in err and "was published" in err
+    with HubStore(hub) as store:
+        assert store.list() == []
+
+    no_preset = drafted_run(run_dir, tmp_path / "no-preset", **claims_of(spam0_ledger))
+    assert push(no_preset) == 2  # no preset: no ledger can be found to back any epsilon
+    assert "names no preset" in capsys.readouterr().err
+
+    assert (
+        push(_with_preset(drafted_run(run_dir, tmp_path / "honest", **claims_of(spam0_ledger))))
+        == 0
+    )
+    with HubStore(hub) as store:
+        assert store.resolve("spam-0-shared").epsilon == spam0_ledger.epsilon
+        assert store.resolve("spam-0-shared").update_epsilon == FIELDS["update_epsilon"](
+            spam0_ledger
+        )
