@@ -286,13 +286,21 @@ def peer_views(
     Peers whose owner key the reader has not pinned are not probed ("not probed:
     key not pinned"): the page is open to anyone, and probing whatever endpoint a
     registration names would let it scan the console host's network.
+    A pinned peer whose record is not the registration its owner signed
+    (:meth:`~fednet.hub.peers.PeerInfo.check_registration`) is not probed either.
     ``probe_timeout_s=0`` probes none.
     """
     pinned = [bool(p.public_key) and trust.pins(p.owner, p.public_key) for p in peers]
     probes: list[tuple[float | None, str | None]] = [
         (None, "not probed" if ok else "not probed: key not pinned") for ok in pinned
     ]
-    wanted = [i for i, ok in enumerate(pinned) if ok]
+    for i, peer in enumerate(peers):
+        if pinned[i]:
+            try:
+                peer.check_registration()
+            except SignatureError:
+                probes[i] = (None, "not probed: record not signed by its owner")
+    wanted = [i for i, ok in enumerate(pinned) if ok and probes[i][1] == "not probed"]
     if probe_timeout_s > 0 and wanted:
         with ThreadPoolExecutor(max_workers=min(16, len(wanted))) as pool:
             got = list(pool.map(lambda i: _probe(peers[i].endpoint, probe_timeout_s), wanted))

@@ -89,10 +89,12 @@ peers_table = Table(
     Column("owner", String(128), nullable=False, server_default=""),
     Column("public_key", String(64), nullable=False, server_default=""),
     Column("last_signed", Float, nullable=False, server_default="0"),
+    Column("registration", Text, nullable=False, server_default=""),
 )
 """Inference peers; ``adapters`` is a JSON list of the adapter names served.
 ``public_key`` is the owner key the peer id is bound to; ``last_signed`` the
-time of its newest signed registration or heartbeat (older ones are replays)."""
+time of its newest signed registration or heartbeat (older ones are replays);
+``registration`` the JSON of its newest signed registration, which readers verify."""
 
 
 def make_engine(url: str) -> Engine:
@@ -132,6 +134,7 @@ def _add_missing_columns(engine: Engine) -> None:
         "owner": "VARCHAR(128) NOT NULL DEFAULT ''",
         "public_key": "VARCHAR(64) NOT NULL DEFAULT ''",
         "last_signed": "FLOAT NOT NULL DEFAULT 0",
+        "registration": "TEXT NOT NULL DEFAULT ''",
     }
     with engine.begin() as conn:
         for name, spec in added.items():

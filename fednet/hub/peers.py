@@ -265,6 +265,13 @@ class PeerInfo:
         Unix time of the last registration or heartbeat.
     up : bool
         Whether the last heartbeat is within the liveness timeout.
+    owner, public_key : str
+        The client id the peer id is bound to, and its Ed25519 key (base64).
+    registration : str
+        JSON of the owner's newest signed registration
+        (:meth:`SignedPeerRequest.to_dict`). The hub's other fields are its own
+        word; :meth:`check_registration` holds them to what the owner signed.
+        ``up`` and ``last_heartbeat`` are the hub's alone.
     """
 
     peer_id: str
@@ -275,6 +282,7 @@ class PeerInfo:
     up: bool = False
     owner: str = ""
     public_key: str = ""
+    registration: str = ""
 
     def __post_init__(self) -> None:
         _, _, _, adapters = check_peer_fields(
@@ -300,7 +308,52 @@ class PeerInfo:
             "up": self.up,
             "owner": self.owner,
             "public_key": self.public_key,
+            "registration": self.registration,
         }
+
+    def check_registration(self) -> SignedPeerRequest:
+        """The owner's signed registration, checked against this record.
+
+        Returns
+        -------
+        SignedPeerRequest
+            The registration: signed with ``public_key`` by ``owner`` for
+            ``peer_id``, with this record's ``endpoint``, ``base_model`` and
+            ``adapters``.
+
+        Raises
+        ------
+        SignatureError
+            If there is no registration, it is malformed or does not verify, or
+            it differs from this record in any of those fields (each named).
+        """
+        where = f"peer {self.peer_id!r}"
+        if not self.registration:
+            raise SignatureError(f"{where} carries no signed registration")
+        try:
+            request = SignedPeerRequest.from_dict(json.loads(self.registration))
+        except (TypeError, ValueError) as e:
+            raise SignatureError(f"{where} has a malformed registration: {e}") from e
+        if request.action != "register":
+            raise SignatureError(f"{where}'s registration is a {request.action!r}")
+        request.verify()
+        differ = [
+            f"{name} {mine!r} (signed: {theirs!r})"
+            for name, mine, theirs in (
+                ("peer_id", self.peer_id, request.peer_id),
+                ("owner", self.owner, request.owner),
+                ("public_key", self.public_key, request.public_key),
+                ("endpoint", self.endpoint, request.endpoint),
+                ("base_model", self.base_model, request.base_model),
+                ("adapters", self.adapters, request.adapters),
+            )
+            if mine != theirs
+        ]
+        if differ:
+            raise SignatureError(
+                f"{where}'s record differs from what its owner signed: " + "; ".join(differ)
+            )
+        return request
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PeerInfo:
@@ -316,6 +369,7 @@ class PeerInfo:
             "up",
             "owner",
             "public_key",
+            "registration",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -392,6 +446,7 @@ class PeerRegistry:
             "adapters": json.dumps(builtins.list(request.adapters)),
             "last_heartbeat": now,
             "last_signed": request.timestamp,
+            "registration": json.dumps(request.to_dict(), sort_keys=True),
         }
         with self._lock, self._engine.begin() as conn:
             pinned = conn.execute(
@@ -535,4 +590,5 @@ def _from_row(row: Mapping[str, Any], now: float, timeout: float) -> PeerInfo:
         up=now - row["last_heartbeat"] <= timeout,
         owner=row.get("owner") or "",
         public_key=row.get("public_key") or "",
+        registration=row.get("registration") or "",
     )

@@ -18,7 +18,7 @@ from typing import Protocol
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
-from fednet.errors import HubError
+from fednet.errors import HubError, SignatureError
 from fednet.hub.manifest import Manifest, VersionSpec
 from fednet.hub.peers import PeerInfo
 from fednet.hub.trust import TrustStore
@@ -294,8 +294,10 @@ def candidates_from_hub(
 
 
 def _serves_for_owner(peer: PeerInfo, manifest: Manifest, trust: TrustStore | None) -> bool:
-    """Whether ``peer`` may answer for ``manifest``: registered by its owner, and under a
-    key the reader pinned for that owner."""
+    """Whether ``peer`` may answer for ``manifest``: registered by its owner, under a
+    key the reader pinned for that owner, and (with ``trust``) its record is the
+    registration the owner signed (:meth:`PeerInfo.check_registration`): a hub
+    that rewrites a peer's endpoint cannot send queries elsewhere."""
     if peer.owner != manifest.owner:
         logger.warning(
             "peer %s (owner %r) lists %s of owner %r; not a candidate",
@@ -312,4 +314,10 @@ def _serves_for_owner(peer: PeerInfo, manifest: Manifest, trust: TrustStore | No
             manifest.owner,
         )
         return False
+    if trust is not None:
+        try:
+            peer.check_registration()
+        except SignatureError as e:
+            logger.warning("%s; not a candidate", e)
+            return False
     return True

@@ -293,7 +293,7 @@ def test_only_peers_with_a_pinned_key_are_probed(tmp_path: Path) -> None:
 
     from fednet.console.state import peer_views
     from fednet.hub.keys import generate_private_key
-    from fednet.hub.peers import PeerInfo
+    from fednet.hub.peers import PeerInfo, sign_peer_request
 
     hits: list[str] = []
 
@@ -310,13 +310,35 @@ def test_only_peers_with_a_pinned_key_are_probed(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        known = encode_public_key(generate_private_key().public_key())
+        alice = generate_private_key()
+        known = encode_public_key(alice.public_key())
         stranger = encode_public_key(generate_private_key().public_key())
         trust = TrustStore(tmp_path / "trust.json")
         trust.add("alice", known)
+        signed = sign_peer_request(
+            alice,
+            action="register",
+            peer_id="a",
+            owner="alice",
+            endpoint=url,
+            base_model="tiny-bert",
+        )
         peers = [
             PeerInfo(
-                peer_id="a", endpoint=url, base_model="tiny-bert", owner="alice", public_key=known
+                peer_id="a",
+                endpoint=url,
+                base_model="tiny-bert",
+                owner="alice",
+                public_key=known,
+                registration=json.dumps(signed.to_dict()),
+            ),
+            PeerInfo(  # alice's key, but the hub rewrote the endpoint she signed
+                peer_id="r",
+                endpoint=url + "/elsewhere",
+                base_model="tiny-bert",
+                owner="alice",
+                public_key=known,
+                registration=json.dumps(signed.to_dict()),
             ),
             PeerInfo(
                 peer_id="m",
@@ -333,3 +355,5 @@ def test_only_peers_with_a_pinned_key_are_probed(tmp_path: Path) -> None:
     assert views["a"].probe_ms is not None and views["a"].key_pinned
     assert views["m"].probe_ms is None and not views["m"].key_pinned
     assert views["m"].probe_error == "not probed: key not pinned"
+    assert views["r"].probe_ms is None
+    assert views["r"].probe_error == "not probed: record not signed by its owner"

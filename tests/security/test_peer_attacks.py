@@ -219,3 +219,40 @@ def test_peer_engine_refuses_a_resigned_manifest_even_with_matching_cached_files
     with pytest.raises(UntrustedKeyError, match="owner 'tweets-0'"):
         engine.ensure("tweets-0-shared")
     assert engine.loaded == []
+
+
+def _rewrite_peer(net: Net, peer_id: str, **values: Any) -> None:
+    """What a hostile hub operator can do: change a peer's row in its own database."""
+    from sqlalchemy import update
+
+    from fednet.hub.db import peers_table
+
+    with net.store._engine.begin() as conn:
+        conn.execute(update(peers_table).where(peers_table.c.peer_id == peer_id).values(**values))
+
+
+def test_a_hub_cannot_send_queries_to_an_endpoint_the_owner_never_signed(net: Net) -> None:
+    """The attack: the hub rewrites spam-1's peer record to point at a server of its
+    own, which reads every query the router sends there."""
+    seen: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/classify")
+    def classify(body: dict[str, Any]) -> dict[str, Any]:
+        seen.append(body)
+        return {}
+
+    honest_url = {p.peer_id: p.endpoint for p in net.store.peers()}["spam-1"]
+    with serving(app) as rogue_url:
+        _rewrite_peer(net, "spam-1", endpoint=rogue_url)
+        try:
+            assert {p.peer_id: p.endpoint for p in net.store.peers()}["spam-1"] == rogue_url
+            with _network(net) as network:
+                candidates = network.refresh()
+                assert all(c.endpoint != rogue_url for c in candidates)
+                assert "spam-1" not in {c.peer_id for c in candidates}
+        finally:
+            _rewrite_peer(net, "spam-1", endpoint=honest_url)
+    assert seen == []
+    with _network(net) as network:  # the honest record is a candidate again
+        assert any(c.peer_id == "spam-1" for c in network.refresh())
