@@ -352,6 +352,7 @@ def make_client_app(
         rt.model.freeze_lora_a(frozen_a)
         try:
             res = PrivateRound(rt, state_dir=state).run(
+                run_id=msg.metadata.run_id,
                 server_round=rnd,
                 steps=steps,
                 release_sketch=bool(conf.get("last-round", 0)),

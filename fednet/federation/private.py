@@ -385,14 +385,25 @@ class PrivateRound:
 
     # -- the round ----------------------------------------------------------------
     def run(
-        self, *, server_round: int, steps: int, release_sketch: bool, personalize: bool = False
+        self,
+        *,
+        run_id: int,
+        server_round: int,
+        steps: int,
+        release_sketch: bool,
+        personalize: bool = False,
     ) -> RoundResult:
-        """Train one round privately; raise ``BudgetExhaustedError`` before any work if
-        the round does not fit the budget.
+        """Train one round of run ``run_id`` privately; raise ``BudgetExhaustedError``
+        before any work if the round does not fit the budget.
 
-        With ``personalize`` in central mode without DP-SGD the adapter is
-        saved in the client's state directory and not released."""
+        In central mode a training round of a run the client has not joined
+        joins it first (:meth:`join_central_run`, charged once per run), so a
+        server that skips the profile query still gets nothing uncharged. With
+        ``personalize`` in central mode without DP-SGD the adapter is saved in
+        the client's state directory and not released."""
         self.check_central_round(server_round, personalize=personalize)
+        if self.cfg.enabled and self.cfg.update_mode == "central" and not personalize:
+            self.join_central_run(run_id)
         plan = self.plan(steps=steps, release_sketch=release_sketch)
         ledger = self.check_budget(plan)
         received_lora = self.rt.model.lora_state()

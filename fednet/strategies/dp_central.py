@@ -9,8 +9,11 @@ Sampling and accounting (the rule fednet applies, :data:`ACCOUNTING_RULE`):
 
 - every round the server samples each profiled client independently with
   probability ``q = fraction_train`` (secret Poisson sampling, from OS entropy
-  through :class:`~fednet.privacy.randomness.NoiseSource`; the sample is never
-  logged, checkpointed or sent);
+  through :class:`~fednet.privacy.randomness.NoiseSource`). The server is
+  trusted in this mode: its own log and round history name the clients that
+  trained. Nothing it publishes does: the per-client contribution records,
+  statistics of raw updates that would also name the sample, are not kept
+  (:meth:`CentralDP.contributions`), so no manifest carries a contribution score;
 - each sampled client's update (its change to the state it received: LoRA
   factors at its rank and its task head, as one vector) is clipped to L2 norm
   ``C`` and zero-padded to the group's rank. Per LoRA group the server sums
@@ -104,6 +107,12 @@ class CentralDP(Strategy):
     def __getattr__(self, name: str) -> Any:
         # profiles, sketches, refusals, bytes counters, payload, discover ... are the inner's
         return getattr(self.strategy, name)
+
+    def contributions(self, server_round: int, arrays: ArrayRecord) -> list[dict[str, Any]]:
+        """None: a per-client record would name the secret sample, and its norm,
+        cosine and contribution are statistics of raw, unnoised updates that the
+        central guarantee does not cover."""
+        return []
 
     def summary(self) -> None:
         logger.info("CentralDP(z=%s, C=%s) around:", self.noise_multiplier, self.clipping_norm)

@@ -146,3 +146,19 @@ def test_planned_releases_are_the_ledgers_own_entries(tmp_path):
         if isinstance(node, ast.ClassDef) and node.name == "Release"
     ]
     assert classes == ["ledger.py"]
+
+
+def test_a_round_of_a_run_never_joined_joins_it_first(tmp_path):
+    """The attack: a server skips the profile query (where a client joins a central
+    run and charges it) and sends training rounds straight away."""
+    want = compute_epsilon([(1.1, 0.25, 3)], delta=1e-5)
+    for rnd in (1, 2, 3):
+        PrivateRound(_runtime(budget=50.0), state_dir=tmp_path).run(
+            run_id=21, server_round=rnd, steps=1, release_sketch=False
+        )
+    ledger = PrivateRound(_runtime(budget=50.0), state_dir=tmp_path).ledger()
+    assert ledger.epsilon == pytest.approx(want, rel=1e-9)  # charged once, for the whole run
+    with pytest.raises(BudgetExhaustedError, match="over the budget"):
+        PrivateRound(_runtime(budget=0.5), state_dir=tmp_path / "small").run(
+            run_id=22, server_round=1, steps=1, release_sketch=False
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dataclasses
 import json
 
@@ -257,6 +259,23 @@ def test_central_mode_with_personalisation_and_client_sampling(tmp_path):
         assert summary["clients"][c.id]["epsilon"] == pytest.approx(want, rel=1e-9)
         assert summary["clients"][c.id]["accuracy"] is None
     _signed_as_its_ledger(tmp_path, cfg)
+    _sample_stays_secret(tmp_path / "run", cfg)
+
+
+def _sample_stays_secret(run: Path, cfg) -> None:  # type: ignore[no-untyped-def]
+    """Nothing published carries the central-DP sample or a statistic of raw updates:
+    no contribution rows (their norm, cosine and score are computed from the unnoised
+    updates of the sampled clients), and no contribution score in a signed manifest.
+    (The trusted server's own log and round history do name who trained.)"""
+    import json
+
+    rows = json.loads((run / "contributions.json").read_text())["rows"]
+    assert rows == [], rows
+    signed = list((run / "signed").rglob("*.json"))
+    assert signed
+    for path in signed:
+        text = path.read_text()
+        assert '"contribution": null' in text or '"contribution"' not in text, path
 
 
 def test_clients_whose_updates_multi_krum_drops_still_sign_what_they_spent(tmp_path):
