@@ -278,6 +278,12 @@ class ClientDefaults:
         sensitivity does not cover.
     base_model : str
         Registered base model; defaults to the federation's.
+    label_names : list of str
+        The label set of a data file, in id order; every row's label must be
+        one of them (integer labels index it). Empty: the sorted distinct
+        labels the file holds. Required with ``privacy.enabled``: the label set
+        leaves the client (profile, sketch, head shape), and read from the data
+        it would show that a label occurs, one record at a time.
     """
 
     dataset: Str = ""
@@ -295,6 +301,16 @@ class ClientDefaults:
     learning_rate: Annotated[Finite, *bound("> 0")] = 5e-4
     class_weighting: Literal["none", "balanced"] = "none"
     base_model: Str = ""
+    label_names: tuple[Str, ...] = ()
+
+    @field_validator("label_names")
+    @classmethod
+    def _label_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not n.strip() for n in value):
+            raise expected("non-blank label names")
+        if len(set(value)) != len(value):
+            raise expected("unique label names")
+        return tuple(value)
 
     @field_validator("base_model")
     @classmethod
@@ -462,6 +478,17 @@ class FederationConfig(FederationSettings):
                     "publish, so `hub.location` must be unset",
                 )
             )
+        if self.privacy.enabled:
+            for i, c in enumerate(self.clients):
+                if is_data_file(c.dataset) and not c.label_names:
+                    found.append(
+                        (
+                            ("clients", i, "label-names"),
+                            "must list the data file's labels with `privacy.enabled`: the "
+                            "label set leaves the client, and read from the file it would "
+                            "show which labels occur in it",
+                        )
+                    )
         if self.privacy.enabled and self.privacy.dpsgd:
             for i, c in enumerate(self.clients):
                 if c.class_weighting != "none":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,9 @@ from fednet.data.data_utils import (
     check_fraction,
     check_seed,
     label_ids,
-    label_names,
+)
+from fednet.data.data_utils import (
+    label_names as dataset_label_names,
 )
 from fednet.data.grouped import group_split_indices
 from fednet.data.local import SUPPORTED_SUFFIXES, read_local_file
@@ -46,18 +49,29 @@ __all__ = ["load_splits", "load_report", "clear_data_cache"]
 logger = logging.getLogger(__name__)
 
 
-FileKey = tuple[str, int, int, str, str, str]
-"""(resolved path, mtime_ns, size, text column, label column, encoding)."""
+FileKey = tuple[str, int, int, str, str, str, tuple[str, ...]]
+"""(resolved path, mtime_ns, size, text column, label column, encoding, label names)."""
 
 
 @functools.lru_cache(maxsize=4)
 def _load_file_cached(
-    path: str, mtime_ns: int, size: int, text_column: str, label_column: str, encoding: str
+    path: str,
+    mtime_ns: int,
+    size: int,
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    label_names: tuple[str, ...] = (),
 ) -> tuple[Dataset, LoadReport]:
-    """Load a local file once per (path, modification time, size, columns, encoding)."""
+    """Load a local file once per (path, modification time, size, columns, encoding,
+    label names)."""
     del mtime_ns, size  # only part of the cache key: an edited file is re-read
     return read_local_file(
-        path, text_column=text_column, label_column=label_column, encoding=encoding or None
+        path,
+        text_column=text_column,
+        label_column=label_column,
+        label_names=list(label_names) or None,
+        encoding=encoding or None,
     )
 
 
@@ -91,7 +105,7 @@ def _split(ds: Dataset, *, seed: int, test_fraction: float) -> DatasetDict:
             stratify=True,
         )
     except ValueError as e:
-        names = label_names(ds)
+        names = dataset_label_names(ds)
         by_name = {names[i]: int(n) for i, n in enumerate(counts) if n}
         raise ValueError(
             f"cannot split {ds.info.dataset_name!r} ({ds.num_rows} rows, class counts "
@@ -126,7 +140,11 @@ def _split_file(file_key: FileKey, seed: int, test_fraction: float) -> DatasetDi
 
 
 def _file_key(
-    name_or_path: str | os.PathLike[str], text_column: str, label_column: str, encoding: str = ""
+    name_or_path: str | os.PathLike[str],
+    text_column: str,
+    label_column: str,
+    encoding: str = "",
+    label_names: Sequence[str] | None = None,
 ) -> FileKey:
     """Resolve a path to a hashable key that changes when the file changes."""
     path = Path(name_or_path).expanduser()
@@ -145,6 +163,7 @@ def _file_key(
         text_column,
         label_column,
         encoding,
+        tuple(label_names or ()),
     )
 
 
@@ -158,6 +177,7 @@ def client_splits(cfg: FederationConfig, client: ClientConfig) -> DatasetDict:
         text_column=client.text_column,
         label_column=client.label_column,
         encoding=client.encoding,
+        label_names=client.label_names or None,
     )
 
 
@@ -169,6 +189,7 @@ def load_splits(
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
     encoding: str = "",
+    label_names: Sequence[str] | None = None,
 ) -> DatasetDict:
     """Load a data set and split it into a fixed, stratified train and test set.
 
@@ -189,6 +210,9 @@ def load_splits(
         Columns of a local file; ignored for catalogue names.
     encoding : str, optional
         Codec of a local text file (see :func:`fednet.data.load_local_file`).
+    label_names : sequence of str, optional
+        The label set of a local file, in id order (see
+        :func:`fednet.data.load_local_file`); ignored for catalogue names.
 
     Returns
     -------
@@ -211,7 +235,7 @@ def load_splits(
         loader = get_dataset_loader(name_or_path)
         cached = _split_catalog(name_or_path, loader, seed, test_fraction)
     elif isinstance(name_or_path, (str, os.PathLike)):
-        key = _file_key(name_or_path, text_column, label_column, encoding)
+        key = _file_key(name_or_path, text_column, label_column, encoding, label_names)
         cached = _split_file(key, seed, test_fraction)
     else:
         raise TypeError(
@@ -226,6 +250,7 @@ def load_report(
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
     encoding: str = "",
+    label_names: Sequence[str] | None = None,
 ) -> LoadReport:
     """The :class:`~fednet.data.report.LoadReport` of the load behind :func:`load_splits`.
 
@@ -236,7 +261,7 @@ def load_report(
         ds = create_dataset(name_or_path)
         ids = label_ids(ds).tolist()
         rows, texts, conflicting = duplicate_figures(list(ds[TEXT_COLUMN]), ids)
-        names = label_names(ds)
+        names = dataset_label_names(ds)
         counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(names))
         return LoadReport(
             source=name_or_path,
@@ -249,7 +274,8 @@ def load_report(
             encoding="utf-8",
             encoding_source="catalogue",
         )
-    return _load_file_cached(*_file_key(name_or_path, text_column, label_column, encoding))[1]
+    key = _file_key(name_or_path, text_column, label_column, encoding, label_names)
+    return _load_file_cached(*key)[1]
 
 
 def clear_data_cache() -> None:

@@ -148,6 +148,7 @@ def simulate_local(
         When the SuperLink does not start or ``flwr run`` refuses the app.
     """
     from fednet.config import PROJECT_ROOT
+    from fednet.federation.apps import NODE_PRESET_ENV
     from fednet.federation.recorder import PROGRESS_FILE
 
     run_dir = Path(run_dir).resolve()
@@ -160,6 +161,8 @@ def simulate_local(
         F.write_connection(flwr_home, address=f"127.0.0.1:{port}", ca_cert=None)
         staged = F.stage_app(app_dir or PROJECT_ROOT, work / "app")
         env = F.flower_env(flwr_home)
+        # the virtual SuperNodes' own preset: the user's, as `flower-client --config` gives it
+        env[NODE_PRESET_ENV] = str(Path(preset).resolve())
         run_config: dict[str, str | int | float | bool] = {
             "preset": str(Path(preset).resolve()),
             "run-dir": str(run_dir),

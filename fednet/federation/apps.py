@@ -8,6 +8,7 @@ ServerApp also sets up its logging, which this library never does), and
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = RunConfig().preset
 """The preset of a run config that names none."""
+
+NODE_PRESET_ENV = "FEDNET_NODE_PRESET"
+"""Environment variable naming a node's own preset, as node config ``preset`` does:
+``fednet simulate`` sets it for its virtual SuperNodes, whose node config it cannot
+set, and a node's operator may set it for ``flower-supernode``."""
 
 
 def new_run_dir(base: str | Path = "runs") -> Path:
@@ -98,7 +104,8 @@ def _split_resume(context: Context) -> tuple[dict[str, Any], bool]:
 
 
 def _config(context: Context, cfg: FederationConfig | None) -> FederationConfig:
-    """The client's configuration: its own preset copy (node config ``preset``) if given.
+    """The client's configuration: its own preset copy (node config ``preset``, else
+    ``$FEDNET_NODE_PRESET``) if given.
 
     A node without one takes the preset the server's run config names. That
     name is the server's, so it must be a relative path to a ``.toml`` file
@@ -116,8 +123,9 @@ def _config(context: Context, cfg: FederationConfig | None) -> FederationConfig:
     if cfg is not None:
         return cfg
     run_config, _ = _split_resume(context)
-    if "preset" in context.node_config:
-        run_config["preset"] = str(context.node_config["preset"])
+    own = context.node_config.get("preset") or os.environ.get(NODE_PRESET_ENV)
+    if own:
+        run_config["preset"] = str(own)
         return from_run_config(run_config)
     run_config["preset"] = str(_app_preset(run_config.get("preset", DEFAULT_PRESET)))
     conf = from_run_config(run_config)

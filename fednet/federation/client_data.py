@@ -57,6 +57,7 @@ def load_client_data(cfg: FederationConfig, client: ClientConfig) -> ClientData:
         text_column=client.text_column,
         label_column=client.label_column,
         encoding=client.encoding,
+        label_names=client.label_names or None,
     ).to_dict()
     part = partition_dataset(
         splits["train"],

@@ -25,6 +25,11 @@ TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1  # as 
 SECRET = "hunter2-SECRET"
 
 
+@pytest.fixture(autouse=True)
+def _no_node_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(apps.NODE_PRESET_ENV, raising=False)
+
+
 def _ask(run_config: dict[str, object], tmp_path: Path) -> str:
     """Send one query to a node with no preset of its own; everything the server
     gets back (the reply, or the text of the exception Flower forwards)."""
@@ -100,6 +105,21 @@ def test_a_node_may_choose_reproducible_noise_in_its_own_preset(tmp_path):
         run_config={"preset": "configs/tiny.toml"},
     )
     assert apps._config(context, None).privacy.reproducible_noise
+
+
+def test_a_nodes_own_preset_may_come_from_its_environment(tmp_path, monkeypatch):
+    """How `fednet simulate` gives its virtual SuperNodes the user's preset."""
+    own = tmp_path / "own.toml"
+    own.write_text((PROJECT_ROOT / "configs" / "tiny.toml").read_text())
+    monkeypatch.setenv(apps.NODE_PRESET_ENV, str(own))
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0},
+        state=RecordDict(),
+        run_config={"preset": "/somewhere/the/server/chose.toml"},
+    )
+    assert apps._config(context, None).source == str(own)
 
 
 def test_the_apps_own_preset_still_serves_a_node_without_one(tmp_path):
