@@ -305,20 +305,29 @@ class PrivateRound:
         """
         from fednet.strategies.dp_central import ACCOUNTING_RULE
 
-        ledger = self.ledger()
-        note = f"central-run:{run_id} rule:{ACCOUNTING_RULE}"
-        if not ledger.has_note(note):
-            r = self.central_release()
-            ledger.charge(
-                noise_multiplier=r.noise_multiplier,
-                sample_rate=r.sample_rate,
-                steps=r.steps,
-                kind=r.kind,
-                note=note,
-            )
-            self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-            ledger.save(self.ledger_path)
+        with self.locked_ledger():
+            ledger = self.ledger()
+            note = f"central-run:{run_id} rule:{ACCOUNTING_RULE}"
+            if not ledger.has_note(note):
+                r = self.central_release()
+                ledger.charge(
+                    noise_multiplier=r.noise_multiplier,
+                    sample_rate=r.sample_rate,
+                    steps=r.steps,
+                    kind=r.kind,
+                    note=note,
+                )
+                ledger.save(self.ledger_path)
         return ledger.epsilon
+
+    def locked_ledger(self) -> Any:
+        """An exclusive lock on this client's ledger (``<ledger>.lock`` beside it), so
+        that two processes of one client (two runs at once) check and charge it in
+        turn; a context manager. The charge is saved before anything is released."""
+        from filelock import FileLock
+
+        self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.ledger_path) + ".lock")
 
     def check_central_round(self, server_round: int, *, personalize: bool) -> None:
         """In central mode, refuse a training round beyond the rounds charged at join.
@@ -405,7 +414,16 @@ class PrivateRound:
         if self.cfg.enabled and self.cfg.update_mode == "central" and not personalize:
             self.join_central_run(run_id)
         plan = self.plan(steps=steps, release_sketch=release_sketch)
-        ledger = self.check_budget(plan)
+        with self.locked_ledger():  # charged before the round trains: a failure over-charges
+            ledger = self.check_budget(plan)
+            for r in plan:
+                ledger.charge(
+                    noise_multiplier=r.noise_multiplier,
+                    sample_rate=r.sample_rate,
+                    steps=r.steps,
+                    kind=r.kind,
+                )
+            ledger.save(self.ledger_path)
         received_lora = self.rt.model.lora_state()
         received_head = self.rt.model.head_state()
         if self.cfg.enabled and self.cfg.dpsgd:
@@ -427,15 +445,6 @@ class PrivateRound:
         sketch = (
             self.build_sketch(plan[-1].noise_multiplier, server_round) if release_sketch else None
         )
-        for r in plan:
-            ledger.charge(
-                noise_multiplier=r.noise_multiplier,
-                sample_rate=r.sample_rate,
-                steps=r.steps,
-                kind=r.kind,
-            )
-        self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        ledger.save(self.ledger_path)
         metrics.update(ledger_epsilons(ledger))
         metrics["delta"] = float(self.cfg.delta)
         logger.info(

@@ -162,3 +162,54 @@ def test_a_round_of_a_run_never_joined_joins_it_first(tmp_path):
         PrivateRound(_runtime(budget=0.5), state_dir=tmp_path / "small").run(
             run_id=22, server_round=1, steps=1, release_sketch=False
         )
+
+
+def test_two_processes_of_one_client_cannot_both_spend_the_last_of_its_budget(tmp_path):
+    """The attack: two runs of one client at once (two ClientApp processes) both pass
+    the budget check, train, and charge; the last save wins, and the ledger shows one
+    release of the two that left. The charge now happens, under a lock on the
+    ledger, before the round trains."""
+    import threading
+
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        privacy=PrivacyConfig(
+            enabled=True,
+            update_mode="local",
+            update_noise_multiplier=2.0,
+            epsilon_budget=2.5,  # one release of (2, 1, 1) fits, two do not
+        ),
+    )
+    rounds = [PrivateRound(ClientRuntime(cfg, cfg.clients[0]), state_dir=tmp_path) for _ in "ab"]
+    checked = threading.Barrier(2, timeout=30)
+    for r in rounds:  # both reach training before either charges, as two processes may
+        original = r.rt.train
+
+        def train(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                checked.wait()
+            except threading.BrokenBarrierError:
+                pass
+            return _original(*args, **kwargs)
+
+        r.rt.train = train  # type: ignore[method-assign]
+    outcome: list[str] = []
+
+    def go(r: PrivateRound) -> None:
+        try:
+            res = r.run(run_id=1, server_round=1, steps=1, release_sketch=False)
+            outcome.append("released" if res.lora is not None else "kept")
+        except BudgetExhaustedError:
+            outcome.append("refused")
+        finally:
+            checked.abort()
+
+    threads = [threading.Thread(target=go, args=(r,)) for r in rounds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    ledger = rounds[0].ledger()
+    assert sorted(outcome) == ["refused", "released"], outcome
+    assert len(ledger.releases) == outcome.count("released") == 1
