@@ -169,6 +169,7 @@ def test_two_processes_of_one_client_cannot_both_spend_the_last_of_its_budget(tm
     the budget check, train, and charge; the last save wins, and the ledger shows one
     release of the two that left. The charge now happens, under a lock on the
     ledger, before the round trains."""
+    import contextlib
     import threading
 
     base = load_preset("configs/tiny.toml")
@@ -187,10 +188,8 @@ def test_two_processes_of_one_client_cannot_both_spend_the_last_of_its_budget(tm
         original = r.rt.train
 
         def train(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 checked.wait()
-            except threading.BrokenBarrierError:
-                pass
             return _original(*args, **kwargs)
 
         r.rt.train = train  # type: ignore[method-assign]
