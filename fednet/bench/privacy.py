@@ -33,8 +33,9 @@ EPSILONS = (1.0, 4.0, 8.0, math.inf)
 SKETCH_SHARE = 0.25
 
 
-def privacy_config_for(epsilon: float, *, delta: float = 1e-5) -> PrivacyConfig:
-    """DP-SGD plus sketch, together within ``epsilon`` (no DP for ∞)."""
+def privacy_config_for(epsilon: float, *, sample_rate: float, delta: float = 1e-5) -> PrivacyConfig:
+    """DP-SGD (at the public ``sample_rate``) plus sketch, together within ``epsilon``
+    (no DP for ∞)."""
     if math.isinf(epsilon):
         return PrivacyConfig(
             enabled=False, epsilon_budget=math.inf, delta=delta, sketch_epsilon=8.0 * SKETCH_SHARE
@@ -46,6 +47,7 @@ def privacy_config_for(epsilon: float, *, delta: float = 1e-5) -> PrivacyConfig:
         dpsgd=True,
         dpsgd_epsilon=epsilon * (1 - SKETCH_SHARE),
         dpsgd_max_grad_norm=1.0,
+        dpsgd_sample_rate=sample_rate,
         sketch_epsilon=epsilon * SKETCH_SHARE,
     )
 
@@ -137,12 +139,22 @@ def run_privacy_bench(
         base = dataclasses.replace(base, rounds=1, personalize_steps=0)
     rows = []
     utility: dict[str, Any] | None = None
+    # DP-SGD's sampling rate is public: the benchmark declares the median of the clients'
+    # batch-size / n, as a federation would from the sizes it plans for
+    from fednet.federation.client_data import load_client_data
+
+    rates = sorted(
+        min(1.0, c.batch_size / len(load_client_data(base, c).train_texts)) for c in base.clients
+    )
+    sample_rate = rates[len(rates) // 2]
     for eps in EPSILONS:
         label = "inf" if math.isinf(eps) else f"{eps:g}"
         run_dir = out_dir.parent / f"{out_dir.name}-work" / f"eps-{label}"
         # each row is a fresh federation on the same data: a budget of its own
         state = run_dir.parent / f"state-eps-{label}"
-        cfg = dataclasses.replace(base, privacy=privacy_config_for(eps), state_dir=str(state))
+        cfg = dataclasses.replace(
+            base, privacy=privacy_config_for(eps, sample_rate=sample_rate), state_dir=str(state)
+        )
         logger.info("privacy bench: epsilon %s", label)
         t0 = time.time()
         summary = simulate(cfg, run_dir, num_cpus_per_client=_core_share(len(cfg.clients)))

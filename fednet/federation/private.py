@@ -241,7 +241,11 @@ class PrivateRound:
     # -- planning ---------------------------------------------------------------
     @property
     def dpsgd_sample_rate(self) -> float:
-        return min(1.0, self.rt.client.batch_size / self.rt.num_examples)
+        """``privacy.dpsgd-sample-rate``: public, so that ε does not reveal ``n``."""
+        q = self.cfg.dpsgd_sample_rate
+        if q is None:
+            raise ValueError("`privacy.dpsgd-sample-rate` must be set with `privacy.dpsgd` on")
+        return float(q)
 
     def dpsgd_noise_multiplier(self) -> float:
         """z of DP-SGD: given, or calibrated to ``dpsgd-epsilon`` over the whole run."""
@@ -532,6 +536,8 @@ class PrivateRound:
             max_grad_norm=self.cfg.dpsgd_max_grad_norm,
             noise_multiplier=noise_multiplier,
             noise=self.noise("dpsgd", server_round),
+            sample_rate=self.dpsgd_sample_rate,
+            expected_batch_size=rt.client.batch_size,
         )
         loss_fn = torch.nn.CrossEntropyLoss()
         module, dp_opt = private.module, private.optimizer

@@ -65,6 +65,15 @@ class PrivacyConfig:
         Noise multiplier of DP-SGD, given directly.
     dpsgd_max_grad_norm : float
         Per-example gradient clipping bound of DP-SGD.
+    dpsgd_sample_rate : float or None
+        ``q`` of DP-SGD, in (0, 1]: each step takes each training example with
+        probability ``q`` (Poisson sampling), and the ledger charges ``q``.
+        Required with ``enabled`` and ``dpsgd``. It is a public setting on
+        purpose: a rate derived from the data (``batch-size / n``) would make
+        the released ε a function of the client's number of examples ``n``,
+        which the protocol withholds. Each step's summed, noised gradient is
+        divided by the client's ``batch-size``, also public; pick ``q`` near
+        ``batch-size / n`` for the usual step size.
     accountant : str
         Registered accountant name.
     sketch_examples : int
@@ -89,6 +98,7 @@ class PrivacyConfig:
     dpsgd_epsilon: Annotated[Finite, *bound("> 0")] | None = None
     dpsgd_noise_multiplier: Annotated[Finite, *bound(">= 0")] | None = None
     dpsgd_max_grad_norm: Annotated[Finite, *bound("> 0")] = 1.0
+    dpsgd_sample_rate: Annotated[Finite, *bound("in (0, 1]")] | None = None
     accountant: Str = "rdp"
     sketch_examples: Annotated[Int, *bound(">= 1")] = 512
     reproducible_noise: Bool = False
@@ -114,6 +124,15 @@ class PrivacyConfig:
                     "with `privacy.dpsgd` on, set exactly one of `privacy.dpsgd-epsilon` and "
                     f"`privacy.dpsgd-noise-multiplier`; got {self.dpsgd_epsilon!r} and "
                     f"{self.dpsgd_noise_multiplier!r}",
+                )
+            )
+        if self.enabled and self.dpsgd and self.dpsgd_sample_rate is None:
+            found.append(
+                (
+                    ("dpsgd_sample_rate",),
+                    "must be set with `privacy.dpsgd` on: DP-SGD's sampling rate must be a "
+                    "public setting, since a rate derived from the data (batch-size / n) "
+                    "makes the released epsilon reveal the client's number of examples",
                 )
             )
         for name in ("sketch_epsilon", "dpsgd_epsilon"):

@@ -75,6 +75,8 @@ def make_private(
     poisson_sampling: bool = True,
     grad_sample_mode: str = "hooks",
     noise: NoiseSource | None = None,
+    sample_rate: float | None = None,
+    expected_batch_size: int | None = None,
 ) -> PrivateTraining:
     """Wrap a model, optimizer and loader for DP-SGD.
 
@@ -106,6 +108,14 @@ def make_private(
     noise : NoiseSource, optional
         Source of the gradient noise and of the Poisson sampling; OS entropy
         by default. A seeded source is for tests only.
+    sample_rate : float, optional
+        ``q`` of the Poisson sampling, in (0, 1], given as a public setting
+        (``privacy.dpsgd-sample-rate``); default ``1 / len(data_loader)``,
+        which depends on the number of examples.
+    expected_batch_size : int, optional
+        What each step's summed, noised gradient is divided by; default
+        ``round(q * n)``. Give a public number (the client's ``batch-size``)
+        so that the released step does not scale with ``n``.
 
     Returns
     -------
@@ -123,7 +133,10 @@ def make_private(
         raise ValueError("module has no parameter with requires_grad=True to train")
     if len(data_loader) < 1:
         raise ValueError("data_loader must yield at least one batch")
-    sample_rate = 1.0 / len(data_loader)
+    if sample_rate is None:
+        sample_rate = 1.0 / len(data_loader)
+    elif not 0.0 < sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
     z = _resolve_noise_multiplier(
         noise_multiplier=noise_multiplier,
         target_epsilon=target_epsilon,
@@ -135,7 +148,7 @@ def make_private(
     )
     source = secure_source() if noise is None else noise
     if poisson_sampling:
-        data_loader = _poisson_loader(data_loader, source)
+        data_loader = _poisson_loader(data_loader, source, sample_rate)
     engine = PrivacyEngine(accountant="rdp")
     private_module, private_optimizer, private_loader = engine.make_private(
         module=module,
@@ -149,9 +162,10 @@ def make_private(
     # opacus takes the expected batch size as int(n * (1 / len(loader))), which floating
     # point rounds down to 0 for some n (49 examples in batches of 1): the mean gradient
     # would then be divided by zero. q * n, rounded, is what it means.
-    private_optimizer.expected_batch_size = max(
-        1,
-        round(len(data_loader.dataset) * sample_rate),  # type: ignore[arg-type]
+    private_optimizer.expected_batch_size = (
+        check_positive("expected_batch_size", expected_batch_size)
+        if expected_batch_size is not None
+        else max(1, round(len(data_loader.dataset) * sample_rate))  # type: ignore[arg-type]
     )
     _draw_noise_from(private_optimizer, source)
     logger.info(
@@ -186,9 +200,9 @@ def step_empty_batch(optimizer: DPOptimizer) -> None:
     optimizer.step()
 
 
-def _poisson_loader(data_loader: DataLoader, noise: NoiseSource) -> DataLoader:
-    """``data_loader``'s data set behind Poisson sampling at ``q = 1 / len(data_loader)``,
-    with opacus's collation of empty batches."""
+def _poisson_loader(data_loader: DataLoader, noise: NoiseSource, sample_rate: float) -> DataLoader:
+    """``data_loader``'s data set behind Poisson sampling at ``sample_rate``, with
+    opacus's collation of empty batches."""
     from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
     from torch.utils.data._utils.collate import default_collate
 
@@ -196,7 +210,7 @@ def _poisson_loader(data_loader: DataLoader, noise: NoiseSource) -> DataLoader:
     first = dataset[0]
     sampler = PoissonBatchSampler(
         num_samples=len(dataset),  # type: ignore[arg-type]
-        sample_rate=1.0 / len(data_loader),
+        sample_rate=sample_rate,
         noise=noise,
     )
     collate = wrap_collate_with_empty(

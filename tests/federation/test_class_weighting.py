@@ -81,7 +81,12 @@ def test_balanced_weighting_is_refused_with_dpsgd_and_unknown_values_are_named()
     base = {"federation": {"base-model": "tiny-bert"}}
     client = {"id": "spam-0", "dataset": "sms-spam", "class-weighting": "balanced"}
     assert parse_preset({**base, "clients": [client]}).clients[0].class_weighting == "balanced"
-    dp = {"enabled": True, "dpsgd": True, "dpsgd-noise-multiplier": 1.0}
+    dp = {
+        "enabled": True,
+        "dpsgd": True,
+        "dpsgd-noise-multiplier": 1.0,
+        "dpsgd-sample-rate": 0.1,
+    }
     with pytest.raises(ConfigError, match=r"class-weighting.*must be 'none' with `privacy.dpsgd`"):
         parse_preset({**base, "privacy": dp, "clients": [client]})
     with pytest.raises(ConfigError, match=r"class-weighting.*'none' or 'balanced'"):

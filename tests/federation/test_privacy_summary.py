@@ -28,8 +28,16 @@ from fednet.privacy import NOT_VALID_NOTE, PrivacyConfig
         ),
         ({"enabled": True, "update_mode": "central", "update_noise_multiplier": 1.0}, True),
         ({"enabled": True, "update_mode": "central", "update_noise_multiplier": 0.0}, False),
-        ({"enabled": True, "dpsgd": True, "dpsgd_noise_multiplier": 0.0}, False),
-        ({"enabled": True, "dpsgd": True, "dpsgd_epsilon": 4.0}, True),
+        (
+            {
+                "enabled": True,
+                "dpsgd": True,
+                "dpsgd_noise_multiplier": 0.0,
+                "dpsgd_sample_rate": 0.1,
+            },
+            False,
+        ),
+        ({"enabled": True, "dpsgd": True, "dpsgd_epsilon": 4.0, "dpsgd_sample_rate": 0.1}, True),
     ],
 )
 def test_updates_private_is_truthful(privacy, private):

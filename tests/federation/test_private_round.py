@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,37 @@ def test_two_processes_of_one_client_cannot_both_spend_the_last_of_its_budget(tm
     ledger = rounds[0].ledger()
     assert sorted(outcome) == ["refused", "released"], outcome
     assert len(ledger.releases) == outcome.count("released") == 1
+
+
+@pytest.mark.parametrize("epsilon", [None, 3.0])
+def test_dpsgd_epsilon_does_not_reveal_the_number_of_examples(epsilon):
+    """The attack: with q = batch-size / n, the epsilon a client reports (and signs)
+    is a one-to-one function of n, which the protocol withholds; a server tabulates
+    epsilon over n and reads n off. The rate is now a public setting."""
+    import types
+
+    base = load_preset("configs/tiny.toml")
+    cfg = dataclasses.replace(
+        base,
+        privacy=PrivacyConfig(
+            enabled=True,
+            epsilon_budget=50.0,
+            dpsgd=True,
+            dpsgd_sample_rate=0.05,
+            dpsgd_epsilon=epsilon,
+            dpsgd_noise_multiplier=None if epsilon else 1.0,
+        ),
+    )
+    charged = set()
+    for n in (200, 201, 1234):
+        rt = types.SimpleNamespace(cfg=cfg, client=cfg.clients[0], num_examples=n)
+        (release,) = PrivateRound(rt, state_dir=Path("unused")).plan(steps=10, release_sketch=False)
+        charged.add((release.noise_multiplier, release.sample_rate, release.steps))
+    assert charged == {(next(iter(charged))[0], 0.05, 10)}
+
+
+def test_dpsgd_needs_a_public_sample_rate():
+    from fednet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dpsgd-sample-rate.*must be set"):
+        PrivacyConfig(enabled=True, dpsgd=True, dpsgd_noise_multiplier=1.0)

@@ -110,6 +110,7 @@ def test_dpsgd_trains_every_round(tmp_path):
             epsilon_budget=20.0,
             dpsgd=True,
             dpsgd_noise_multiplier=1.0,
+            dpsgd_sample_rate=0.1,
             sketch_epsilon=1.0,
         ),
     )
@@ -134,6 +135,8 @@ def test_dpsgd_with_empty_poisson_batches(tmp_path):
     base = load_preset("configs/tiny.toml")
     clients = tuple(dataclasses.replace(c, batch_size=1, local_steps=8) for c in base.clients)
     z = 1.0
+    # the public rate: 1 / the largest client's n, so every client's batches are often empty
+    q = 1 / max(len(load_client_data(base, c).train_texts) for c in clients)
     cfg = dataclasses.replace(
         base,
         rounds=1,
@@ -144,6 +147,7 @@ def test_dpsgd_with_empty_poisson_batches(tmp_path):
             epsilon_budget=50.0,
             dpsgd=True,
             dpsgd_noise_multiplier=z,
+            dpsgd_sample_rate=q,
             sketch_epsilon=1.0,
         ),
     )
@@ -151,9 +155,6 @@ def test_dpsgd_with_empty_poisson_batches(tmp_path):
     z_sketch = sketch_noise_multiplier(epsilon=1.0, delta=cfg.privacy.delta)
     for cid, c in summary["clients"].items():
         assert c["refused"] is None, cid
-        # under privacy the example count stays on the client: the test reads the data itself
-        client = next(k for k in cfg.clients if k.id == cid)
-        q = 1 / len(load_client_data(cfg, client).train_texts)
         want = compute_epsilon([(z, q, 8), (z_sketch, 1.0, 1)], delta=cfg.privacy.delta)
         assert c["epsilon"] == pytest.approx(want, rel=1e-9), cid
         assert c["bytes_up_total"] > 0, cid
