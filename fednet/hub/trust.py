@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,12 +117,20 @@ def verify_rotation(manifest: Manifest, old_public_key: str) -> bool:
 
 @dataclass(frozen=True)
 class PinnedKey:
-    """One key pinned for an owner."""
+    """One key pinned for an owner.
+
+    ``retired`` is set (ISO 8601 UTC) when the owner rotated away from the key:
+    the ``created_at`` of the first manifest carrying that rotation. A retired
+    key is trusted only for manifests created before then, and signs no
+    rotation. (A holder of the retired key can still write an earlier
+    ``created_at``: retirement stops new claims, not backdated ones.)
+    """
 
     owner: str
     key: str
     added: str
     source: str
+    retired: str = ""
 
     @property
     def fingerprint(self) -> str:
@@ -129,12 +139,20 @@ class PinnedKey:
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready record (owner left out: it is the map key)."""
-        return {
+        out = {
             "key": self.key,
             "fingerprint": self.fingerprint,
             "added": self.added,
             "source": self.source,
         }
+        if self.retired:
+            out["retired"] = self.retired
+        return out
+
+    def trusts(self, manifest: Manifest) -> bool:
+        """Whether this key may have signed ``manifest``: not retired, or retired
+        after the manifest was created."""
+        return not self.retired or _utc(manifest.created_at) < _utc(self.retired)
 
 
 class TrustStore:
@@ -201,8 +219,22 @@ class TrustStore:
                 if not isinstance(entry, dict) or "key" not in entry:
                     raise ValueError(f"trust store {where!r}: bad entry for {owner!r}: {entry!r}")
                 key = normalize_public_key(entry["key"])
+                retired = str(entry.get("retired", ""))
+                if retired:
+                    try:
+                        _utc(retired)
+                    except ValueError as e:
+                        raise ValueError(
+                            f"trust store {where!r}: `retired` of a key of {owner!r}: {e}"
+                        ) from e
                 out.setdefault(owner, []).append(
-                    PinnedKey(owner, key, str(entry.get("added", "")), str(entry.get("source", "")))
+                    PinnedKey(
+                        owner,
+                        key,
+                        str(entry.get("added", "")),
+                        str(entry.get("source", "")),
+                        retired,
+                    )
                 )
         return out
 
@@ -288,11 +320,16 @@ class TrustStore:
         pinned = self._owners.get(manifest.owner, [])
         for entry in pinned:
             if entry.key == key:
-                return entry
+                return entry if entry.trusts(manifest) else None
         for entry in pinned:
-            if verify_rotation(manifest, entry.key):
+            if not entry.retired and verify_rotation(manifest, entry.key):
                 return entry
         return None
+
+    def _retire(self, entry: PinnedKey, when: str) -> None:
+        """Mark ``entry`` retired at ``when`` (the lock held); the caller saves."""
+        keys = self._owners[entry.owner]
+        keys[keys.index(entry)] = dataclasses.replace(entry, retired=when)
 
     def status(self, manifest: Manifest) -> TrustStatus:
         """Whether ``manifest`` verifies under a key trusted for its owner, pinning nothing.
@@ -346,6 +383,7 @@ class TrustStore:
             entry = self._trusting_entry(manifest, key)
             if entry is not None:
                 if entry.key != key:
+                    self._retire(entry, manifest.created_at)
                     self._pin(manifest.owner, key, f"rotation from {entry.fingerprint}", save=True)
                     logger.info(
                         "owner %s rotated to key %s (signed by pinned %s)",
@@ -365,6 +403,14 @@ class TrustStore:
                     self.path,
                 )
                 return
+            retired = [e for e in pinned if e.key == key and e.retired]
+            if retired:
+                raise UntrustedKeyError(
+                    f"{manifest.ref} is signed by owner {manifest.owner!r} with key "
+                    f"{fingerprint(key)}, which the owner retired at {retired[0].retired} "
+                    f"(a rotation to another key); the manifest says it was created at "
+                    f"{manifest.created_at}"
+                )
             known = ", ".join(e.fingerprint for e in pinned) or "none"
         raise UntrustedKeyError(
             f"{manifest.ref} is signed by owner {manifest.owner!r} with key {fingerprint(key)}, "
@@ -380,6 +426,14 @@ class TrustStore:
         except SignatureError:
             return False
         return True
+
+
+def _utc(text: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (``Z`` accepted)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value.astimezone(UTC)
 
 
 def read_key_argument(text: str) -> str:

@@ -120,3 +120,46 @@ def test_status_judges_as_check_does_and_pins_nothing(
     # check, by the same rules, follows the rotation and pins the new key
     trust.check(genuine)
     assert trust.keys("client-1") == [encode_public_key(old), encode_public_key(new)]
+
+
+def test_a_rotated_away_key_signs_nothing_new_and_cannot_rotate_again(tmp_path):
+    """The attack: an owner rotates from a key it believes compromised to a new one;
+    whoever holds the old key still signs manifests the reader trusts, and can even
+    rotate the name to a key of its own."""
+    from dataclasses import replace
+
+    from fednet.errors import UntrustedKeyError
+    from fednet.hub.keys import encode_public_key, generate_private_key, sign_manifest
+    from fednet.hub.manifest import Manifest
+    from fednet.hub.trust import TrustStore, sign_rotation
+
+    old, new, thief = generate_private_key(), generate_private_key(), generate_private_key()
+    store = TrustStore(tmp_path / "trust.json", keys={"c0": [encode_public_key(old)]})
+    draft = Manifest(name="c0-shared", owner="c0", base_model="m", rank=4, task="t")
+    before = sign_manifest(replace(draft, created_at="2026-01-01T00:00:00Z"), old)
+    store.check(before)
+    rotated = replace(
+        draft,
+        created_at="2026-06-01T00:00:00Z",
+        rotation=sign_rotation("c0-shared", encode_public_key(new), old),
+    )
+    store.check(sign_manifest(rotated, new))  # the owner moves to the new key
+
+    forged = sign_manifest(
+        replace(draft, name="c0-personalized", created_at="2026-07-01T00:00:00Z"), old
+    )
+    assert store.status(forged) == "unpinned"
+    with pytest.raises(UntrustedKeyError, match="retired"):
+        store.check(forged)
+    stolen = replace(
+        draft,
+        created_at="2026-01-02T00:00:00Z",  # backdated, to look older than the rotation
+        rotation=sign_rotation("c0-shared", encode_public_key(thief), old),
+    )
+    with pytest.raises(UntrustedKeyError):
+        store.check(sign_manifest(stolen, thief))
+    assert not store.pins("c0", encode_public_key(thief))
+    # what the old key signed before the rotation still verifies, also after a reload
+    reloaded = TrustStore(tmp_path / "trust.json")
+    assert reloaded.status(before) == "trusted"
+    assert reloaded.status(forged) == "unpinned"
