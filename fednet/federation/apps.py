@@ -224,16 +224,18 @@ def _refusal(msg: Message, reason: str) -> Message:
 
 
 def _release(
-    rt: Any, state: Path, kind: str, server_round: int, metrics: dict[str, float]
+    rt: Any, state: Path, msg: Message, kind: str, server_round: int, metrics: dict[str, float]
 ) -> dict[str, float]:
-    """The metrics that may leave; under privacy the rest go to the client's own record."""
-    from fednet.federation.private import record_own_metrics, releasable_metrics
+    """The metrics that may leave; under privacy the rest go to the client's own record.
+    What leaves is recorded too, to hold the server's drafts to before signing."""
+    from fednet.federation.private import record_own_metrics, record_released, releasable_metrics
 
     out = releasable_metrics(rt.cfg.privacy, metrics)
     if out.keys() != metrics.keys():
         record_own_metrics(
             state, rt.client.id, {"kind": kind, "round": server_round, "metrics": metrics}
         )
+    record_released(state, rt.client.id, msg.metadata.run_id, kind, out)
     return out
 
 
@@ -259,11 +261,12 @@ def _sign(
     """Sign the release the server asks for, with this client's own key, if the
     client's own privacy ledger (in its state directory) backs every privacy claim."""
     from fednet.federation.client import resolve_client
-    from fednet.federation.private import keeps_personalized
+    from fednet.federation.private import keeps_personalized, released_metrics
     from fednet.federation.signing import client_ledger, client_owner_key, sign_release
 
     conf = _config(context, cfg)
     client = resolve_client(conf, dict(context.node_config))
+    state = _state_dir(context, state_dir, conf)
     key = client_owner_key(
         client.id,
         key_root=_key_root(context, key_dir, conf, client.id),
@@ -273,9 +276,10 @@ def _sign(
         msg.content.config_records[P.RELEASE],
         client,
         key,
-        ledger=client_ledger(_state_dir(context, state_dir, conf), client),
+        ledger=client_ledger(state, client),
         reproducible_noise=conf.privacy.reproducible_noise,
         keeps_personalized=keeps_personalized(conf.privacy),
+        released=released_metrics(state, client.id, msg.metadata.run_id),
     )
     return Message(RecordDict({P.SIGNED: signed}), reply_to=msg)
 
@@ -339,6 +343,16 @@ def make_client_app(
         if privacy.enabled:  # counts are data: weights are then uniform, the load report stays
             profile.pop("num-examples", None)  # in the client's own log
             profile = {k: v for k, v in profile.items() if not k.startswith(P.DATA_PREFIX)}
+        if "num-examples" in profile:  # what a manifest's num_examples is held to
+            from fednet.federation.private import record_released
+
+            record_released(
+                _state_dir(context, state_dir, rt.cfg),
+                rt.client.id,
+                msg.metadata.run_id,
+                "profile",
+                {"num-examples": float(profile["num-examples"])},
+            )
         return Message(RecordDict({P.PROFILE: ConfigRecord(profile)}), reply_to=msg)
 
     @app.train()
@@ -375,7 +389,7 @@ def make_client_app(
             metrics["personalized"] = 1.0
             metrics["num-examples"] = float(rt.num_examples)
         metrics["wall-s"] = time.perf_counter() - started  # the client's own time this round
-        metrics = _release(rt, state, "train", rnd, metrics)
+        metrics = _release(rt, state, msg, "train", rnd, metrics)
         content = RecordDict({P.METRICS: MetricRecord(metrics)})  # type: ignore[arg-type]
         if res.lora is not None and res.head is not None:
             lora = {k: v for k, v in res.lora.items() if not (frozen_a and ".lora_A." in k)}
@@ -394,7 +408,9 @@ def make_client_app(
         metrics["wall-s"] = time.perf_counter() - started
         conf = dict(msg.content.config_records.get(P.CONFIG, ConfigRecord()))
         rnd = int(conf.get("server-round", 0))  # type: ignore[arg-type]
-        metrics = _release(rt, _state_dir(context, state_dir, rt.cfg), "evaluate", rnd, metrics)
+        metrics = _release(
+            rt, _state_dir(context, state_dir, rt.cfg), msg, "evaluate", rnd, metrics
+        )
         return Message(
             RecordDict({P.METRICS: MetricRecord(metrics)}),  # type: ignore[arg-type]
             reply_to=msg,

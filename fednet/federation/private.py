@@ -181,6 +181,43 @@ def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]
         f.write(json.dumps({"time": time.time(), **entry}, default=float) + "\n")
 
 
+def record_released(
+    state_dir: Path, client_id: str, run_id: int, kind: str, metrics: Mapping[str, Any]
+) -> None:
+    """Append what the client sends the server (``kind``: ``"profile"``, ``"train"``
+    or ``"evaluate"``) to ``<state-dir>/<client-id>/released.jsonl``, the record it
+    holds the server's drafts to before it signs (:func:`released_metrics`)."""
+    path = Path(state_dir) / client_id / "released.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"time": time.time(), "run": int(run_id), "kind": kind, "metrics": dict(metrics)}
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=float) + "\n")
+
+
+def released_metrics(state_dir: Path, client_id: str, run_id: int) -> dict[str, dict[str, float]]:
+    """The client's last ``profile``, ``evaluate`` and ``personalized`` (a training round
+    with ``personalized`` set) metrics sent in run ``run_id``; empty when none."""
+    path = Path(state_dir) / client_id / "released.jsonl"
+    out: dict[str, dict[str, float]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a crashed write: that release is unknown
+        if not isinstance(entry, dict) or entry.get("run") != int(run_id):
+            continue
+        kind, metrics = entry.get("kind"), entry.get("metrics")
+        if not isinstance(metrics, dict):
+            continue
+        if kind == "train" and metrics.get("personalized") == 1.0:
+            kind = "personalized"
+        if kind in ("profile", "evaluate", "personalized"):
+            out[str(kind)] = metrics
+    return out
+
+
 logger = logging.getLogger(__name__)
 
 

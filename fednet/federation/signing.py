@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "client_ledger",
     "client_owner_key",
+    "metric_problems",
     "owner_checks",
     "privacy_problems",
     "read_signed",
@@ -221,6 +222,56 @@ def privacy_problems(
     return problems
 
 
+def metric_problems(
+    draft: Manifest, released: Mapping[str, Mapping[str, float]] | None
+) -> list[str]:
+    """What in the quality claims (``metrics``) of ``draft`` the client never released.
+
+    Parameters
+    ----------
+    draft : Manifest
+        The manifest the server asks the client to sign.
+    released : mapping or None
+        What the client itself sent the server in this run
+        (:func:`fednet.federation.private.released_metrics`): ``"evaluate"``,
+        its last evaluation of the global model; ``"personalized"``, the
+        metrics of its personalisation round; ``"profile"``, its profile.
+        None when it kept no record.
+
+    Returns
+    -------
+    list of str
+        One line per claim it cannot back: a shared adapter's ``accuracy``
+        and ``loss`` must be its last evaluation's, a personalised adapter's
+        ``accuracy`` its personalisation round's, and ``num_examples`` the
+        count its profile sent; any other metric is refused. Values compare
+        with ``math.isclose(rel_tol=1e-9, abs_tol=1e-12)``.
+    """
+    sent = released or {}
+    source = "personalized" if draft.kind == "personalized" else "evaluate"
+    truth: dict[str, float | None] = {
+        "accuracy": sent.get(source, {}).get("accuracy"),
+        "num_examples": sent.get("profile", {}).get("num-examples"),
+    }
+    if source == "evaluate":
+        truth["loss"] = sent.get(source, {}).get("loss")
+    problems = []
+    for key, value in sorted(draft.metrics.items()):
+        if key not in truth:
+            problems.append(
+                f"{draft.name} claims metric {key}={value!r}, which the client never reports"
+            )
+            continue
+        want = truth[key]
+        if want is None:
+            problems.append(
+                f"{draft.name} claims {key}={value!r}, but the client sent no {key} in this run"
+            )
+        elif not math.isclose(float(value), float(want), rel_tol=1e-9, abs_tol=1e-12):
+            problems.append(f"{draft.name} claims {key}={value!r}, the client sent {want!r}")
+    return problems
+
+
 def owner_checks(
     run_dir: str | Path, *, state_dir: str | Path | None = None
 ) -> Callable[[Manifest], list[str]]:
@@ -293,6 +344,7 @@ def sign_release(
     ledger: PrivacyLedger | None,
     reproducible_noise: bool,
     keeps_personalized: bool,
+    released: Mapping[str, Mapping[str, float]] | None,
 ) -> ConfigRecord:
     """Check and sign a release request as ``client``; the reply is ``<kind>`` -> signed JSON.
 
@@ -314,6 +366,9 @@ def sign_release(
         (:func:`fednet.federation.private.keeps_personalized`: central mode
         without DP-SGD). A ``personalized`` release is then refused: the client
         never sent it, so the server built it, e.g. from unnoised updates.
+    released : mapping or None
+        The metrics the client sent the server in this run; every quality
+        claim is checked against them (:func:`metric_problems`).
 
     Raises
     ------
@@ -365,6 +420,7 @@ def sign_release(
         if draft.owner_public_key or draft.signature or draft.rotation:
             wrong.append("it is already signed")
         wrong += privacy_problems(draft, ledger, reproducible_noise=reproducible_noise)
+        wrong += metric_problems(draft, released)
         if wrong:
             problems.append(f"{kind}: " + "; ".join(wrong))
             continue

@@ -62,6 +62,18 @@ def claims_of(ledger: PrivacyLedger) -> dict[str, object]:
     }
 
 
+def sent_by(run: Path, client_id: str) -> dict[str, dict[str, float]]:
+    """What the client sent the server in the fake run, as its own record holds it
+    (:func:`fednet.federation.private.released_metrics`): its last evaluation, its
+    personalisation round and its profile's count."""
+    info = json.loads((run / "summary.json").read_text())["clients"][client_id]
+    return {
+        "evaluate": {"accuracy": info["accuracy"], "loss": info["loss"]},
+        "personalized": {"accuracy": info["personalized_accuracy"], "personalized": 1.0},
+        "profile": {"num-examples": float(info["num_examples"])},
+    }
+
+
 def drafted_run(source: Path, out: Path, **claims: object) -> Path:
     """A copy of the run ``source`` whose summary (the server's copy of the clients' metrics)
     says ``claims`` of spam-0: ``epsilon``, ``update_epsilon`` and ``sketch_epsilon``

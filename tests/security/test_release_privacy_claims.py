@@ -19,7 +19,7 @@ from fednet.hub import HubStore, encode_public_key, generate_private_key
 from fednet.privacy.ledger import PrivacyLedger
 from fednet.privacy.randomness import NOT_VALID_NOTE
 
-from .conftest import SPAM0, charge_spam0, claims_of, drafted_run
+from .conftest import SPAM0, charge_spam0, claims_of, drafted_run, sent_by
 
 FIELDS = {
     "epsilon": lambda ledger: ledger.epsilon,
@@ -43,6 +43,7 @@ def _sign(  # type: ignore[no-untyped-def]
         ledger=client_ledger(state, SPAM0),
         reproducible_noise=reproducible_noise,
         keeps_personalized=keeps_personalized,
+        released=sent_by(run, "spam-0"),
     )
     return read_signed(reply, releases, "spam-0"), releases, key
 
@@ -214,6 +215,7 @@ def test_claims_must_fit_together_as_the_manifest_defines_them(
             ledger=client_ledger(tmp_path / "state", SPAM0),
             reproducible_noise=False,
             keeps_personalized=False,
+            released=sent_by(honest_run, "spam-0"),
         )
 
 
@@ -286,4 +288,42 @@ def test_an_owner_pushing_with_its_keys_signs_only_what_its_ledgers_back(
         assert store.resolve("spam-0-shared").epsilon == spam0_ledger.epsilon
         assert store.resolve("spam-0-shared").update_epsilon == FIELDS["update_epsilon"](
             spam0_ledger
+        )
+
+
+def test_a_server_cannot_get_a_quality_claim_signed_that_the_client_never_sent(
+    honest_run: Path, spam0_ledger: PrivacyLedger, tmp_path: Path
+) -> None:
+    """The attack: the server drafts accuracy 0.999 for spam-0, whose evaluation said
+    0.95; routers rank adapters by the accuracy their owners signed."""
+    import json
+
+    from fednet.hub.publish import client_releases
+
+    sent = sent_by(honest_run, "spam-0")
+    summary = json.loads((honest_run / "summary.json").read_text())
+    summary["clients"]["spam-0"].update(accuracy=0.999, personalized_accuracy=0.999)
+    (honest_run / "summary.json").write_text(json.dumps(summary))
+    releases = client_releases(honest_run, "spam-0")
+    with pytest.raises(
+        ValueError, match="spam-0-shared claims accuracy=0.999, the client sent 0.95"
+    ):
+        sign_release(
+            release_record(releases),
+            SPAM0,
+            generate_private_key(),
+            ledger=client_ledger(tmp_path / "state", SPAM0),
+            reproducible_noise=False,
+            keeps_personalized=False,
+            released=sent,
+        )
+    with pytest.raises(ValueError, match="claims accuracy=0.999, but the client sent no accuracy"):
+        sign_release(
+            release_record(releases),
+            SPAM0,
+            generate_private_key(),
+            ledger=client_ledger(tmp_path / "state", SPAM0),
+            reproducible_noise=False,
+            keeps_personalized=False,
+            released=None,
         )

@@ -23,13 +23,13 @@ from fednet.hub.manifest import Manifest
 from fednet.hub.publish import client_releases, publish_signed_run
 from fednet.privacy.ledger import PrivacyLedger
 
-from .conftest import SPAM0
+from .conftest import SPAM0, sent_by
 
 Sign = Callable[[ConfigRecord, ClientConfig, Ed25519PrivateKey], ConfigRecord]
 
 
 @pytest.fixture
-def sign(spam0_ledger: PrivacyLedger) -> Sign:
+def sign(spam0_ledger: PrivacyLedger, honest_run: Path) -> Sign:
     """``sign_release`` as spam-0 runs it: with its own ledger, noise not reproducible."""
 
     def sign(record: ConfigRecord, client: ClientConfig, key: Ed25519PrivateKey) -> ConfigRecord:
@@ -40,6 +40,7 @@ def sign(spam0_ledger: PrivacyLedger) -> Sign:
             ledger=spam0_ledger,
             reproducible_noise=False,
             keeps_personalized=False,
+            released=sent_by(honest_run, "spam-0"),
         )
 
     return sign
