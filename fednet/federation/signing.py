@@ -17,7 +17,10 @@ client checks each manifest before it signs it:
   (``privacy.reproducible-noise``) signs no ε without
   :data:`~fednet.privacy.randomness.NOT_VALID_NOTE`. A claim left unset
   (None) promises nothing and is signed as it is; an ε claimed by a client
-  without a ledger, or without a release of that kind, is refused.
+  without a ledger, or without a release of that kind, is refused;
+- every quality claim (``metrics``) is what the client sent the server in
+  this run (:func:`metric_problems`, against the record
+  :func:`~fednet.federation.private.record_released` keeps).
 
 Then it signs with its Ed25519 owner key and answers with the signed
 manifests only (:data:`~fednet.protocol.SIGNED`); one problem in any manifest
