@@ -304,26 +304,18 @@ def test_a_server_cannot_get_a_quality_claim_signed_that_the_client_never_sent(
     summary = json.loads((honest_run / "summary.json").read_text())
     summary["clients"]["spam-0"].update(accuracy=0.999, personalized_accuracy=0.999)
     (honest_run / "summary.json").write_text(json.dumps(summary))
-    releases = client_releases(honest_run, "spam-0")
-    with pytest.raises(
-        ValueError, match="spam-0-shared claims accuracy=0.999, the client sent 0.95"
+    record = release_record(client_releases(honest_run, "spam-0"))
+    for released, message in (
+        (sent, "spam-0-shared claims accuracy=0.999, the client sent 0.95"),
+        (None, "claims accuracy=0.999, but the client sent no accuracy"),
     ):
-        sign_release(
-            release_record(releases),
-            SPAM0,
-            generate_private_key(),
-            ledger=client_ledger(tmp_path / "state", SPAM0),
-            reproducible_noise=False,
-            keeps_personalized=False,
-            released=sent,
-        )
-    with pytest.raises(ValueError, match="claims accuracy=0.999, but the client sent no accuracy"):
-        sign_release(
-            release_record(releases),
-            SPAM0,
-            generate_private_key(),
-            ledger=client_ledger(tmp_path / "state", SPAM0),
-            reproducible_noise=False,
-            keeps_personalized=False,
-            released=None,
-        )
+        with pytest.raises(ValueError, match=message):
+            sign_release(
+                record,
+                SPAM0,
+                generate_private_key(),
+                ledger=client_ledger(tmp_path / "state", SPAM0),
+                reproducible_noise=False,
+                keeps_personalized=False,
+                released=released,
+            )

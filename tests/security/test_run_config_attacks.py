@@ -89,6 +89,18 @@ def test_a_server_cannot_turn_a_clients_noise_reproducible(tmp_path, monkeypatch
     assert "reproducible-noise" in answer and "own preset" in answer
 
 
+def _context(run_preset: str, **node: object) -> Context:
+    """A node's context: its node config ``node`` (partition 0), the server's run config
+    naming ``run_preset``."""
+    return Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, **node},
+        state=RecordDict(),
+        run_config={"preset": run_preset},
+    )
+
+
 def test_a_node_may_choose_reproducible_noise_in_its_own_preset(tmp_path):
     own = tmp_path / "own.toml"
     text = (PROJECT_ROOT / "configs" / "tiny.toml").read_text()
@@ -97,13 +109,7 @@ def test_a_node_may_choose_reproducible_noise_in_its_own_preset(tmp_path):
         if "[privacy]" in text
         else text + "\n[privacy]\nenabled = true\nreproducible-noise = true\n"
     )
-    context = Context(
-        run_id=1,
-        node_id=1,
-        node_config={"partition-id": 0, "preset": str(own)},
-        state=RecordDict(),
-        run_config={"preset": "configs/tiny.toml"},
-    )
+    context = _context("configs/tiny.toml", preset=str(own))
     assert apps._config(context, None).privacy.reproducible_noise
 
 
@@ -112,33 +118,11 @@ def test_a_nodes_own_preset_may_come_from_its_environment(tmp_path, monkeypatch)
     own = tmp_path / "own.toml"
     own.write_text((PROJECT_ROOT / "configs" / "tiny.toml").read_text())
     monkeypatch.setenv(apps.NODE_PRESET_ENV, str(own))
-    context = Context(
-        run_id=1,
-        node_id=1,
-        node_config={"partition-id": 0},
-        state=RecordDict(),
-        run_config={"preset": "/somewhere/the/server/chose.toml"},
-    )
+    context = _context("/somewhere/the/server/chose.toml")
     assert apps._config(context, None).source == str(own)
 
 
 def test_the_apps_own_preset_still_serves_a_node_without_one(tmp_path):
-    context = Context(
-        run_id=1,
-        node_id=1,
-        node_config={"partition-id": 0},
-        state=RecordDict(),
-        run_config={"preset": "configs/tiny.toml"},
-    )
-    assert apps._config(context, None).source.endswith("configs/tiny.toml")
+    assert apps._config(_context("configs/tiny.toml"), None).source.endswith("configs/tiny.toml")
     with pytest.raises(ConfigError, match="inside the app"):
-        apps._config(
-            Context(
-                run_id=1,
-                node_id=1,
-                node_config={"partition-id": 0},
-                state=RecordDict(),
-                run_config={"preset": str(PROJECT_ROOT / "configs" / "tiny.toml")},
-            ),
-            None,
-        )
+        apps._config(_context(str(PROJECT_ROOT / "configs" / "tiny.toml")), None)
