@@ -172,13 +172,17 @@ def keeps_personalized(cfg: PrivacyConfig) -> bool:
     return cfg.enabled and cfg.update_mode == "central" and not cfg.dpsgd
 
 
-def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]) -> None:
-    """Append ``entry`` to ``<state-dir>/<client-id>/metrics.jsonl``: the client's own record
-    of what it kept to itself."""
-    path = Path(state_dir) / client_id / "metrics.jsonl"
+def _append_record(path: Path, entry: Mapping[str, Any]) -> None:
+    """Append ``entry``, stamped with the time, as one JSON line of ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps({"time": time.time(), **entry}, default=float) + "\n")
+
+
+def record_own_metrics(state_dir: Path, client_id: str, entry: Mapping[str, Any]) -> None:
+    """Append ``entry`` to ``<state-dir>/<client-id>/metrics.jsonl``: the client's own record
+    of what it kept to itself."""
+    _append_record(Path(state_dir) / client_id / "metrics.jsonl", entry)
 
 
 def record_released(
@@ -187,11 +191,10 @@ def record_released(
     """Append what the client sends the server (``kind``: ``"profile"``, ``"train"``
     or ``"evaluate"``) to ``<state-dir>/<client-id>/released.jsonl``, the record it
     holds the server's drafts to before it signs (:func:`released_metrics`)."""
-    path = Path(state_dir) / client_id / "released.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"time": time.time(), "run": int(run_id), "kind": kind, "metrics": dict(metrics)}
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=float) + "\n")
+    _append_record(
+        Path(state_dir) / client_id / "released.jsonl",
+        {"run": int(run_id), "kind": kind, "metrics": dict(metrics)},
+    )
 
 
 def released_metrics(state_dir: Path, client_id: str, run_id: int) -> dict[str, dict[str, float]]:
